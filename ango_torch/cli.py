@@ -1,0 +1,160 @@
+"""The ``ango-torch`` command line: inspect, validate, prefetch, preview, convert, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import AngoTorchError
+
+__all__ = ["main"]
+
+
+def _json_arg(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("export", help="export file: .json, .ndjson, .zip, .json.gz (path or URL)")
+    p.add_argument("--storage-options", type=_json_arg, default=None, metavar="JSON",
+                   help="fsspec storage options as a JSON object")
+    p.add_argument("--cache-dir", default=None, help="persist the index (and assets) here")
+
+
+def _load(args: argparse.Namespace, *, on_error: str = "raise") -> Any:
+    from .export import load_export
+
+    return load_export(args.export, storage_options=args.storage_options,
+                       cache_dir=args.cache_dir, on_error=on_error)  # type: ignore[arg-type]
+
+
+def _print_counts(title: str, counts: dict[str, int], out: Any) -> None:
+    print(f"{title}:", file=out)
+    if not counts:
+        print("  (none)", file=out)
+    width = max((len(k) for k in counts), default=0)
+    for k, v in counts.items():
+        print(f"  {k:<{width}}  {v:>8}", file=out)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .ontology import load_ontology
+    from .validate import find_problems, summarize
+
+    export = _load(args, on_error="skip")
+    summary = summarize(export, stage=args.stage)
+    ontology = load_ontology(args.ontology) if args.ontology else None
+    problems = find_problems(export, ontology=ontology)
+    if args.json:
+        summary["problems"] = len(problems)
+        print(json.dumps(summary, indent=2))
+        return 0
+    out = sys.stdout
+    print(f"export       {summary['source']}", file=out)
+    print(f"assets       {summary['assets']} ({summary['skipped']} unreadable)", file=out)
+    print(f"stage        {summary['stage']} ({summary['assets_with_stage']} assets)", file=out)
+    print(f"objects      {summary['objects']}", file=out)
+    sizes = summary["image_sizes"]
+    print(f"image sizes  {sizes['known']} known, {sizes['missing']} missing", file=out)
+    print(f"pages        {summary['pages']}", file=out)
+    print(f"classif.     {summary['classifications']} image-level", file=out)
+    print(f"relations    {summary['relations']}", file=out)
+    print(f"brush masks  {summary['brush_masks']}", file=out)
+    _print_counts("objects per class", summary["objects_per_class"], out)
+    _print_counts("objects per tool", summary["objects_per_tool"], out)
+    _print_counts("stages (snapshots)", summary["stages"], out)
+    _print_counts("batches", summary["batches"], out)
+    codes: dict[str, int] = {}
+    for p in problems:
+        codes[p.code] = codes.get(p.code, 0) + 1
+    _print_counts(f"problems ({len(problems)}; details: ango-torch validate)", codes, out)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .ontology import load_ontology
+    from .validate import find_problems
+
+    export = _load(args, on_error="skip")
+    ontology = load_ontology(args.ontology) if args.ontology else None
+    problems = find_problems(export, ontology=ontology)
+    if args.json:
+        print(json.dumps({"source": export.source, "assets": len(export),
+                          "problems": [p.to_dict() for p in problems]}, indent=2))
+    else:
+        for p in problems[: args.limit]:
+            print(p)
+        if len(problems) > args.limit:
+            print(f"... and {len(problems) - args.limit} more (use --limit or --json)")
+        print(f"{len(export)} assets, {len(problems)} problems"
+              + ("" if problems else ": OK"))
+    return 1 if problems else 0
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"ango-torch {name}: not yet implemented", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ango-torch``."""
+    parser = argparse.ArgumentParser(
+        prog="ango-torch", description="Ango Hub exports as PyTorch training data."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="summarize an export", description=(
+        "Summary of an export: assets, objects per class and tool, stages, batches, "
+        "problems."))
+    _add_source(p)
+    p.add_argument("--stage", default=None, help="count this stage instead of the answer")
+    p.add_argument("--ontology", default=None, help="categorySchema JSON (path or URL)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("validate", help="list problems; exit 1 if any", description=(
+        "List every problem of an export (malformed assets, polygons under 3 points, "
+        "zero-area or far-outside geometry, duplicate objectIds, dangling relations, "
+        "unknown tools, missing image sizes); exit status 1 when there is any."))
+    _add_source(p)
+    p.add_argument("--ontology", default=None, help="also check titles against it")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=int, default=200, help="problems to print (default 200)")
+    p.set_defaults(func=cmd_validate)
+
+    for name, help_text in (
+        ("prefetch", "download every asset and brush mask to a folder"),
+        ("preview", "draw annotations over images into PNG files"),
+        ("convert", "convert an export (e.g. to COCO JSON)"),
+        ("evaluate", "COCO mAP / mIoU of predictions against an export"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("args", nargs="*")
+        p.set_defaults(func=_not_yet(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ango-torch`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AngoTorchError as exc:
+        print(f"ango-torch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

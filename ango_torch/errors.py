@@ -1,0 +1,81 @@
+"""The error hierarchy of ango_torch.
+
+Every error the package raises for bad input or a failed fetch subclasses
+:class:`AngoTorchError` and the matching builtin, so ``except ValueError`` or
+``except OSError`` in user code keeps working.  Messages say what was expected,
+what arrived and where: ``asset 'street_001.jpg' (#17), object '765742a3…',
+field 'polygon': ...``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AngoTorchError",
+    "AssetFetchError",
+    "DecodeError",
+    "ExpiredURLError",
+    "ExportFormatError",
+    "OntologyError",
+    "StageNotFoundError",
+    "UnsafePathError",
+    "where",
+]
+
+
+class AngoTorchError(Exception):
+    """Base class of every error ango_torch raises for bad input or a failed fetch."""
+
+
+class ExportFormatError(AngoTorchError, ValueError):
+    """The export (or one asset, object or field in it) is not what the format allows."""
+
+
+class OntologyError(AngoTorchError, ValueError):
+    """The ontology (categorySchema) is malformed or does not fit the export."""
+
+
+class StageNotFoundError(AngoTorchError, LookupError):
+    """A stage name or id that no asset's stageHistory holds."""
+
+
+class AssetFetchError(AngoTorchError, OSError):
+    """An image or brush mask could not be fetched."""
+
+
+class ExpiredURLError(AssetFetchError):
+    """A signed asset URL has expired; use ``root=`` or ``ango-torch prefetch``."""
+
+
+class UnsafePathError(AssetFetchError):
+    """An externalId would resolve outside ``root`` (``..`` or an absolute path)."""
+
+
+class DecodeError(AssetFetchError):
+    """Fetched bytes are not a decodable image (corrupt, truncated, too large)."""
+
+
+def where(
+    *,
+    asset: str | None = None,
+    index: int | None = None,
+    obj: str | None = None,
+    field: str | None = None,
+    line: int | None = None,
+) -> str:
+    """Format the location part of an error message.
+
+    Example: ``asset 'a.jpg' (#3), object 'abc', field 'polygon'``.
+    """
+    parts: list[str] = []
+    if asset is not None or index is not None:
+        label = f"asset {asset!r}" if asset is not None else "asset"
+        if index is not None:
+            label += f" (#{index})"
+        parts.append(label)
+    if line is not None:
+        parts.append(f"line {line}")
+    if obj is not None:
+        parts.append(f"object {obj!r}")
+    if field is not None:
+        parts.append(f"field {field!r}")
+    return ", ".join(parts)

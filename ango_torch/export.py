@@ -1,0 +1,194 @@
+"""Loading an export: :func:`load_export` and the :class:`AngoExport` it returns."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ._parse import parse_asset
+from ._progress import progress
+from ._read import decode_raw, file_digest, iter_raw_assets, open_export
+from .errors import AngoTorchError, ExportFormatError, StageNotFoundError
+from .index import ExportIndex, IndexBuilder
+from .records import Asset
+
+__all__ = ["AngoExport", "Skipped", "load_export"]
+
+OnError = Literal["raise", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An asset (or object) left out under ``on_error="skip"``, and why."""
+
+    index: int
+    asset: str | None
+    reason: str
+    object_id: str | None = None
+
+
+class AngoExport:
+    """A loaded export: a sequence of read-only :class:`~ango_torch.records.Asset` records.
+
+    Backed by a compact :class:`~ango_torch.index.ExportIndex`; records are rebuilt on
+    access.  ``skipped`` lists the assets left out under ``on_error="skip"``.
+    """
+
+    def __init__(
+        self, index: ExportIndex, *, source: str = "<list>", skipped: Sequence[Skipped] = ()
+    ) -> None:
+        self.index = index
+        self.source = source
+        self.skipped: tuple[Skipped, ...] = tuple(skipped)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Asset:
+        return self.index.asset(i)
+
+    def __iter__(self) -> Iterator[Asset]:
+        return iter(self.index)
+
+    def __repr__(self) -> str:
+        return f"AngoExport({self.source!r}, assets={len(self)}, skipped={len(self.skipped)})"
+
+    @property
+    def titles(self) -> list[str]:
+        """Every object title in the export (all stages), sorted."""
+        return sorted(self.index.titles)
+
+    def stage_names(self) -> dict[str, int]:
+        """``{stage name: number of snapshots}`` over the answer and every stageHistory."""
+        idx = self.index
+        names: dict[str, int] = {}
+        for s in range(len(idx.snap_asset)):
+            name = idx.string(idx.snap_stage[s]) or idx.string(idx.snap_stage_id[s]) or "?"
+            names[name] = names.get(name, 0) + 1
+        return names
+
+    def snapshot_rows(self, stage: str | None = None) -> npt.NDArray[np.int32]:
+        """Snapshot row per asset for ``stage`` (``-1`` where the asset lacks it).
+
+        ``None`` selects the exported answer.  Otherwise the stageHistory entry whose
+        stage name or stage id equals ``stage`` (the latest, where an asset went through
+        that stage more than once), else the answer if its own stage matches.
+
+        Raises:
+            StageNotFoundError: no asset has that stage; the message lists those present.
+        """
+        idx = self.index
+        if stage is None:
+            return idx.asset_snap_start.copy()
+        ids = {i for i in range(len(idx.strings)) if idx.strings.get(i) == stage}
+        match = np.isin(idx.snap_stage, list(ids)) | np.isin(idx.snap_stage_id, list(ids))
+        rows = np.full(len(idx), -1, np.int32)
+        is_answer = np.zeros(len(idx.snap_asset), bool)
+        is_answer[idx.asset_snap_start] = True
+        hist = np.flatnonzero(match & ~is_answer)
+        rows[idx.snap_asset[hist]] = hist  # later rows overwrite earlier: latest wins
+        ans = np.flatnonzero(match & is_answer)
+        free = rows[idx.snap_asset[ans]] < 0
+        rows[idx.snap_asset[ans][free]] = ans[free]
+        if not (rows >= 0).any() and len(idx):
+            present = ", ".join(sorted(self.stage_names())) or "none"
+            raise StageNotFoundError(
+                f"stage {stage!r} is in no asset of {self.source!r}; stages present: {present}"
+            )
+        return rows
+
+
+def _cache_path(cache_dir: str | os.PathLike[str], digest: str) -> Path:
+    return Path(cache_dir) / "index" / f"{digest}.npz"
+
+
+def load_export(
+    source: AngoExport | str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_error: OnError = "raise",
+    progress_bar: bool | None = None,
+) -> AngoExport:
+    """Read an Ango export.
+
+    Args:
+        source: a local path or fsspec URL of a ``.json``, ``.ndjson``, ``.zip`` or
+            ``.json.gz`` export (v3 ``task`` or legacy v2 ``tasks[]`` shape, detected per
+            asset), an already-parsed list of asset dicts, or an :class:`AngoExport`.
+        storage_options: passed to fsspec.
+        cache_dir: where to persist the index, keyed by the file's BLAKE2b content
+            hash; a second load of the same bytes skips parsing.
+        on_error: ``"raise"`` (default) stops at the first malformed asset;
+            ``"skip"`` leaves it out and records it in :attr:`AngoExport.skipped`.
+        progress_bar: force the progress bar on or off (default: on for a TTY).
+
+    Raises:
+        ExportFormatError: a malformed file or asset, naming the asset and field.
+        AssetFetchError: the file cannot be opened.
+    """
+    if isinstance(source, AngoExport):
+        return source
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    builder = IndexBuilder()
+    skipped: list[Skipped] = []
+
+    def add(raw: Any, i: int, line: int | None) -> None:
+        try:
+            builder.add(parse_asset(raw, i, line=line))
+        except ExportFormatError as exc:
+            if on_error == "raise":
+                raise
+            name = raw.get("externalId") if isinstance(raw, Mapping) else None
+            skipped.append(Skipped(i, name if isinstance(name, str) else None, str(exc)))
+
+    if not isinstance(source, (str, os.PathLike)):
+        if not isinstance(source, Sequence):
+            raise ExportFormatError(
+                f"load_export expects a path, URL or list of asset dicts, got {type(source).__name__}"  # noqa: E501
+            )
+        for i, raw in enumerate(progress(source, desc="indexing", enabled=progress_bar)):
+            add(raw, i, None)
+        return AngoExport(builder.build(), skipped=skipped)
+
+    name = os.fspath(source)
+    digest = ""
+    if cache_dir is not None:
+        f, _ = open_export(name, storage_options)
+        with f:
+            digest = file_digest(f)
+        path = _cache_path(cache_dir, digest)
+        if path.exists():
+            try:
+                return AngoExport(ExportIndex.load(path), source=name)
+            except AngoTorchError:
+                path.unlink(missing_ok=True)  # stale or corrupt: rebuild below
+    f, _ = open_export(name, storage_options)
+    with f:
+        raws = iter_raw_assets(f, name)
+        for raw in progress(raws, desc="indexing", enabled=progress_bar):
+            try:
+                obj = decode_raw(raw, name)
+            except ExportFormatError as exc:
+                if on_error == "raise":
+                    raise
+                skipped.append(Skipped(raw.index, None, str(exc)))
+                continue
+            add(obj, raw.index, raw.line)
+    index = builder.build(digest=digest)
+    if cache_dir is not None and not skipped:
+        index.save(_cache_path(cache_dir, digest))
+    return AngoExport(index, source=name, skipped=skipped)
+
+
+def content_digest(data: bytes) -> str:
+    """The index cache key of in-memory export bytes (as for a file)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()

@@ -1,0 +1,69 @@
+"""Builders of small exports, made in code on odd, non-square canvases (17×11)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+
+W, H = 17, 11  # odd, non-square: a height/width swap fails loudly
+_ids = itertools.count()
+
+
+def oid(prefix: str = "o") -> str:
+    return f"{prefix}{next(_ids):06d}"
+
+
+def make_polygon(points: list[list[float]], title: str = "car", **extra: Any) -> dict[str, Any]:
+    return {"polygon": points, "objectId": oid(), "schemaId": f"s-{title}", "title": title,
+            "classifications": [], **extra}
+
+
+def make_box(x: float, y: float, w: float, h: float, title: str = "car",
+             **extra: Any) -> dict[str, Any]:
+    return {"bounding-box": {"x": x, "y": y, "width": w, "height": h}, "objectId": oid(),
+            "schemaId": f"s-{title}", "title": title, "classifications": [], **extra}
+
+
+def make_segmentation(zones: list[dict[str, Any]], title: str = "building",
+                      **extra: Any) -> dict[str, Any]:
+    return {"segmentation": {"zones": zones}, "objectId": oid(), "schemaId": f"s-{title}",
+            "title": title, "classifications": [], **extra}
+
+
+def make_asset(tools: list[dict[str, Any]] | None = None, *, external_id: str | None = None,
+               width: int | None = W, height: int | None = H,
+               stage_history: list[dict[str, Any]] | None = None,
+               **task_extra: Any) -> dict[str, Any]:
+    n = next(_ids)
+    meta = {}
+    if width is not None:
+        meta["width"] = width
+    if height is not None:
+        meta["height"] = height
+    return {
+        "asset": f"https://bucket.s3.amazonaws.com/{n}.png",
+        "assetId": f"a{n:023d}",
+        "externalId": external_id or f"img_{n}.png",
+        "metadata": meta,
+        "batches": ["train"],
+        "task": {"taskId": f"t{n}", "stage": "Complete", "stageId": "Complete",
+                 "tools": tools or [], "classifications": [], "relations": [],
+                 "brushDataUrl": "", "medicalBrushDataUrl": "",
+                 "stageHistory": stage_history or [], **task_extra},
+    }
+
+
+def make_v2_asset(objects: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    a = make_asset(**kw)
+    task = a.pop("task")
+    a["tasks"] = [{"taskId": task["taskId"], "objects": objects, "classifications": []}]
+    return a
+
+
+def make_export(n: int = 3) -> list[dict[str, Any]]:
+    return [
+        make_asset([make_polygon([[1, 1], [9, 1], [5, 8]]), make_box(2, 2, 4, 3, "person")])
+        for _ in range(n)
+    ]
+
