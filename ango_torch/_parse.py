@@ -9,7 +9,7 @@ ISO vs epoch-ms timestamps, and tools this version does not know (kept as
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -251,9 +251,7 @@ def _segmentation(value: Any, loc: _Loc) -> Segmentation:
         # Old exports write a single hole as one flat ring [[x, y], ...].
         if holes_raw and _is_point(holes_raw[0]):
             holes_raw = [holes_raw]
-        holes = tuple(
-            _points(h, loc, f"{field}.holes[{k}]") for k, h in enumerate(holes_raw) if h
-        )
+        holes = tuple(_points(h, loc, f"{field}.holes[{k}]") for k, h in enumerate(holes_raw) if h)
         zones.append(Zone(region, holes))
     return Segmentation(tuple(zones))
 
@@ -296,7 +294,9 @@ def _pdf(value: Any, loc: _Loc) -> Pdf:
         page = _opt_int(pos.get("pageNumber"), loc, "pdf.position.pageNumber")
         br = pos.get("boundingRect")
         if isinstance(br, Mapping) and all(k in br for k in ("x1", "y1", "x2", "y2")):
-            rect = tuple(_num(br[k], loc, f"pdf.boundingRect.{k}") for k in ("x1", "y1", "x2", "y2"))
+            rect = tuple(
+                _num(br[k], loc, f"pdf.boundingRect.{k}") for k in ("x1", "y1", "x2", "y2")
+            )
     return Pdf(page, rect, dict(value))  # type: ignore[arg-type]
 
 
@@ -354,7 +354,9 @@ def _answer(value: Any) -> Any:
     return value
 
 
-def parse_classifications(value: Any, loc: _Loc | None = None, field: str = "classifications") -> tuple[Classification, ...]:  # noqa: E501
+def parse_classifications(
+    value: Any, loc: _Loc | None = None, field: str = "classifications"
+) -> tuple[Classification, ...]:
     """A (possibly nested) list of classification answers → records."""
     loc = loc or _Loc(None, -1)
     out: list[Classification] = []
@@ -398,7 +400,10 @@ def parse_relations(value: Any, loc: _Loc | None = None) -> tuple[Relation, ...]
                 direction=_str(r.get("direction"), loc, f"{f}.direction"),
                 group=None
                 if group is None
-                else tuple(_str(g, loc, f"{f}.group", required=True) or "" for g in _list(group, loc, f"{f}.group")),  # noqa: E501
+                else tuple(
+                    _str(g, loc, f"{f}.group", required=True) or ""
+                    for g in _list(group, loc, f"{f}.group")
+                ),
                 page=_opt_int(r.get("page"), loc, f"{f}.page"),
             )
         )

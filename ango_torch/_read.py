@@ -36,6 +36,8 @@ _QUOTE, _BSLASH = ord('"'), ord("\\")
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[ord("{"), ord("[")]] = 1
 _OPEN[[ord("}"), ord("]")]] = -1
+_SPECIAL = np.zeros(256, bool)
+_SPECIAL[[ord(c) for c in '{}[],"\\']] = True
 
 
 def loads(data: bytes | str) -> Any:
@@ -85,6 +87,33 @@ def open_export(
         raise AssetFetchError(f"export {source!r}: cannot open ({exc})") from exc
 
 
+def file_stamp(source: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """``protocol|path|size|mtime-or-ETag`` of a file, or ``None`` when it has no marker.
+
+    Like git's stat cache: a cheap key under which a file's content hash is remembered,
+    so that re-opening an unchanged multi-GB export does not hash it again.
+    """
+    import fsspec.core
+
+    try:
+        fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
+        info = fs.info(path)
+    except (OSError, ValueError):
+        return None
+    marker = next(
+        (
+            info[k]
+            for k in ("mtime", "LastModified", "ETag", "etag", "updated", "created")
+            if info.get(k)
+        ),
+        None,
+    )
+    if marker is None or info.get("size") is None:
+        return None
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return f"{protocol}|{path}|{info['size']}|{marker}"
+
+
 def file_digest(f: IO[bytes]) -> str:
     """BLAKE2b content hash of a whole stream (the persisted index's key)."""
     h = hashlib.blake2b(digest_size=16)
@@ -114,19 +143,20 @@ def iter_raw_assets(f: IO[bytes], name: str, *, hasher: Any = None) -> Iterator[
     Detects ZIP (one ``.json``/``.ndjson`` member), gzip, JSON array and NDJSON by
     content, not by file name.  ``hasher`` (a hashlib object) receives every raw byte.
     """
-    stream: IO[bytes] = f
+    stream: Any = f
     if hasher is not None:
         stream = io.BufferedReader(_Hashing(f, hasher), CHUNK)
     head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
     if not head:
-        buffered = io.BufferedReader(stream, CHUNK)  # type: ignore[arg-type]
+        buffered = io.BufferedReader(stream, CHUNK)
         head, stream = buffered.peek(64)[:64], buffered
     kind = _sniff(head)
     if kind == "zip":
         yield from _iter_zip(stream, name)
     elif kind == "gzip":
         with gzip.GzipFile(fileobj=stream) as g:
-            yield from iter_raw_assets(io.BufferedReader(g, CHUNK), f"{name} (gzip)")  # type: ignore[arg-type]
+            gz: Any = io.BufferedReader(g, CHUNK)
+            yield from iter_raw_assets(gz, f"{name} (gzip)")
     elif kind == "array":
         yield from _iter_array(stream, name)
     elif kind == "ndjson":
@@ -149,7 +179,8 @@ def _iter_zip(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
     members = [
         i
         for i in zf.infolist()
-        if not i.is_dir() and not i.filename.startswith(("__MACOSX/", "."))
+        if not i.is_dir()
+        and not i.filename.startswith(("__MACOSX/", "."))
         and i.filename.lower().endswith((".json", ".ndjson", ".jsonl", ".json.gz"))
     ]
     if not members:
@@ -163,9 +194,8 @@ def _iter_zip(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
             f"export {name!r}: the ZIP holds {len(members)} export files ({listed}), expected one"
         )
     with zf.open(members[0]) as inner:
-        yield from iter_raw_assets(
-            io.BufferedReader(inner, CHUNK), f"{name}!{members[0].filename}"  # type: ignore[arg-type]
-        )
+        reader: Any = io.BufferedReader(inner, CHUNK)
+        yield from iter_raw_assets(reader, f"{name}!{members[0].filename}")
 
 
 def _iter_ndjson(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
@@ -177,78 +207,84 @@ def _iter_ndjson(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
         index += 1
 
 
-def _escaped(a: np.ndarray, first_escaped: bool) -> tuple[np.ndarray | None, bool]:
-    """Mask of characters preceded by an unescaped backslash; and carry-over."""
+def _escaped_quotes(
+    a: np.ndarray, quotes: np.ndarray, first_escaped: bool
+) -> tuple[np.ndarray, bool]:
+    """Drop quotes preceded by an unescaped backslash; return them and the carry-over."""
     bs = np.flatnonzero(a == _BSLASH)
     if not len(bs) and not first_escaped:
-        return None, False
+        return quotes, False
     esc = np.zeros(len(a) + 1, bool)
     esc[0] = first_escaped
-    for p in bs.tolist():
+    for p in bs.tolist():  # backslashes are rare in exports: a Python loop is fine
         if not esc[p]:
             esc[p + 1] = True
-    return esc[:-1], bool(esc[-1])
+    return quotes[~esc[quotes]], bool(esc[-1])
 
 
 def _iter_array(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
-    depth = 0  # nesting depth before the current chunk
+    """Split a JSON array into its elements, tracking strings and depth sparsely.
+
+    Only the positions of quotes, brackets and commas are examined (numpy over each
+    chunk): a bracket or comma is structural when an even number of unescaped quotes
+    precede it, and the depth is the running sum of the structural brackets.
+    """
+    depth = 0
     in_string = False
     escaped = False
-    pending: list[bytes] = []  # bytes of the element being assembled
-    started = False  # saw the top-level '['
-    closed = False
-    index = 0
-    commas = 0
-    offset = 0
+    pending: list[bytes] = []
+    started = closed = False
+    index = commas = offset = 0
     while chunk := stream.read(CHUNK):
         a = np.frombuffer(chunk, np.uint8)
-        esc, escaped_next = _escaped(a, escaped)
-        quotes = a == _QUOTE
-        if esc is not None:
-            quotes &= ~esc
-        qcum = np.cumsum(quotes, dtype=np.int64)
-        outside = ((qcum + in_string) & 1) == 0
-        delta = _OPEN[a] * outside
-        dcum = np.cumsum(delta, dtype=np.int64) + depth
+        # One gather finds every quote, backslash, bracket and comma of the chunk.
+        special = np.flatnonzero(_SPECIAL[a])
+        kinds = a[special]
+        quotes = special[kinds == _QUOTE]
+        if escaped or (kinds == _BSLASH).any():
+            quotes, escaped_next = _escaped_quotes(a, quotes, escaped)
+        else:
+            escaped_next = False
+        marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+        # Quotes before each mark (plus the carried string state) → inside a string?
+        outside = ((np.searchsorted(quotes, marks) + in_string) & 1) == 0
+        marks = marks[outside]
+        step = _OPEN[a[marks]]
+        dcum = np.cumsum(step, dtype=np.int64) + depth
         if not started:
-            first = int(np.flatnonzero(delta > 0)[0]) if (delta > 0).any() else -1
-            if first < 0 or a[first] != ord("["):
+            if not len(marks) or a[marks[0]] != ord("["):
                 raise ExportFormatError(f"export {name!r}: expected a JSON array of assets")
             started = True
-        # Element starts: an opening bracket that takes the depth from 1 to 2.
-        starts = np.flatnonzero((delta > 0) & (dcum == 2))
-        ends = np.flatnonzero((delta < 0) & (dcum == 1))
-        commas += int(np.count_nonzero((a == ord(",")) & outside & (dcum == 1)))
-        if (dcum < 0).any() or ((delta < 0) & (dcum == 0)).any():
+        is_open, is_close = step > 0, step < 0
+        starts = marks[is_open & (dcum == 2)].tolist()
+        ends = marks[is_close & (dcum == 1)].tolist()
+        commas += int(np.count_nonzero((step == 0) & (dcum == 1)))
+        top_close = marks[is_close & (dcum <= 0)]
+        if len(top_close):
             closed = True
-            # Anything other than whitespace after the closing ']' is an error.
-            last = int(np.flatnonzero((delta < 0) & (dcum == 0))[0])
+            last = int(top_close[0])
             if chunk[last + 1 :].strip() or stream.read(1).strip():
                 raise ExportFormatError(f"export {name!r}: unexpected data after the array")
-        s_i = e_i = 0
-        s_list, e_list = starts.tolist(), ends.tolist()
+        e_i = 0
         if pending:
-            if not e_list:
+            if not ends:
                 pending.append(chunk)
             else:
-                end = e_list[0]
-                pending.append(chunk[: end + 1])
+                pending.append(chunk[: ends[0] + 1])
                 yield RawAsset(index, b"".join(pending))
                 index += 1
                 pending = []
                 e_i = 1
-        while s_i < len(s_list):
-            start = s_list[s_i]
-            if e_i < len(e_list):
-                end = e_list[e_i]
-                yield RawAsset(index, chunk[start : end + 1])
+        for start in starts:
+            if e_i < len(ends):
+                yield RawAsset(index, chunk[start : ends[e_i] + 1])
                 index += 1
                 e_i += 1
             else:
                 pending = [chunk[start:]]
-            s_i += 1
-        depth = int(dcum[-1]) if len(dcum) else depth
-        in_string = bool((int(qcum[-1]) + in_string) & 1) if len(qcum) else in_string
+        if len(dcum):
+            depth = int(dcum[-1])
+        in_string = bool((len(quotes) + in_string) & 1)
         escaped = escaped_next
         offset += len(chunk)
         if closed:
@@ -260,7 +296,7 @@ def _iter_array(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
             f"export {name!r}: truncated: the file ends inside the JSON array "
             f"(after {index} complete assets, at byte {offset})"
         )
-    if index and commas != index - 1 or (not index and commas):
+    if (index and commas != index - 1) or (not index and commas):
         raise ExportFormatError(
             f"export {name!r}: the JSON array holds {commas + 1} elements but only {index} "
             "are objects; every asset must be a JSON object"

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .errors import AngoTorchError
 
@@ -25,16 +25,25 @@ def _json_arg(text: str) -> dict[str, Any]:
 
 def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("export", help="export file: .json, .ndjson, .zip, .json.gz (path or URL)")
-    p.add_argument("--storage-options", type=_json_arg, default=None, metavar="JSON",
-                   help="fsspec storage options as a JSON object")
+    p.add_argument(
+        "--storage-options",
+        type=_json_arg,
+        default=None,
+        metavar="JSON",
+        help="fsspec storage options as a JSON object",
+    )
     p.add_argument("--cache-dir", default=None, help="persist the index (and assets) here")
 
 
-def _load(args: argparse.Namespace, *, on_error: str = "raise") -> Any:
+def _load(args: argparse.Namespace, *, on_error: Literal["raise", "skip"] = "raise") -> Any:
     from .export import load_export
 
-    return load_export(args.export, storage_options=args.storage_options,
-                       cache_dir=args.cache_dir, on_error=on_error)  # type: ignore[arg-type]
+    return load_export(
+        args.export,
+        storage_options=args.storage_options,
+        cache_dir=args.cache_dir,
+        on_error=on_error,
+    )
 
 
 def _print_counts(title: str, counts: dict[str, int], out: Any) -> None:
@@ -88,15 +97,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ontology = load_ontology(args.ontology) if args.ontology else None
     problems = find_problems(export, ontology=ontology)
     if args.json:
-        print(json.dumps({"source": export.source, "assets": len(export),
-                          "problems": [p.to_dict() for p in problems]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": export.source,
+                    "assets": len(export),
+                    "problems": [p.to_dict() for p in problems],
+                },
+                indent=2,
+            )
+        )
     else:
         for p in problems[: args.limit]:
             print(p)
         if len(problems) > args.limit:
             print(f"... and {len(problems) - args.limit} more (use --limit or --json)")
-        print(f"{len(export)} assets, {len(problems)} problems"
-              + ("" if problems else ": OK"))
+        print(f"{len(export)} assets, {len(problems)} problems" + ("" if problems else ": OK"))
     return 1 if problems else 0
 
 
@@ -115,19 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="summarize an export", description=(
-        "Summary of an export: assets, objects per class and tool, stages, batches, "
-        "problems."))
+    p = sub.add_parser(
+        "inspect",
+        help="summarize an export",
+        description=(
+            "Summary of an export: assets, objects per class and tool, stages, batches, problems."
+        ),
+    )
     _add_source(p)
     p.add_argument("--stage", default=None, help="count this stage instead of the answer")
     p.add_argument("--ontology", default=None, help="categorySchema JSON (path or URL)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("validate", help="list problems; exit 1 if any", description=(
-        "List every problem of an export (malformed assets, polygons under 3 points, "
-        "zero-area or far-outside geometry, duplicate objectIds, dangling relations, "
-        "unknown tools, missing image sizes); exit status 1 when there is any."))
+    p = sub.add_parser(
+        "validate",
+        help="list problems; exit 1 if any",
+        description=(
+            "List every problem of an export (malformed assets, polygons under 3 points, "
+            "zero-area or far-outside geometry, duplicate objectIds, dangling relations, "
+            "unknown tools, missing image sizes); exit status 1 when there is any."
+        ),
+    )
     _add_source(p)
     p.add_argument("--ontology", default=None, help="also check titles against it")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -29,8 +29,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _parse
+from ._columns import AssetColumns
 from ._read import loads
 from .errors import ExportFormatError
 from .records import (
@@ -48,7 +49,6 @@ from .records import (
     Ner,
     ObjectMeta,
     OtherGeometry,
-    Pdf,
     Point,
     Polygon,
     Polyline,
@@ -122,10 +122,6 @@ class _TableBuilder:
         return StringTable(blob, np.asarray(self._offsets, np.int64))
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=_json_default).encode("utf-8")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
@@ -134,23 +130,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-def _class_raw(c: Classification) -> dict[str, Any]:
+try:
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON bytes (orjson where installed)."""
+        return orjson.dumps(value, default=_json_default)
+
+except ImportError:  # pragma: no cover - without the [fast] extra
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON bytes (orjson where installed)."""
+        return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+
+
+def class_raw(c: Classification) -> dict[str, Any]:
+    """A classification record back in the export's raw form."""
     d: dict[str, Any] = {
         "objectId": c.object_id,
         "schemaId": c.schema_id,
         "tool": c.tool,
         "title": c.title,
         "answer": c.answer,
-        "classifications": [_class_raw(x) for x in c.classifications],
+        "classifications": [class_raw(x) for x in c.classifications],
     }
     if c.page is not None:
         d["page"] = c.page
     if c.metadata is not None:
-        d["metadata"] = _meta_raw(c.metadata)
+        d["metadata"] = meta_raw(c.metadata)
     return d
 
 
-def _meta_raw(m: ObjectMeta) -> dict[str, Any]:
+def meta_raw(m: ObjectMeta) -> dict[str, Any]:
+    """Object metadata back in the export's raw form (times as ISO strings)."""
     d = dict(m.extra)
     if m.created_at is not None:
         d["createdAt"] = m.created_at.isoformat()
@@ -159,7 +171,8 @@ def _meta_raw(m: ObjectMeta) -> dict[str, Any]:
     return d
 
 
-def _relation_raw(r: Relation) -> dict[str, Any]:
+def relation_raw(r: Relation) -> dict[str, Any]:
+    """A relation record back in the export's raw form."""
     d: dict[str, Any] = {"objectId": r.object_id, "schemaId": r.schema_id, "title": r.title}
     if r.group is not None:
         d["group"] = list(r.group)
@@ -171,204 +184,126 @@ def _relation_raw(r: Relation) -> dict[str, Any]:
 
 
 class IndexBuilder:
-    """Appends parsed :class:`Asset` records to growing columns; :meth:`build` freezes."""
+    """Appends assets to growing typed arrays; :meth:`build` freezes them."""
 
     def __init__(self) -> None:
         self.strings = _TableBuilder(intern=True)
-        self.extras = _TableBuilder(intern=True)
+        self.extras = _TableBuilder(intern=False)
         self.titles: dict[str, int] = {}
-        self.a: dict[str, list[int]] = {
-            k: []
-            for k in (
-                "asset_id",
-                "external_id",
-                "url",
-                "width",
-                "height",
-                "snap_start",
-                "snap_end",
-                "page_start",
-                "page_end",
-                "extra",
-            )
-        }
-        self.page_urls: list[int] = []
-        self.s: dict[str, list[int]] = {
-            k: []
-            for k in (
-                "asset",
-                "stage",
-                "stage_id",
-                "brush",
-                "medical_brush",
-                "obj_start",
-                "obj_end",
-                "extra",
-            )
-        }
-        self.o: dict[str, list[int]] = {
-            k: [] for k in ("kind", "title", "object_id", "schema_id", "page", "ring_start", "extra")
-        }
-        self.bbox: list[tuple[float, float, float, float]] = []
-        self.ring_vert: list[int] = []
-        self.ring_zone: list[int] = []
-        self.ring_hole: list[bool] = []
+        self.a = {k: array("i") for k in _ASSET_COLS}
+        self.page_urls = array("i")
+        self.s = {k: array("i") for k in _SNAP_COLS}
+        self.obj_kind = array("B")
+        self.obj_title = array("i")
+        self.obj_page = array("i")
+        self.obj_rings = array("i")
+        self.bbox = array("f")
+        self.ring_len = array("q")
+        self.ring_zone = array("i")
+        self.ring_hole = array("b")
         self.verts: list[npt.NDArray[np.float32]] = []
-        self.nverts = 0
 
     def __len__(self) -> int:
         return len(self.a["asset_id"])
 
-    def _ring(self, pts: npt.NDArray[np.float32], zone: int, hole: bool) -> None:
-        self.ring_vert.append(self.nverts)
-        self.ring_zone.append(zone)
-        self.ring_hole.append(hole)
-        self.verts.append(pts)
-        self.nverts += len(pts)
-
-    def _object(self, t: ToolObject) -> None:
-        o, g = self.o, t.geometry
-        o["kind"].append(int(t.kind))
-        title = self.titles.setdefault(t.title, len(self.titles))
-        o["title"].append(title)
-        o["object_id"].append(self.strings.add(t.object_id))
-        o["schema_id"].append(self.strings.add(t.schema_id))
-        o["page"].append(-1 if t.page is None else t.page)
-        o["ring_start"].append(len(self.ring_vert))
-        extra: dict[str, Any] = {}
-        bbox = _NAN4
-        if isinstance(g, BoundingBox):
-            bbox = g.xyxy()
-        elif isinstance(g, (Polygon, Polyline)):
-            self._ring(g.points, 0, False)
-            bbox = _bounds(g.points)
-        elif isinstance(g, RotatedBox):
-            self._ring(g.corners, 0, False)
-            bbox = _bounds(g.corners)
-            extra["g"] = [g.x, g.y, g.width, g.height, g.rotation]
-        elif isinstance(g, Point):
-            bbox = (g.x, g.y, g.x, g.y)
-        elif isinstance(g, Segmentation):
-            regions = []
-            for z, zone in enumerate(g.zones):
-                self._ring(zone.region, z, False)
-                regions.append(zone.region)
-                for hole in zone.holes:
-                    self._ring(hole, z, True)
-            pts = [r for r in regions if len(r)]
-            if pts:
-                bbox = _bounds(np.concatenate(pts))
-        elif isinstance(g, Ner):
-            extra["g"] = [g.start, g.end, g.selection]
-        elif isinstance(g, Pdf):
-            extra["g"] = g.raw
-        elif isinstance(g, OtherGeometry):
-            extra["g"] = [g.key, g.raw]
-        self.bbox.append(bbox)
-        if t.classifications:
-            extra["c"] = [_class_raw(c) for c in t.classifications]
-        if t.metadata is not None:
-            extra["m"] = _meta_raw(t.metadata)
-        if t.interpolation_stopped:
-            extra["i"] = True
-        o["extra"].append(self.extras.add(_dumps(extra)) if extra else -1)
-
-    def _snapshot(self, asset: int, s: Snapshot) -> None:
-        d = self.s
-        d["asset"].append(asset)
-        d["stage"].append(self.strings.add(s.stage))
-        d["stage_id"].append(self.strings.add(s.stage_id))
-        d["brush"].append(self.strings.add(s.brush_url))
-        d["medical_brush"].append(self.strings.add(s.medical_brush_url))
-        d["obj_start"].append(len(self.o["kind"]))
-        for t in s.tools:
-            self._object(t)
-        d["obj_end"].append(len(self.o["kind"]))
-        extra: dict[str, Any] = {}
-        if s.classifications:
-            extra["c"] = [_class_raw(c) for c in s.classifications]
-        if s.relations:
-            extra["r"] = [_relation_raw(r) for r in s.relations]
-        if s.completed_at is not None:
-            extra["t"] = s.completed_at.isoformat()
-        if s.completed_by is not None:
-            extra["b"] = s.completed_by
-        d["extra"].append(self.extras.add(_dumps(extra)) if extra else -1)
-
     def add(self, asset: Asset) -> None:
-        """Append one parsed asset."""
-        a, i = self.a, len(self)
-        a["asset_id"].append(self.strings.add(asset.asset_id))
-        a["external_id"].append(self.strings.add(asset.external_id))
-        a["url"].append(self.strings.add(asset.url))
-        a["width"].append(-1 if asset.width is None else asset.width)
-        a["height"].append(-1 if asset.height is None else asset.height)
+        """Append one parsed asset record."""
+        from ._columns import from_record
+
+        self.add_columns(from_record(asset))
+
+    def add_columns(self, c: AssetColumns) -> None:
+        """Append one asset given as columns (see :mod:`ango_torch._columns`)."""
+        a, s, strings = self.a, self.s, self.strings
+        i = len(self)
+        a["asset_id"].append(strings.add(c.asset_id))
+        a["external_id"].append(strings.add(c.external_id))
+        a["url"].append(strings.add(c.url))
+        a["width"].append(c.width)
+        a["height"].append(c.height)
         a["page_start"].append(len(self.page_urls))
-        self.page_urls.extend(self.strings.add(p) for p in asset.pages)
+        self.page_urls.extend(strings.add(p) for p in c.pages)
         a["page_end"].append(len(self.page_urls))
-        a["snap_start"].append(len(self.s["asset"]))
-        self._snapshot(i, asset.task.answer)
-        for snap in asset.task.history:
-            self._snapshot(i, snap)
-        a["snap_end"].append(len(self.s["asset"]))
-        t = asset.task
-        extra = {
-            "m": dict(asset.metadata),
-            "b": list(asset.batches),
-            "g": asset.generation,
-            "t": [t.task_id, t.type, t.updated_at.isoformat() if t.updated_at else None,
-                  t.updated_by],
-        }
-        a["extra"].append(self.extras.add(_dumps(extra)))
+        a["snap_start"].append(len(s["asset"]))
+        obj = len(self.obj_kind)
+        for stage, stage_id, brush, medical, n, extra in c.snaps:
+            s["asset"].append(i)
+            s["stage"].append(strings.add(stage))
+            s["stage_id"].append(strings.add(stage_id))
+            s["brush"].append(strings.add(brush))
+            s["medical_brush"].append(strings.add(medical))
+            s["obj_start"].append(obj)
+            obj += n
+            s["obj_end"].append(obj)
+            s["extra"].append(self.extras.add(dumps(extra)) if extra else -1)
+        a["snap_end"].append(len(s["asset"]))
+        a["extra"].append(self.extras.add(dumps(c.extra)))
+        a["objects"].append(self.extras.add(dumps(c.obj_extra)) if c.obj_extra else -1)
+        titles = self.titles
+        self.obj_title.extend(titles.setdefault(t, len(titles)) for t in c.titles)
+        self.obj_kind.extend(c.kinds)
+        self.obj_page.extend(c.opages)
+        self.obj_rings.extend(c.obj_rings)
+        self.bbox.extend(c.bbox)
+        self.ring_len.extend(c.ring_len)
+        self.ring_zone.extend(c.ring_zone)
+        self.ring_hole.extend(c.ring_hole)
+        if c.verts is not None and len(c.verts):
+            self.verts.append(c.verts)
 
     def build(self, *, digest: str = "") -> ExportIndex:
         """Freeze the columns into an :class:`ExportIndex`."""
-        i32, i64 = np.int32, np.int64
         arrays: dict[str, npt.NDArray[Any]] = {}
         for k, v in self.a.items():
-            arrays[f"asset_{k}"] = np.asarray(v, i32)
-        arrays["page_urls"] = np.asarray(self.page_urls, i32)
+            arrays[f"asset_{k}"] = np.frombuffer(v, np.int32).copy()
+        arrays["page_urls"] = np.frombuffer(self.page_urls, np.int32).copy()
         for k, v in self.s.items():
-            arrays[f"snap_{k}"] = np.asarray(v, i32)
-        for k, v in self.o.items():
-            arrays[f"obj_{k}"] = np.asarray(v, np.uint8 if k == "kind" else i32)
-        arrays["obj_bbox"] = np.asarray(self.bbox, np.float32).reshape(-1, 4)
-        arrays["obj_ring_end"] = np.append(arrays["obj_ring_start"][1:], len(self.ring_vert)).astype(i32)  # noqa: E501
-        arrays["ring_vert"] = np.asarray([*self.ring_vert, self.nverts], i64)
-        arrays["ring_zone"] = np.asarray(self.ring_zone, i32)
-        arrays["ring_hole"] = np.asarray(self.ring_hole, bool)
-        arrays["verts"] = (
-            np.concatenate(self.verts).astype(np.float32, copy=False)
-            if self.verts
-            else np.zeros((0, 2), np.float32)
-        )
+            arrays[f"snap_{k}"] = np.frombuffer(v, np.int32).copy()
+        arrays["obj_kind"] = np.frombuffer(self.obj_kind, np.uint8).copy()
+        arrays["obj_title"] = np.frombuffer(self.obj_title, np.int32).copy()
+        arrays["obj_page"] = np.frombuffer(self.obj_page, np.int32).copy()
+        rings_per_obj = np.frombuffer(self.obj_rings, np.int32)
+        arrays["obj_ring_start"] = np.concatenate([[0], np.cumsum(rings_per_obj)]).astype(np.int64)
+        arrays["obj_bbox"] = np.frombuffer(self.bbox, np.float32).reshape(-1, 4).copy()
+        ring_len = np.frombuffer(self.ring_len, np.int64)
+        arrays["ring_vert"] = np.concatenate([[0], np.cumsum(ring_len)]).astype(np.int64)
+        arrays["ring_zone"] = np.frombuffer(self.ring_zone, np.int32).copy()
+        arrays["ring_hole"] = np.frombuffer(self.ring_hole, np.int8).astype(bool)
+        arrays["verts"] = np.concatenate(self.verts) if self.verts else np.zeros((0, 2), np.float32)
         strings, extras = self.strings.build(), self.extras.build()
         arrays["strings_blob"], arrays["strings_offsets"] = strings.blob, strings.offsets
         arrays["extras_blob"], arrays["extras_offsets"] = extras.blob, extras.offsets
         titles = sorted(self.titles, key=self.titles.__getitem__)
-        arrays["titles"] = np.frombuffer(_dumps(titles), np.uint8).copy()
+        arrays["titles"] = np.frombuffer(dumps(titles), np.uint8).copy()
         arrays["meta"] = np.frombuffer(
-            _dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
+            dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
         ).copy()
         return ExportIndex(arrays)
 
 
-def _bounds(pts: npt.NDArray[np.float32]) -> tuple[float, float, float, float]:
-    if not len(pts):
-        return _NAN4
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRows:
-    """Column views of a contiguous run of objects (one snapshot)."""
-
-    kind: npt.NDArray[np.uint8]
-    title: npt.NDArray[np.int32]
-    page: npt.NDArray[np.int32]
-    bbox: npt.NDArray[np.float32]
-    start: int
+_ASSET_COLS = (
+    "asset_id",
+    "external_id",
+    "url",
+    "width",
+    "height",
+    "snap_start",
+    "snap_end",
+    "page_start",
+    "page_end",
+    "extra",
+    "objects",
+)
+_SNAP_COLS = (
+    "asset",
+    "stage",
+    "stage_id",
+    "brush",
+    "medical_brush",
+    "obj_start",
+    "obj_end",
+    "extra",
+)
 
 
 class ExportIndex:
@@ -387,7 +322,9 @@ class ExportIndex:
         self.titles: list[str] = json.loads(arrays["titles"].tobytes())
         meta = json.loads(arrays["meta"].tobytes())
         if meta.get("version") != INDEX_VERSION:
-            raise ExportFormatError(f"index version {meta.get('version')}, expected {INDEX_VERSION}")
+            raise ExportFormatError(
+                f"index version {meta.get('version')}, expected {INDEX_VERSION}"
+            )
         self.digest: str = meta.get("digest", "")
 
     # Column attributes are set dynamically; declare the ones used for typing.
@@ -401,6 +338,7 @@ class ExportIndex:
     asset_page_start: npt.NDArray[np.int32]
     asset_page_end: npt.NDArray[np.int32]
     asset_extra: npt.NDArray[np.int32]
+    asset_objects: npt.NDArray[np.int32]
     page_urls: npt.NDArray[np.int32]
     snap_asset: npt.NDArray[np.int32]
     snap_stage: npt.NDArray[np.int32]
@@ -412,12 +350,8 @@ class ExportIndex:
     snap_extra: npt.NDArray[np.int32]
     obj_kind: npt.NDArray[np.uint8]
     obj_title: npt.NDArray[np.int32]
-    obj_object_id: npt.NDArray[np.int32]
-    obj_schema_id: npt.NDArray[np.int32]
     obj_page: npt.NDArray[np.int32]
-    obj_ring_start: npt.NDArray[np.int32]
-    obj_ring_end: npt.NDArray[np.int32]
-    obj_extra: npt.NDArray[np.int32]
+    obj_ring_start: npt.NDArray[np.int64]
     obj_bbox: npt.NDArray[np.float32]
     ring_vert: npt.NDArray[np.int64]
     ring_zone: npt.NDArray[np.int32]
@@ -446,7 +380,7 @@ class ExportIndex:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.arrays)
+                np.savez(f, **self.arrays)  # type: ignore[arg-type]
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -480,22 +414,26 @@ class ExportIndex:
 
     def rings(self, obj: int) -> list[tuple[npt.NDArray[np.float32], int, bool]]:
         """``(points [N, 2], zone, is_hole)`` of every ring of object row ``obj``."""
-        r0, r1 = int(self.obj_ring_start[obj]), int(self.obj_ring_end[obj])
+        r0, r1 = int(self.obj_ring_start[obj]), int(self.obj_ring_start[obj + 1])
+        rv = self.ring_vert
         return [
-            (
-                self.verts[self.ring_vert[r] : self.ring_vert[r + 1]],
-                int(self.ring_zone[r]),
-                bool(self.ring_hole[r]),
-            )
+            (self.verts[rv[r] : rv[r + 1]], int(self.ring_zone[r]), bool(self.ring_hole[r]))
             for r in range(r0, r1)
         ]
 
+    def first_object(self, asset: int) -> int:
+        """Row of the asset's first object (its answer's first, then each stage's)."""
+        return int(self.snap_obj_start[self.asset_snap_start[asset]])
+
+    def object_extras(self, asset: int) -> list[list[Any]]:
+        """Per object of ``asset`` (all snapshots, row order): ``[objectId, schemaId,
+        classifications, metadata, geometry extra, interpolationStopped]`` as raw JSON."""
+        return self.extra(int(self.asset_objects[asset])) or []  # type: ignore[return-value]
+
     # -- records -----------------------------------------------------------------------
-    def geometry(self, obj: int, extra: dict[str, Any] | None = None) -> Geometry:
-        """Rebuild the geometry record of object row ``obj``."""
+    def geometry(self, obj: int, gx: Any = None) -> Geometry:
+        """Rebuild the geometry record of object row ``obj`` (``gx``: its extra)."""
         kind = ToolKind(int(self.obj_kind[obj]))
-        extra = self.extra(int(self.obj_extra[obj])) if extra is None else extra
-        g = extra.get("g")
         rings = self.rings(obj)
         if kind is ToolKind.BOUNDING_BOX:
             x1, y1, x2, y2 = (float(v) for v in self.obj_bbox[obj])
@@ -505,7 +443,7 @@ class ExportIndex:
         if kind is ToolKind.POLYLINE:
             return Polyline(rings[0][0])
         if kind is ToolKind.ROTATED_BOUNDING_BOX:
-            x, y, w, h, r = g if g else (None,) * 5
+            x, y, w, h, r = gx if gx else (None,) * 5
             return RotatedBox(rings[0][0], x, y, w, h, r)
         if kind is ToolKind.POINT:
             return Point(float(self.obj_bbox[obj][0]), float(self.obj_bbox[obj][1]))
@@ -519,42 +457,45 @@ class ExportIndex:
                     entry[0] = pts
             return Segmentation(tuple(Zone(r, tuple(h)) for r, h in zones.values()))
         if kind is ToolKind.NER:
-            return Ner(*(g or (None, None, None)))
+            return Ner(*(gx or (None, None, None)))
         if kind is ToolKind.PDF:
-            return _parse._pdf(g or {}, _parse._Loc(None, -1))
-        key, raw = g or ("", None)
+            return _parse._pdf(gx or {}, _parse._Loc(None, -1))
+        key, raw = gx or ("", None)
         return OtherGeometry(key, raw)
 
-    def tool(self, obj: int) -> ToolObject:
-        """Rebuild the :class:`ToolObject` of object row ``obj``."""
-        extra = self.extra(int(self.obj_extra[obj]))
+    def tool(self, obj: int, extra: list[Any]) -> ToolObject:
+        """Rebuild the :class:`ToolObject` of object row ``obj`` given its extras row."""
+        oid, schema_id, classifications, meta, gx, interp = extra
         page = int(self.obj_page[obj])
         return ToolObject(
-            object_id=self.string(self.obj_object_id[obj]) or "",
-            schema_id=self.string(self.obj_schema_id[obj]),
+            object_id=oid,
+            schema_id=schema_id,
             title=self.titles[int(self.obj_title[obj])],
             kind=ToolKind(int(self.obj_kind[obj])),
-            geometry=self.geometry(obj, extra),
-            classifications=_parse.parse_classifications(extra.get("c")),
+            geometry=self.geometry(obj, gx),
+            classifications=_parse.parse_classifications(classifications),
             page=None if page < 0 else page,
-            interpolation_stopped=bool(extra.get("i", False)),
-            metadata=_parse.parse_meta(extra.get("m")),
+            interpolation_stopped=bool(interp),
+            metadata=_parse.parse_meta(meta),
         )
 
-    def snapshot(self, s: int) -> Snapshot:
+    def snapshot(self, s: int, objects: list[list[Any]] | None = None) -> Snapshot:
         """Rebuild snapshot row ``s``."""
+        asset = int(self.snap_asset[s])
+        objects = self.object_extras(asset) if objects is None else objects
+        first = self.first_object(asset)
         extra = self.extra(int(self.snap_extra[s]))
         o0, o1 = int(self.snap_obj_start[s]), int(self.snap_obj_end[s])
         return Snapshot(
             stage=self.string(self.snap_stage[s]),
             stage_id=self.string(self.snap_stage_id[s]),
-            tools=tuple(self.tool(o) for o in range(o0, o1)),
-            classifications=_parse.parse_classifications(extra.get("c")),
-            relations=_parse.parse_relations(extra.get("r")),
+            tools=tuple(self.tool(o, objects[o - first]) for o in range(o0, o1)),
+            classifications=_parse.parse_classifications(extra.get("classifications")),
+            relations=_parse.parse_relations(extra.get("relations")),
             brush_url=self.string(self.snap_brush[s]),
             medical_brush_url=self.string(self.snap_medical_brush[s]),
-            completed_at=_parse.parse_time(extra.get("t")),
-            completed_by=extra.get("b"),
+            completed_at=_parse.parse_time(extra.get("completedAt")),
+            completed_by=extra.get("completedBy"),
         )
 
     def asset(self, i: int) -> Asset:
@@ -564,6 +505,7 @@ class ExportIndex:
             raise IndexError(f"asset index {i} out of range for an export of {n} assets")
         i %= n
         extra = self.extra(int(self.asset_extra[i]))
+        objects = self.object_extras(i)
         s0, s1 = int(self.asset_snap_start[i]), int(self.asset_snap_end[i])
         task_id, task_type, updated_at, updated_by = extra.get("t", [None] * 4)
         w, h = int(self.asset_width[i]), int(self.asset_height[i])
@@ -575,8 +517,8 @@ class ExportIndex:
             url=self.string(self.asset_url[i]),
             task=Task(
                 task_id=task_id,
-                answer=self.snapshot(s0),
-                history=tuple(self.snapshot(s) for s in range(s0 + 1, s1)),
+                answer=self.snapshot(s0, objects),
+                history=tuple(self.snapshot(s, objects) for s in range(s0 + 1, s1)),
                 type=task_type,
                 updated_at=_parse.parse_time(updated_at),
                 updated_by=updated_by,
@@ -592,13 +534,3 @@ class ExportIndex:
     def __iter__(self) -> Iterator[Asset]:
         for i in range(len(self)):
             yield self.asset(i)
-
-
-def build_index(assets: Iterable[Asset], *, digest: str = "") -> ExportIndex:
-    """Index parsed assets (in order)."""
-    b = IndexBuilder()
-    for a in assets:
-        b.add(a)
-    return b.build(digest=digest)
-
-

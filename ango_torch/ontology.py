@@ -41,9 +41,7 @@ class Ontology:
 
     def brush_colors(self) -> dict[str, str]:
         """``{"#rrggbb": title}`` of the brush classes (lower-case colours)."""
-        return {
-            t.color.lower(): t.title for t in self.tools if t.tool == "brush" and t.color
-        }
+        return {t.color.lower(): t.title for t in self.tools if t.tool == "brush" and t.color}
 
     def by_schema_id(self) -> dict[str, OntologyClass]:
         """Tool classes keyed by schemaId."""
@@ -71,7 +69,9 @@ def parse_ontology(raw: Any, *, name: str = "<dict>") -> Ontology:
     tools: list[OntologyClass] = []
     for k, t in enumerate(schema.get("tools") or []):
         if not isinstance(t, Mapping):
-            raise OntologyError(f"ontology {name}: tools[{k}] is {type(t).__name__}, expected object")
+            raise OntologyError(
+                f"ontology {name}: tools[{k}] is {type(t).__name__}, expected object"
+            )
         title = t.get("title")
         if not isinstance(title, str) or not title:
             raise OntologyError(f"ontology {name}: tools[{k}] has no title")
@@ -86,7 +86,9 @@ def parse_ontology(raw: Any, *, name: str = "<dict>") -> Ontology:
         )
     return Ontology(
         tools=tuple(tools),
-        classifications=tuple(c for c in schema.get("classifications") or [] if isinstance(c, Mapping)),
+        classifications=tuple(
+            c for c in schema.get("classifications") or [] if isinstance(c, Mapping)
+        ),
         relations=tuple(r for r in schema.get("relations") or [] if isinstance(r, Mapping)),
     )
 

@@ -61,16 +61,24 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
         name = idx.string(idx.asset_external_id[a])
         w, h = int(idx.asset_width[a]), int(idx.asset_height[a])
 
-        def problem(code: str, msg: str, obj: str | None = None, stage: str | None = None,
-                    _a: int = a, _name: str | None = name) -> None:
+        def problem(
+            code: str,
+            msg: str,
+            obj: str | None = None,
+            stage: str | None = None,
+            _a: int = a,
+            _name: str | None = name,
+        ) -> None:
             out.append(Problem(code, msg, _a, _name, obj, stage))
 
         if w <= 0 or h <= 0:
             problem("missing-size", "metadata.width/height missing: sizes come from decoding")
+        extras = idx.object_extras(a)
+        first = idx.first_object(a)
         for s in range(int(idx.asset_snap_start[a]), int(idx.asset_snap_end[a])):
             stage = idx.string(idx.snap_stage[s]) if s != idx.asset_snap_start[a] else None
             o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
-            ids = [idx.string(idx.obj_object_id[o]) or "" for o in range(o0, o1)]
+            ids = [str(extras[o - first][0]) for o in range(o0, o1)]
             for oid, n in Counter(ids).items():
                 if n > 1:
                     problem("duplicate-id", f"objectId used by {n} objects", oid, stage)
@@ -79,7 +87,7 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
                 kind = ToolKind(int(idx.obj_kind[o]))
                 title = idx.titles[int(idx.obj_title[o])]
                 if kind is ToolKind.OTHER:
-                    key = idx.extra(int(idx.obj_extra[o])).get("g", [""])[0]
+                    key = (extras[o - first][4] or [""])[0]
                     problem("unknown-tool", f"tool {key!r} is not understood", oid, stage)
                     continue
                 if known is not None and title not in known:
@@ -89,8 +97,12 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
                     outer = [r for r, _, hole in rings if not hole]
                     if not outer or any(len(r) < 3 for r in outer):
                         n = min((len(r) for r in outer), default=0)
-                        problem("too-few-points", f"{kind.key} ring has {n} points, expected ≥ 3",
-                                oid, stage)
+                        problem(
+                            "too-few-points",
+                            f"{kind.key} ring has {n} points, expected ≥ 3",
+                            oid,
+                            stage,
+                        )
                         continue
                     if sum(_ring_area(r) for r in outer) == 0:
                         problem("zero-area", f"{kind.key} has zero area", oid, stage)
@@ -106,17 +118,21 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
                             "outside-image",
                             f"{kind.key} spans x {x1:.1f}..{x2:.1f}, y {y1:.1f}..{y2:.1f}, "
                             f"far outside the {w}×{h} image",
-                            oid, stage,
+                            oid,
+                            stage,
                         )
-            rel = idx.extra(int(idx.snap_extra[s])).get("r", [])
+            rel = idx.extra(int(idx.snap_extra[s])).get("relations", [])
             idset = set(ids)
             for r in rel:
                 refs = r.get("group") or [r.get("from"), r.get("to")]
                 missing = [x for x in refs if x not in idset]
                 if missing:
-                    problem("dangling-relation",
-                            f"relation {r.get('title')!r} points at missing objects {missing}",
-                            r.get("objectId"), stage)
+                    problem(
+                        "dangling-relation",
+                        f"relation {r.get('title')!r} points at missing objects {missing}",
+                        r.get("objectId"),
+                        stage,
+                    )
     return out
 
 
@@ -137,8 +153,8 @@ def summarize(export: AngoExport, *, stage: str | None = None) -> dict[str, Any]
         for t, n in Counter(idx.obj_title[o0:o1].tolist()).items():
             per_class[idx.titles[t]] += n
         extra = idx.extra(int(idx.snap_extra[s]))
-        n_class += len(extra.get("c", ()))
-        n_rel += len(extra.get("r", ()))
+        n_class += len(extra.get("classifications", ()))
+        n_rel += len(extra.get("relations", ()))
         n_brush += idx.snap_brush[s] >= 0
     batches: Counter[str] = Counter()
     for a in range(len(idx)):
@@ -149,7 +165,7 @@ def summarize(export: AngoExport, *, stage: str | None = None) -> dict[str, Any]
         "assets": len(idx),
         "skipped": len(export.skipped),
         "stage": stage or "answer",
-        "assets_with_stage": int(len(sel)),
+        "assets_with_stage": len(sel),
         "objects": int(sum(per_tool.values())),
         "objects_per_class": dict(per_class.most_common()),
         "objects_per_tool": dict(per_tool.most_common()),

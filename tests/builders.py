@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-
 W, H = 17, 11  # odd, non-square: a height/width swap fails loudly
 _ids = itertools.count()
 
@@ -15,26 +14,51 @@ def oid(prefix: str = "o") -> str:
 
 
 def make_polygon(points: list[list[float]], title: str = "car", **extra: Any) -> dict[str, Any]:
-    return {"polygon": points, "objectId": oid(), "schemaId": f"s-{title}", "title": title,
-            "classifications": [], **extra}
+    return {
+        "polygon": points,
+        "objectId": oid(),
+        "schemaId": f"s-{title}",
+        "title": title,
+        "classifications": [],
+        **extra,
+    }
 
 
-def make_box(x: float, y: float, w: float, h: float, title: str = "car",
-             **extra: Any) -> dict[str, Any]:
-    return {"bounding-box": {"x": x, "y": y, "width": w, "height": h}, "objectId": oid(),
-            "schemaId": f"s-{title}", "title": title, "classifications": [], **extra}
+def make_box(
+    x: float, y: float, w: float, h: float, title: str = "car", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "bounding-box": {"x": x, "y": y, "width": w, "height": h},
+        "objectId": oid(),
+        "schemaId": f"s-{title}",
+        "title": title,
+        "classifications": [],
+        **extra,
+    }
 
 
-def make_segmentation(zones: list[dict[str, Any]], title: str = "building",
-                      **extra: Any) -> dict[str, Any]:
-    return {"segmentation": {"zones": zones}, "objectId": oid(), "schemaId": f"s-{title}",
-            "title": title, "classifications": [], **extra}
+def make_segmentation(
+    zones: list[dict[str, Any]], title: str = "building", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "segmentation": {"zones": zones},
+        "objectId": oid(),
+        "schemaId": f"s-{title}",
+        "title": title,
+        "classifications": [],
+        **extra,
+    }
 
 
-def make_asset(tools: list[dict[str, Any]] | None = None, *, external_id: str | None = None,
-               width: int | None = W, height: int | None = H,
-               stage_history: list[dict[str, Any]] | None = None,
-               **task_extra: Any) -> dict[str, Any]:
+def make_asset(
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    external_id: str | None = None,
+    width: int | None = W,
+    height: int | None = H,
+    stage_history: list[dict[str, Any]] | None = None,
+    **task_extra: Any,
+) -> dict[str, Any]:
     n = next(_ids)
     meta = {}
     if width is not None:
@@ -47,10 +71,18 @@ def make_asset(tools: list[dict[str, Any]] | None = None, *, external_id: str | 
         "externalId": external_id or f"img_{n}.png",
         "metadata": meta,
         "batches": ["train"],
-        "task": {"taskId": f"t{n}", "stage": "Complete", "stageId": "Complete",
-                 "tools": tools or [], "classifications": [], "relations": [],
-                 "brushDataUrl": "", "medicalBrushDataUrl": "",
-                 "stageHistory": stage_history or [], **task_extra},
+        "task": {
+            "taskId": f"t{n}",
+            "stage": "Complete",
+            "stageId": "Complete",
+            "tools": tools or [],
+            "classifications": [],
+            "relations": [],
+            "brushDataUrl": "",
+            "medicalBrushDataUrl": "",
+            "stageHistory": stage_history or [],
+            **task_extra,
+        },
     }
 
 
@@ -66,4 +98,3 @@ def make_export(n: int = 3) -> list[dict[str, Any]]:
         make_asset([make_polygon([[1, 1], [9, 1], [5, 8]]), make_box(2, 2, 4, 3, "person")])
         for _ in range(n)
     ]
-

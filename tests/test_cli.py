@@ -21,9 +21,16 @@ def _write(tmp_path: Path, assets: list) -> Path:
 
 def test_inspect_summarizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hist = [{"stage": "Label", "stageId": "L", "tools": [make_box(0, 0, 1, 1)]}]
-    path = _write(tmp_path, [make_asset([make_polygon([[1, 1], [9, 1], [5, 8]]),
-                                         make_box(2, 2, 3, 3, "person")], stage_history=hist),
-                             make_asset([make_box(2, 2, 3, 3, "person")], width=None)])
+    path = _write(
+        tmp_path,
+        [
+            make_asset(
+                [make_polygon([[1, 1], [9, 1], [5, 8]]), make_box(2, 2, 3, 3, "person")],
+                stage_history=hist,
+            ),
+            make_asset([make_box(2, 2, 3, 3, "person")], width=None),
+        ],
+    )
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "assets       2" in out and "objects      3" in out
@@ -35,31 +42,53 @@ def test_inspect_summarizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert data["objects_per_class"] == {"car": 1}
 
 
-def test_validate_lists_problems_and_exits_1(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_lists_problems_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     dup = make_box(1, 1, 2, 2)
-    bad = make_asset([
-        make_polygon([[1, 1], [5, 1]]),             # 2 points
-        make_polygon([[1, 1], [5, 1], [9, 1]]),     # zero area
-        make_box(500, 500, 3, 3),                   # far outside 17×11
-        dup, {**dup},                                # duplicate objectId
-        {"cuboid": {}, "objectId": "cu", "title": "x"},  # unknown tool
-    ], width=None, height=None)
-    bad["task"]["relations"] = [{"objectId": "r", "title": "rel", "from": dup["objectId"],
-                                 "to": "ghost", "direction": "straight"}]
+    bad = make_asset(
+        [
+            make_polygon([[1, 1], [5, 1]]),  # 2 points
+            make_polygon([[1, 1], [5, 1], [9, 1]]),  # zero area
+            make_box(500, 500, 3, 3),  # far outside 17×11
+            dup,
+            {**dup},  # duplicate objectId
+            {"cuboid": {}, "objectId": "cu", "title": "x"},  # unknown tool
+        ],
+        width=None,
+        height=None,
+    )
+    bad["task"]["relations"] = [
+        {
+            "objectId": "r",
+            "title": "rel",
+            "from": dup["objectId"],
+            "to": "ghost",
+            "direction": "straight",
+        }
+    ]
     path = _write(tmp_path, [make_asset([make_box(1, 1, 2, 2)]), bad, {"externalId": "x"}])
     assert main(["validate", str(path), "--json"]) == 1
     codes = sorted(p["code"] for p in json.loads(capsys.readouterr().out)["problems"])
-    assert codes == ["dangling-relation", "duplicate-id", "malformed", "missing-size",
-                     "too-few-points", "unknown-tool", "zero-area"]
+    assert codes == [
+        "dangling-relation",
+        "duplicate-id",
+        "malformed",
+        "missing-size",
+        "too-few-points",
+        "unknown-tool",
+        "zero-area",
+    ]
     main(["validate", str(path)])
     out = capsys.readouterr().out
     assert "[too-few-points] asset 'img_" in out and "3 points" not in out
 
 
 def test_validate_ok_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _write(tmp_path, [make_asset([make_box(1, 1, 2, 2), make_box(800, 1, 2, 2)],
-                                        width=1000, height=600)])
+    path = _write(
+        tmp_path,
+        [make_asset([make_box(1, 1, 2, 2), make_box(800, 1, 2, 2)], width=1000, height=600)],
+    )
     assert main(["validate", str(path)]) == 0
     assert "0 problems: OK" in capsys.readouterr().out
 
@@ -70,15 +99,19 @@ def test_outside_image_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "far outside the 17×11 image" in capsys.readouterr().out
 
 
-def test_errors_are_reported_not_raised(tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(tmp_path / "missing.json")]) == 2
     assert "not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", ["inspect", "validate", "prefetch", "preview", "convert",
-                                 "evaluate"])
+@pytest.mark.parametrize(
+    "cmd", ["inspect", "validate", "prefetch", "preview", "convert", "evaluate"]
+)
 def test_every_subcommand_has_help(cmd: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "ango_torch", cmd, "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "ango_torch", cmd, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "usage: ango-torch " + cmd in out

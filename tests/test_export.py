@@ -12,11 +12,15 @@ from builders import make_asset, make_box
 import ango_torch
 from ango_torch.errors import OntologyError, StageNotFoundError
 
-SCHEMA = {"tools": [
-    {"schemaId": "s1", "title": "road", "tool": "brush", "color": "#F44336"},
-    {"schemaId": "s2", "title": "car", "tool": "bounding-box", "color": "#00ff00"},
-    {"schemaId": "s3", "title": "bike", "tool": "polygon"}],
-    "classifications": [{"title": "weather"}], "relations": []}
+SCHEMA = {
+    "tools": [
+        {"schemaId": "s1", "title": "road", "tool": "brush", "color": "#F44336"},
+        {"schemaId": "s2", "title": "car", "tool": "bounding-box", "color": "#00ff00"},
+        {"schemaId": "s3", "title": "bike", "tool": "polygon"},
+    ],
+    "classifications": [{"title": "weather"}],
+    "relations": [],
+}
 
 
 def _staged() -> list[dict]:
@@ -24,8 +28,10 @@ def _staged() -> list[dict]:
     review = {"stage": "Review", "stageId": "st-review", "tools": []}
     return [
         make_asset([make_box(0, 0, 2, 2)], stage_history=[label, review]),
-        make_asset([make_box(0, 0, 2, 2)], stage_history=[
-            label, {**label, "tools": [make_box(0, 0, 1, 1), make_box(1, 1, 1, 1)]}]),
+        make_asset(
+            [make_box(0, 0, 2, 2)],
+            stage_history=[label, {**label, "tools": [make_box(0, 0, 1, 1), make_box(1, 1, 1, 1)]}],
+        ),
         make_asset([make_box(0, 0, 2, 2)]),
     ]
 
@@ -53,11 +59,15 @@ def test_unknown_stage_lists_those_present() -> None:
         export.snapshot_rows("QA")
 
 
-@pytest.mark.parametrize("wrap", [
-    lambda s: s,
-    lambda s: {"categorySchema": s},
-    lambda s: {"data": {"project": {"categorySchema": s, "name": "p"}}},
-], ids=["bare", "categorySchema", "api-response"])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda s: s,
+        lambda s: {"categorySchema": s},
+        lambda s: {"data": {"project": {"categorySchema": s, "name": "p"}}},
+    ],
+    ids=["bare", "categorySchema", "api-response"],
+)
 def test_ontology_wrappers(tmp_path: Path, wrap) -> None:  # type: ignore[no-untyped-def]
     for source in (wrap(SCHEMA), tmp_path / "o.json"):
         (tmp_path / "o.json").write_text(json.dumps(wrap(SCHEMA)))
@@ -67,8 +77,11 @@ def test_ontology_wrappers(tmp_path: Path, wrap) -> None:  # type: ignore[no-unt
         assert onto.by_schema_id()["s2"].title == "car"
 
 
-@pytest.mark.parametrize("bad", [[], {"tools": "x"}, {"tools": [{"tool": "polygon"}]},
-                                 {"tools": [3]}], ids=["list", "tools-str", "no-title", "int"])
+@pytest.mark.parametrize(
+    "bad",
+    [[], {"tools": "x"}, {"tools": [{"tool": "polygon"}]}, {"tools": [3]}],
+    ids=["list", "tools-str", "no-title", "int"],
+)
 def test_bad_ontology(bad: object) -> None:
     with pytest.raises(OntologyError):
         ango_torch.load_ontology(bad)  # type: ignore[arg-type]

@@ -15,17 +15,37 @@ from ango_torch.index import ExportIndex
 
 
 def _export() -> list[dict]:
-    seg = make_segmentation([
-        {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[[2, 2], [4, 2], [3, 4]]]},
-        {"region": [[10, 1], [12, 1], [11, 3]], "holes": []}])
-    rot = {"rotated-bounding-box": {"x": 1, "y": 1, "width": 2, "height": 2, "rotation": 0,
-                                    "corners": [[1, 1], [3, 1], [3, 3], [1, 3]]},
-           "objectId": "r", "title": "sign", "schemaId": "s"}
+    seg = make_segmentation(
+        [
+            {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[[2, 2], [4, 2], [3, 4]]]},
+            {"region": [[10, 1], [12, 1], [11, 3]], "holes": []},
+        ]
+    )
+    rot = {
+        "rotated-bounding-box": {
+            "x": 1,
+            "y": 1,
+            "width": 2,
+            "height": 2,
+            "rotation": 0,
+            "corners": [[1, 1], [3, 1], [3, 3], [1, 3]],
+        },
+        "objectId": "r",
+        "title": "sign",
+        "schemaId": "s",
+    }
     other = {"spline": {"pts": [1, 2]}, "objectId": "sp", "title": "curve"}
     hist = [{"stage": "Label", "stageId": "L", "tools": [make_box(0, 0, 1, 1)]}]
-    a = make_asset([make_polygon([[1, 1], [9, 1], [5, 8]]), seg, rot, other,
-                    make_box(5, 5, -2, -2, metadata={"createdAt": 1693555521104})],
-                   stage_history=hist)
+    a = make_asset(
+        [
+            make_polygon([[1, 1], [9, 1], [5, 8]]),
+            seg,
+            rot,
+            other,
+            make_box(5, 5, -2, -2, metadata={"createdAt": 1693555521104}),
+        ],
+        stage_history=hist,
+    )
     a["task"]["classifications"] = [{"title": "weather", "tool": "checkbox", "answer": ["rain"]}]
     return [a, make_asset([], width=None, height=None)]
 
@@ -56,7 +76,7 @@ def test_index_is_columnar_and_pickles(tmp_path: Path) -> None:
     assert idx.verts.dtype == np.float32 and idx.verts.shape[1] == 2
     assert len(idx.obj_kind) == 6  # 5 answer objects + 1 in the Label stage
     clone = pickle.loads(pickle.dumps(idx))
-    assert clone.asset(0) .external_id == idx.asset(0).external_id
+    assert clone.asset(0).external_id == idx.asset(0).external_id
     path = tmp_path / "i.npz"
     idx.save(path)
     loaded = ExportIndex.load(path)
@@ -75,7 +95,7 @@ def test_persisted_index_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("parsed again")
 
-    monkeypatch.setattr("ango_torch.export.parse_asset", boom)
+    monkeypatch.setattr("ango_torch.export.asset_columns", boom)
     second = ango_torch.load_export(path, cache_dir=cache)
     assert repr(second[0]) == repr(first[0])
     # Changed content → new key → parsed again.

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from builders import make_asset, make_box, make_polygon, make_v2_asset
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
@@ -23,36 +24,62 @@ from ango_torch.records import (
     ToolKind,
 )
 
-from builders import make_asset, make_box, make_polygon, make_v2_asset
-
-ROT = {"x": 2, "y": 3, "width": 4, "height": 2, "rotation": 30,
-       "corners": [[2, 3], [6, 3], [6, 5], [2, 5]]}
+ROT = {
+    "x": 2,
+    "y": 3,
+    "width": 4,
+    "height": 2,
+    "rotation": 30,
+    "corners": [[2, 3], [6, 3], [6, 5], [2, 5]],
+}
 SHAPES: list[tuple[str, Any, type, ToolKind]] = [
     ("bounding-box", {"x": 1, "y": 2, "width": 3, "height": 4}, BoundingBox, ToolKind.BOUNDING_BOX),
     ("rotated-bounding-box", ROT, RotatedBox, ToolKind.ROTATED_BOUNDING_BOX),
     ("polygon", [[1, 1], [5, 1], [3, 4]], Polygon, ToolKind.POLYGON),
     ("polyline", [[1, 1], [5, 1], [3, 4], [8, 9]], Polyline, ToolKind.POLYLINE),
     ("point", [3.5, 4.5], Point, ToolKind.POINT),
-    ("segmentation", {"zones": [{"region": [[0, 0], [9, 0], [9, 9], [0, 9]],
-                                 "holes": [[[2, 2], [4, 2], [3, 4]]]}]},
-     Segmentation, ToolKind.SEGMENTATION),
+    (
+        "segmentation",
+        {
+            "zones": [
+                {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[[2, 2], [4, 2], [3, 4]]]}
+            ]
+        },
+        Segmentation,
+        ToolKind.SEGMENTATION,
+    ),
     ("ner", {"start": 3, "end": 9, "selection": "hello"}, Ner, ToolKind.NER),
-    ("pdf", {"position": {"boundingRect": {"x1": 1, "y1": 2, "x2": 3, "y2": 4, "width": 9,
-                                           "height": 9}, "rects": [], "pageNumber": 2},
-             "content": {"text": "x"}}, Pdf, ToolKind.PDF),
+    (
+        "pdf",
+        {
+            "position": {
+                "boundingRect": {"x1": 1, "y1": 2, "x2": 3, "y2": 4, "width": 9, "height": 9},
+                "rects": [],
+                "pageNumber": 2,
+            },
+            "content": {"text": "x"},
+        },
+        Pdf,
+        ToolKind.PDF,
+    ),
     ("cuboid", {"front": [1, 2]}, OtherGeometry, ToolKind.OTHER),
 ]
 
 
 def tool(key: str, value: Any, **extra: Any) -> dict[str, Any]:
-    return {key: value, "objectId": "obj1", "schemaId": "s1", "title": "thing",
-            "classifications": [], **extra}
+    return {
+        key: value,
+        "objectId": "obj1",
+        "schemaId": "s1",
+        "title": "thing",
+        "classifications": [],
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("generation", [2, 3])
 @pytest.mark.parametrize(("key", "value", "cls", "kind"), SHAPES, ids=[s[0] for s in SHAPES])
-def test_every_tool_shape(generation: int, key: str, value: Any, cls: type,
-                          kind: ToolKind) -> None:
+def test_every_tool_shape(generation: int, key: str, value: Any, cls: type, kind: ToolKind) -> None:
     raw = (make_v2_asset if generation == 2 else make_asset)([tool(key, value)])
     # Through the index and back, so records survive the compact form.
     (asset,) = ango_torch.load_export([raw])
@@ -94,11 +121,13 @@ def test_negative_box_sizes_are_normalized(box: dict[str, float], expected: tupl
 
 
 def test_segmentation_quirks_flat_holes_empty_region_many_zones() -> None:
-    seg = {"zones": [
-        {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[2, 2], [4, 2], [3, 4]]},
-        {"region": [], "holes": []},
-        {"region": [[10, 0], [12, 0], [11, 3]]},
-    ]}
+    seg = {
+        "zones": [
+            {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[2, 2], [4, 2], [3, 4]]},
+            {"region": [], "holes": []},
+            {"region": [[10, 0], [12, 0], [11, 3]]},
+        ]
+    }
     (asset,) = ango_torch.load_export([make_asset([tool("segmentation", seg)])])
     g = asset.task.answer.tools[0].geometry
     assert isinstance(g, Segmentation)
@@ -117,23 +146,52 @@ def test_rotated_box_without_corners_rotates_about_centre() -> None:
 
 
 def test_envelope_fields_classifications_metadata() -> None:
-    nested = {"objectId": "c1", "schemaId": "k1", "tool": "radio", "title": "occluded",
-              "answer": "no", "classifications": [
-                  {"objectId": "c2", "schemaId": "k2", "tool": "checkbox", "title": "parts",
-                   "answer": ["a", "b"], "classifications": []}]}
-    t1 = make_polygon([[0, 0], [4, 0], [2, 3]], classifications=[nested], page=2,
-                      interpolationStopped=True,
-                      metadata={"createdAt": "2023-09-01T08:05:21.104Z", "createdBy": "a@b.c"})
+    nested = {
+        "objectId": "c1",
+        "schemaId": "k1",
+        "tool": "radio",
+        "title": "occluded",
+        "answer": "no",
+        "classifications": [
+            {
+                "objectId": "c2",
+                "schemaId": "k2",
+                "tool": "checkbox",
+                "title": "parts",
+                "answer": ["a", "b"],
+                "classifications": [],
+            }
+        ],
+    }
+    t1 = make_polygon(
+        [[0, 0], [4, 0], [2, 3]],
+        classifications=[nested],
+        page=2,
+        interpolationStopped=True,
+        metadata={"createdAt": "2023-09-01T08:05:21.104Z", "createdBy": "a@b.c"},
+    )
     t2 = make_box(1, 1, 2, 2, metadata={"createdAt": 1693555521104})
     raw = make_asset([t1, t2])
     raw["task"]["classifications"] = [
-        {"objectId": "c3", "schemaId": "k3", "tool": "tree-dropdown", "title": "scene",
-         "answer": ["Outdoor / Street"], "classifications": []},
+        {
+            "objectId": "c3",
+            "schemaId": "k3",
+            "tool": "tree-dropdown",
+            "title": "scene",
+            "answer": ["Outdoor / Street"],
+            "classifications": [],
+        },
         {"objectId": "c4", "schemaId": "k4", "tool": "text", "title": "note", "answer": "hi"},
     ]
     raw["task"]["relations"] = [
-        {"objectId": "r1", "schemaId": "rs", "title": "next-to", "from": t1["objectId"],
-         "to": t2["objectId"], "direction": "straight"},
+        {
+            "objectId": "r1",
+            "schemaId": "rs",
+            "title": "next-to",
+            "from": t1["objectId"],
+            "to": t2["objectId"],
+            "direction": "straight",
+        },
         {"objectId": "r2", "schemaId": "rs2", "title": "group", "group": [t1["objectId"]]},
     ]
     (asset,) = ango_torch.load_export([raw])
@@ -165,9 +223,16 @@ def test_asset_fields_multi_page_missing_size_and_fallback_ids() -> None:
 
 def test_stage_history_snapshots() -> None:
     hist = [
-        {"stage": "Label", "stageId": "L1", "completedAt": "2023-09-01T08:05:21Z",
-         "completedBy": "l@x", "tools": [make_box(0, 0, 1, 1)], "classifications": [],
-         "relations": [], "brushDataUrl": "https://b/l.png"},
+        {
+            "stage": "Label",
+            "stageId": "L1",
+            "completedAt": "2023-09-01T08:05:21Z",
+            "completedBy": "l@x",
+            "tools": [make_box(0, 0, 1, 1)],
+            "classifications": [],
+            "relations": [],
+            "brushDataUrl": "https://b/l.png",
+        },
         {"stage": "Review", "stageId": "R1", "tools": [make_box(0, 0, 2, 2), make_box(1, 1, 1, 1)]},
     ]
     (asset,) = ango_torch.load_export([make_asset([make_box(0, 0, 3, 3)], stage_history=hist)])
@@ -181,30 +246,60 @@ BAD: list[tuple[Any, str]] = [
     ("not a dict", r"#0.*expected an asset object, got str"),
     ({"externalId": "x.png"}, r"asset 'x.png' \(#0\).*neither 'task' \(v3\) nor 'tasks'"),
     ({"externalId": "x.png", "task": {"tools": {}}}, r"field 'tools'.*expected a list, got dict"),
-    ({"externalId": "x.png", "task": {"tools": [tool("polygon", [["a", "b"], ["c", "d"]])]}},
-     r"asset 'x.png' \(#0\), object 'obj1', field 'polygon\[0\]\[0\]'.*expected a number"),
-    ({"externalId": "x.png", "task": {"tools": [tool("point", [3])]}},
-     r"object 'obj1', field 'point'.*expected \[x, y\]"),
-    ({"externalId": "x.png", "task": {"tools": [tool("bounding-box", {"x": 1, "y": 1,
-                                                                      "width": 2})]}},
-     r"object 'obj1', field 'bounding-box.height'.*missing"),
-    ({"externalId": "x.png", "task": {"tools": [tool("segmentation", {"zones": {}})]}},
-     r"field 'segmentation.zones'.*expected a list of zones"),
-    ({"externalId": "x.png", "task": {"tools": [tool("polygon", [[1, float("nan")]])]}},
-     r"field 'polygon\[0\]'.*finite"),
-    ({"externalId": "x.png", "task": {"tools": [tool("rotated-bounding-box", {"corners":
-                                                                              [[1, 2]]})]}},
-     r"corners'.*has 1 points, expected 4"),
+    (
+        {"externalId": "x.png", "task": {"tools": [tool("polygon", [["a", "b"], ["c", "d"]])]}},
+        r"asset 'x.png' \(#0\), object 'obj1', field 'polygon\[0\]\[0\]'.*expected a number",
+    ),
+    (
+        {"externalId": "x.png", "task": {"tools": [tool("point", [3])]}},
+        r"object 'obj1', field 'point'.*expected \[x, y\]",
+    ),
+    (
+        {
+            "externalId": "x.png",
+            "task": {"tools": [tool("bounding-box", {"x": 1, "y": 1, "width": 2})]},
+        },
+        r"object 'obj1', field 'bounding-box.height'.*missing",
+    ),
+    (
+        {"externalId": "x.png", "task": {"tools": [tool("segmentation", {"zones": {}})]}},
+        r"field 'segmentation.zones'.*expected a list of zones",
+    ),
+    (
+        {"externalId": "x.png", "task": {"tools": [tool("polygon", [[1, float("nan")]])]}},
+        r"field 'polygon\[0\]'.*finite",
+    ),
+    (
+        {
+            "externalId": "x.png",
+            "task": {"tools": [tool("rotated-bounding-box", {"corners": [[1, 2]]})]},
+        },
+        r"corners'.*has 1 points, expected 4",
+    ),
     ({"task": {}}, r"neither assetId nor externalId"),
     ({"externalId": "x.png", "metadata": [], "task": {}}, r"field 'metadata'.*expected an object"),
     ({"externalId": "x.png", "tasks": "nope"}, r"field 'tasks'.*expected a list"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "match"), BAD, ids=[
-    "asset-not-object", "no-task", "tools-not-list", "polygon-of-strings", "point-one-coord",
-    "box-missing-height", "zones-not-list", "nan-coordinate", "rotated-3-corners",
-    "no-ids", "metadata-not-object", "v2-tasks-not-list"])
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    BAD,
+    ids=[
+        "asset-not-object",
+        "no-task",
+        "tools-not-list",
+        "polygon-of-strings",
+        "point-one-coord",
+        "box-missing-height",
+        "zones-not-list",
+        "nan-coordinate",
+        "rotated-3-corners",
+        "no-ids",
+        "metadata-not-object",
+        "v2-tasks-not-list",
+    ],
+)
 def test_malformed_assets_raise_export_format_error(raw: Any, match: str) -> None:
     with pytest.raises(ExportFormatError, match=match) as info:
         ango_torch.load_export([raw])

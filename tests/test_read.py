@@ -20,8 +20,9 @@ from ango_torch.errors import AssetFetchError, ExportFormatError
 
 def _assets(n: int = 4) -> list[dict[str, Any]]:
     tricky = make_asset([make_polygon([[1, 1], [9, 1], [5, 8]])], external_id='we"ird]}{.png')
-    tricky["task"]["classifications"] = [{"title": "note", "tool": "text",
-                                          "answer": 'a \\"quoted\\" ] } \\\\ text'}]
+    tricky["task"]["classifications"] = [
+        {"title": "note", "tool": "text", "answer": 'a \\"quoted\\" ] } \\\\ text'}
+    ]
     return [tricky] + [make_asset([make_box(i, 1, 2, 3)]) for i in range(n - 1)]
 
 
@@ -51,13 +52,16 @@ def test_every_file_kind_reads_the_same(tmp_path: Path, kind: str) -> None:
     assert len(export) == len(assets) == 4
     assert [a.external_id for a in export] == [a.external_id for a in expected]
     assert export[0].external_id == 'we"ird]}{.png'
-    assert export[0].task.answer.classifications[0].answer == assets[0]["task"][
-        "classifications"][0]["answer"]
+    assert (
+        export[0].task.answer.classifications[0].answer
+        == assets[0]["task"]["classifications"][0]["answer"]
+    )
     assert export[1].task.answer.tools[0].geometry == expected[1].task.answer.tools[0].geometry
 
 
-def test_small_chunks_split_elements_correctly(monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_small_chunks_split_elements_correctly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Elements, strings and escapes that straddle chunk boundaries."""
     monkeypatch.setattr(read, "CHUNK", 5)
     assets = _assets(6)
@@ -73,23 +77,39 @@ def test_fsspec_memory_url_with_storage_options() -> None:
 
 
 BROKEN: list[tuple[bytes | None, type[Exception], str]] = [
-    (b'[{"externalId": "a", "task": {}}, {"externalId": "b", "ta', ExportFormatError,
-     r"truncated.*after 1 complete assets"),
+    (
+        b'[{"externalId": "a", "task": {}}, {"externalId": "b", "ta',
+        ExportFormatError,
+        r"truncated.*after 1 complete assets",
+    ),
     (b'{"not": "an export"}', ExportFormatError, r"neither assetId nor externalId"),
     (b"hello world", ExportFormatError, r"not an Ango export"),
     (b"", ExportFormatError, r"empty"),
     (b"[1, 2]", ExportFormatError, r"every asset must be a JSON object"),
-    (b'{"externalId": "a", "task": {}}\n{"externalId": "b", "task": {\n', ExportFormatError,
-     r"line 2: invalid JSON"),
+    (
+        b'{"externalId": "a", "task": {}}\n{"externalId": "b", "task": {\n',
+        ExportFormatError,
+        r"line 2: invalid JSON",
+    ),
     (b'[{"externalId": "a", "task": {}}] trailing', ExportFormatError, r"after the array"),
-    (b'[{"externalId": "a", "task": {"tools": [1,]}}]', ExportFormatError,
-     r"#0.*invalid JSON"),
+    (b'[{"externalId": "a", "task": {"tools": [1,]}}]', ExportFormatError, r"#0.*invalid JSON"),
 ]
 
 
-@pytest.mark.parametrize(("data", "exc", "match"), BROKEN, ids=[
-    "truncated", "object-not-export", "not-json", "empty-file", "array-of-numbers",
-    "ndjson-broken-line", "trailing-garbage", "bad-json-inside"])
+@pytest.mark.parametrize(
+    ("data", "exc", "match"),
+    BROKEN,
+    ids=[
+        "truncated",
+        "object-not-export",
+        "not-json",
+        "empty-file",
+        "array-of-numbers",
+        "ndjson-broken-line",
+        "trailing-garbage",
+        "bad-json-inside",
+    ],
+)
 def test_broken_files(tmp_path: Path, data: bytes, exc: type[Exception], match: str) -> None:
     path = tmp_path / "e.json"
     path.write_bytes(data)

@@ -1,0 +1,745 @@
+"""Fetch asset bytes: local cache → ``root`` → the export's (signed) URL.
+
+The only module of the package that touches fsspec.  :class:`AssetStore` holds
+plain, picklable data; filesystem objects are created lazily in each process
+(DataLoader workers started by fork, spawn or forkserver each make their own:
+fsspec filesystems, with their event loops and sessions, are not fork-safe).
+
+HTTP(S) URLs are fetched with the standard library rather than fsspec's HTTP
+filesystem: pre-signed URLs need no credentials, and a plain request exposes the
+status *and body* of a failure, which is how an expired signature (S3's
+``Request has expired``, GCS's ``ExpiredToken``) is told from a real 403.
+
+Layout under ``root`` (and written by :func:`prefetch`)::
+
+    ROOT/<externalId>                    the image
+    ROOT/<externalId>.pages/<p>          page p of a multi-page asset
+    ROOT/_brush/<assetId>.png            the exported brush mask
+    ROOT/_brush/<assetId>@<stage>.png    a stage snapshot's brush mask
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.client import HTTPException
+from typing import Any, Final, Literal
+
+from .errors import AssetFetchError, ExpiredURLError, UnsafePathError, where
+
+__all__ = [
+    "AssetStore",
+    "ExpiryReport",
+    "Kind",
+    "PrefetchItem",
+    "PrefetchReport",
+    "RetryPolicy",
+    "asset_path",
+    "expiry_report",
+    "prefetch",
+    "url_expiry",
+]
+
+Kind = Literal["image", "brush"]
+
+_USER_AGENT: Final = "ango_torch"
+_RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+_EXPIRED_BODY: Final = re.compile(rb"expired|expiredtoken", re.IGNORECASE)
+_DRIVE: Final = re.compile(r"^[A-Za-z]:")
+_HINT: Final = (
+    "signed URLs in an Ango export are only valid for a limited time (about 33 hours); "
+    "download a fresh export and pass root= pointing at a copy of the images, e.g. one "
+    "made with `ango-torch prefetch`"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried: exponential backoff with full jitter.
+
+    Retried: connection errors and resets, timeouts, HTTP 408/425/429 and 5xx.
+    Never retried: 404 (missing), 400/401/403 (expired or forbidden), other 4xx.
+
+    Attributes:
+        attempts: Requests per asset at most (1 = no retry).
+        backoff: Base delay in seconds; attempt ``k`` waits ``uniform(0, min(max_backoff,
+            backoff * 2**k))``, or the server's ``Retry-After`` if longer (capped).
+        max_backoff: Longest single wait in seconds.
+        total_timeout: Budget in seconds for all attempts of one asset together.
+        timeout: Per-request timeout in seconds (connect, and each read).
+    """
+
+    attempts: int = 5
+    backoff: float = 0.25
+    max_backoff: float = 8.0
+    total_timeout: float = 120.0
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be ≥ 1, got {self.attempts}")
+        for name in ("backoff", "max_backoff", "total_timeout", "timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetryPolicy.{name} must be ≥ 0, got {getattr(self, name)}")
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
+        cap = min(self.max_backoff, self.backoff * 2.0**attempt)
+        wait = random.uniform(0.0, cap)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_backoff))
+        return wait
+
+
+class _Retryable(Exception):
+    """A transient failure: try again (carries a description and Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Missing(Exception):
+    """The file is not there (404 / FileNotFoundError): try the next source."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its query string: signatures must not end up in logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.query:
+        return urllib.parse.urlunsplit(parts._replace(query="…"))
+    return url
+
+
+def _check_component(value: str, *, what: str, label: str) -> None:
+    """Refuse ids that could leave ``root``: ``..``, absolute paths, drives, NUL."""
+    problem = None
+    if not value:
+        problem = "is empty"
+    elif "\x00" in value:
+        problem = "contains a NUL byte"
+    else:
+        for candidate in {value, urllib.parse.unquote(value)}:
+            parts = re.split(r"[\\/]", candidate)
+            if candidate.startswith(("/", "\\")):
+                problem = "is an absolute path"
+            elif _DRIVE.match(candidate) or "://" in candidate:
+                problem = "names a drive or protocol"
+            elif ".." in parts:
+                problem = "has a '..' component"
+            elif candidate.startswith("~"):
+                problem = "starts with '~'"
+            if problem:
+                break
+    if problem:
+        raise UnsafePathError(
+            f"{label}: {what} {value!r} {problem}; it would resolve outside root, refusing"
+        )
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def asset_path(
+    base: str,
+    *,
+    asset_id: str,
+    external_id: str,
+    page: int | None = None,
+    kind: Kind = "image",
+    stage_key: str | None = None,
+    label: str = "",
+) -> str:
+    """Where an asset lives under ``base`` (a folder, fsspec path or template).
+
+    ``base`` may contain ``{externalId}`` or ``{assetId}``; then it names the image
+    itself and brush masks go to ``_brush/`` in the folder before the first
+    placeholder.  Returns ``/``-joined paths; ids are checked not to escape ``base``.
+
+    Raises:
+        UnsafePathError: ``external_id`` (or ``asset_id``) would escape ``base``.
+    """
+    label = label or where(asset=external_id)
+    if page is not None and (not isinstance(page, int) or page < 0):
+        raise ValueError(f"{label}: page must be an int ≥ 0, got {page!r}")
+    templated = "{externalId}" in base or "{assetId}" in base
+    if kind == "brush":
+        folder = base[: base.index("{")].rsplit("/", 1)[0] if templated else base
+        name = _quote(asset_id) + ("" if stage_key is None else "@" + _quote(stage_key))
+        return f"{folder.rstrip('/')}/_brush/{name}.png"
+    if kind != "image":
+        raise ValueError(f"{label}: kind must be 'image' or 'brush', got {kind!r}")
+    if templated:
+        if "{externalId}" in base:
+            _check_component(external_id, what="externalId", label=label)
+        if "{assetId}" in base:
+            _check_component(asset_id, what="assetId", label=label)
+        path = base.replace("{externalId}", external_id).replace("{assetId}", asset_id)
+    else:
+        _check_component(external_id, what="externalId", label=label)
+        path = f"{base.rstrip('/')}/{external_id}"
+    return path if page is None else f"{path}.pages/{page}"
+
+
+def _cache_name(asset_id: str, page: int | None, kind: Kind, stage_key: str | None) -> str:
+    # Keyed by assetId, never by URL: signed URLs change with every export.
+    name = _quote(asset_id)
+    if kind == "brush":
+        return f"_brush/{name}" + ("" if stage_key is None else "@" + _quote(stage_key)) + ".png"
+    return name if page is None else f"{name}.pages/{page}"
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to local ``path`` via a temp file in the same folder + rename.
+
+    Readers (other DataLoader workers, a resumed prefetch) see the old state or the
+    whole file, never a part of it.
+    """
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix="." + os.path.basename(path)[:60] + ".", suffix=".part"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for 429/503, fall back to backoff
+
+
+class AssetStore:
+    """Fetches image and brush bytes for assets; picklable, fork- and spawn-safe.
+
+    Args:
+        root: Where the images already are: a local folder, an fsspec URL
+            (``memory://imgs``, ``s3://bucket/x``) or a template containing
+            ``{externalId}`` or ``{assetId}`` (``s3://bucket/imgs/{externalId}``).
+            A plain root means ``root/<externalId>``.  Files missing under root
+            fall back to the asset's URL.
+        storage_options: Passed to fsspec for ``root`` and non-HTTP URLs.
+        cache_dir: Local folder caching fetched bytes by assetId (a second pass over
+            the data makes no request).  Not used for files read from a local root.
+        retry: Retry policy for transient failures.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.root = None if root is None else os.fspath(root)
+        self.storage_options = dict(storage_options or {})
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.retry = retry
+        self._local: dict[str, Any] = {}  # per-process state, see _state()
+
+    def __repr__(self) -> str:
+        return f"AssetStore(root={self.root!r}, cache_dir={self.cache_dir!r}, retry={self.retry!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_local"] = {}  # never ship filesystem objects to another process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # -- per-process filesystems ---------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        local = self._local
+        if local.get("pid") != os.getpid():  # fresh process (or forked child): start over
+            self._local = local = {"pid": os.getpid(), "lock": threading.Lock(), "fs": {}}
+        return local
+
+    def _fs(self, url: str) -> tuple[Any, str]:
+        """(filesystem, path) for an fsspec URL, the filesystem made once per process."""
+        import fsspec.core
+
+        local = self._state()
+        key = url.split("::")[0].split("://")[0] if "://" in url else "file"
+        cache: dict[str, Any] = local["fs"]
+        with local["lock"]:
+            fs = cache.get(key) if "::" not in url else None
+            if fs is None:
+                # skip_instance_cache: never share an instance (and its event loop or
+                # session) with the caller's code or with a forked parent.
+                fs, _ = fsspec.core.url_to_fs(url, skip_instance_cache=True, **self.storage_options)
+                if "::" not in url:
+                    cache[key] = fs
+        return fs, fs._strip_protocol(url)
+
+    # -- fetch ---------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        *,
+        asset_id: str,
+        external_id: str,
+        url: str | None,
+        page: int | None = None,
+        kind: Kind = "image",
+        stage_key: str | None = None,
+        label: str = "",
+    ) -> bytes:
+        """The bytes of one image, page or brush PNG.
+
+        Looks in ``cache_dir``, then under ``root``, then downloads ``url``.
+
+        Args:
+            asset_id: The asset's ``assetId`` (cache key).
+            external_id: The asset's ``externalId`` (file name under ``root``).
+            url: The export's URL for this file, or ``None``.
+            page: Page index of a multi-page asset (``url`` is that page's URL).
+            kind: ``"image"`` or ``"brush"`` (the task's or a stage's brush PNG).
+            stage_key: For brush masks of a stage snapshot: the stage's key.
+            label: Location for error messages, e.g. ``"asset 'a.jpg' (#3)"``.
+
+        Raises:
+            UnsafePathError: ``external_id`` would escape ``root``.
+            ExpiredURLError: The signed URL has expired (HTTP 400/403 saying so).
+            AssetFetchError: Missing everywhere, or failed after all retries.
+        """
+        label = label or where(asset=external_id)
+        if page is not None:
+            label += f", page {page}"
+        if kind == "brush":
+            label += ", brush mask" + ("" if stage_key is None else f" of stage {stage_key!r}")
+        cache_path = None
+        if self.cache_dir is not None:
+            cache_path = os.path.join(self.cache_dir, _cache_name(asset_id, page, kind, stage_key))
+            try:
+                with open(cache_path, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                pass
+        tried: list[str] = []
+        data: bytes | None = None
+        local_root = False
+        if self.root is not None:
+            path = asset_path(
+                self.root,
+                asset_id=asset_id,
+                external_id=external_id,
+                page=page,
+                kind=kind,
+                stage_key=stage_key,
+                label=label,
+            )
+            try:
+                data = self._get(path, label)
+                local_root = "://" not in self.root or self.root.startswith("file://")
+            except _Missing:
+                tried.append(f"not found at {path!r}")
+        if data is None:
+            if not url:
+                where_ = "; ".join(tried) or "no root= given"
+                raise AssetFetchError(f"{label}: no URL in the export and {where_}")
+            try:
+                data = self._get(url, label)
+            except _Missing:
+                tried.append(f"404 Not Found from {redact(url)}")
+                raise AssetFetchError(f"{label}: file is missing: {'; '.join(tried)}") from None
+        if cache_path is not None and not local_root:
+            atomic_write(cache_path, data)
+        return data
+
+    def _get(self, url: str, label: str) -> bytes:
+        """One source, with retries; raises _Missing for a 404 / missing file."""
+        policy = self.retry
+        start = time.monotonic()
+        http = url.startswith(("http://", "https://"))
+        attempt = 0
+        while True:
+            remaining = policy.total_timeout - (time.monotonic() - start)
+            timeout = max(0.001, min(policy.timeout, remaining))
+            try:
+                return self._get_http(url, label, timeout) if http else self._get_fs(url, label)
+            except _Retryable as exc:
+                attempt += 1
+                elapsed = time.monotonic() - start
+                wait = policy.delay(attempt - 1, exc.retry_after)
+                if attempt >= policy.attempts or elapsed + wait >= policy.total_timeout:
+                    raise AssetFetchError(
+                        f"{label}: fetching {redact(url)} failed after {attempt} attempt(s) "
+                        f"in {elapsed:.1f}s (RetryPolicy(attempts={policy.attempts}, "
+                        f"total_timeout={policy.total_timeout})): last error: {exc}"
+                    ) from exc
+                time.sleep(wait)
+
+    def _get_fs(self, url: str, label: str) -> bytes:
+        fs, path = self._fs(url)
+        try:
+            data: bytes = fs.cat_file(path)
+        except FileNotFoundError as exc:
+            raise _Missing(str(exc)) from exc
+        except (ConnectionError, TimeoutError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except (IsADirectoryError, PermissionError) as exc:
+            raise AssetFetchError(f"{label}: cannot read {url!r}: {exc}") from exc
+        return data
+
+    def _get_http(self, url: str, label: str, timeout: float) -> bytes:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                data: bytes = response.read()
+                expected = response.headers.get("Content-Length")
+                if expected is not None and expected.isdigit() and len(data) != int(expected):
+                    raise _Retryable(f"short body: {len(data)} of {expected} bytes")
+                return data
+        except urllib.error.HTTPError as exc:
+            self._http_error(exc, url, label)
+            raise AssertionError("unreachable") from exc  # _http_error always raises
+        except urllib.error.URLError as exc:
+            # Connection refused / reset / DNS / timeout before the response.
+            raise _Retryable(f"{type(exc.reason).__name__}: {exc.reason}") from exc
+        except (OSError, HTTPException) as exc:
+            # Reset or timeout while reading the body; IncompleteRead; bad status line.
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _http_error(exc: urllib.error.HTTPError, url: str, label: str) -> None:
+        status = exc.code
+        try:
+            body = exc.read(4096)
+        except (OSError, HTTPException):
+            body = b""
+        finally:
+            exc.close()
+        if status == 404:
+            raise _Missing(f"HTTP 404 from {redact(url)}")
+        if status in _RETRY_STATUS:
+            raise _Retryable(
+                f"HTTP {status} {exc.reason}", _retry_after(exc.headers.get("Retry-After"))
+            )
+        if status in (400, 401, 403):
+            expiry = url_expiry(url)
+            past = expiry is not None and expiry.timestamp() < time.time()
+            if _EXPIRED_BODY.search(body) or past:
+                when = f" at {expiry.isoformat()}" if expiry is not None else ""
+                raise ExpiredURLError(
+                    f"{label}: the signed URL expired{when} (HTTP {status} from "
+                    f"{redact(url)}: {_snippet(body)}); {_HINT}"
+                )
+        raise AssetFetchError(
+            f"{label}: HTTP {status} {exc.reason} from {redact(url)}: {_snippet(body)}"
+        )
+
+
+def _snippet(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    message = re.search(r"<Message>(.*?)</Message>", text, re.DOTALL)
+    text = message.group(1) if message else text
+    text = " ".join(text.split())
+    return repr(text[:200] + ("…" if len(text) > 200 else ""))
+
+
+# -- signed URL expiry -------------------------------------------------------------------
+
+
+def _query(url: str) -> dict[str, str]:
+    pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    return {k.lower(): v for k, v in pairs}
+
+
+def url_expiry(url: str) -> datetime | None:
+    """When a signed URL stops working, or ``None`` when it carries no expiry.
+
+    Understands AWS SigV4 (``X-Amz-Date`` + ``X-Amz-Expires``), GCS V4
+    (``X-Goog-Date`` + ``X-Goog-Expires``) and epoch ``Expires=`` (CloudFront,
+    legacy S3 SigV2, GCS V2).
+
+    Returns:
+        A timezone-aware UTC datetime, or ``None``.
+    """
+    q = _query(url)
+    for prefix in ("x-amz-", "x-goog-"):
+        date, seconds = q.get(prefix + "date"), q.get(prefix + "expires")
+        if date is not None and seconds is not None:
+            try:
+                signed = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+                return signed + timedelta(seconds=int(seconds))
+            except (ValueError, OverflowError):
+                return None
+    epoch = q.get("expires")
+    if epoch is not None:
+        try:
+            return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    """How many of an export's URLs are signed, expired, or expire soon.
+
+    Attributes:
+        total: URLs looked at (empty ones are not counted).
+        signed: Those carrying an expiry.
+        expired: Signed URLs already past their expiry.
+        expiring_soon: Signed URLs not yet expired but expiring within ``horizon``.
+        earliest: The earliest expiry among signed URLs (UTC), or ``None``.
+        horizon: The look-ahead used for ``expiring_soon``.
+    """
+
+    total: int
+    signed: int
+    expired: int
+    expiring_soon: int
+    earliest: datetime | None
+    horizon: timedelta = timedelta(hours=24)
+
+    def message(self) -> str | None:
+        """A warning for the user, or ``None`` when no URL is expired or expiring."""
+        if not self.expired and not self.expiring_soon:
+            return None
+        when = self.earliest.strftime("%Y-%m-%d %H:%M UTC") if self.earliest else "?"
+        if self.expired:
+            head = f"{self.expired} of {self.signed} signed asset URLs have expired"
+            if self.expiring_soon:
+                head += f" and {self.expiring_soon} more expire within {self.horizon}"
+        else:
+            head = (
+                f"{self.expiring_soon} of {self.signed} signed asset URLs expire within "
+                f"{self.horizon}"
+            )
+        return (
+            f"{head} (earliest {when}). Downloads of expired URLs fail with HTTP 403. "
+            "Copy the images once with `ango-torch prefetch` (or ango_torch.fetch.prefetch) "
+            "and pass root= to read them from there, or download a fresh export."
+        )
+
+
+def expiry_report(
+    urls: Iterable[str | None],
+    *,
+    now: datetime | None = None,
+    horizon: timedelta = timedelta(hours=24),
+) -> ExpiryReport:
+    """Summarise the expiry of many URLs (see :func:`url_expiry`).
+
+    Args:
+        urls: Asset (and brush) URLs; ``None`` and ``""`` are skipped.
+        now: The reference time (aware, or naive UTC); default: the current time.
+        horizon: URLs expiring sooner than ``now + horizon`` count as expiring soon.
+    """
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    total = signed = expired = soon = 0
+    earliest: datetime | None = None
+    for url in urls:
+        if not url:
+            continue
+        total += 1
+        expiry = url_expiry(url)
+        if expiry is None:
+            continue
+        signed += 1
+        earliest = expiry if earliest is None else min(earliest, expiry)
+        if expiry <= now:
+            expired += 1
+        elif expiry <= now + horizon:
+            soon += 1
+    return ExpiryReport(total, signed, expired, soon, earliest, horizon)
+
+
+# -- prefetch ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchItem:
+    """One file for :func:`prefetch` to download (see the module's layout)."""
+
+    asset_id: str
+    external_id: str
+    url: str | None
+    kind: Kind = "image"
+    page: int | None = None
+    stage_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchReport:
+    """What :func:`prefetch` did.
+
+    Attributes:
+        fetched: Files downloaded, checked and written.
+        skipped: Files already complete at the destination.
+        failed: ``(item, error message)`` for every file that could not be prefetched.
+    """
+
+    fetched: int = 0
+    skipped: int = 0
+    failed: list[tuple[PrefetchItem, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line, e.g. ``'498 fetched, 0 skipped, 2 failed'``."""
+        return f"{self.fetched} fetched, {self.skipped} skipped, {len(self.failed)} failed"
+
+
+def _item_label(item: PrefetchItem) -> str:
+    return where(asset=item.external_id)
+
+
+def prefetch(
+    items: Iterable[PrefetchItem],
+    *,
+    to: str | os.PathLike[str],
+    concurrency: int = 8,
+    storage_options: Mapping[str, Any] | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    progress: bool | None = None,
+    verify: bool = True,
+) -> PrefetchReport:
+    """Download assets into a folder laid out so that ``root=to`` reads them.
+
+    Resumable: files already at the destination are skipped, and every file is
+    written to a temporary name and renamed, so an interrupted run never leaves a
+    partial file under a final name.  Individual failures are reported, not raised.
+
+    Args:
+        items: The files to fetch (duplicates are fetched once).
+        to: Destination: a local folder, or an fsspec URL (written with one put each).
+        concurrency: Parallel downloads (threads).
+        storage_options: fsspec options for ``to`` and non-HTTP URLs.
+        retry: Retry policy per file.
+        progress: Show a tqdm bar; default: when tqdm is installed and stderr is a TTY.
+        verify: Decode every file before writing it (images to RGB, brush masks to
+            RGBA); undecodable files are reported as failures and not written.
+
+    Returns:
+        Counts of fetched and skipped files and the list of failures.
+    """
+    from ._progress import progress as progress_bar
+    from .decode import decode_image, decode_rgba
+
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
+    base = os.fspath(to)
+    store = AssetStore(storage_options=storage_options, retry=retry)
+    remote = "://" in base and not base.startswith("file://")
+    if not remote:
+        base = base.removeprefix("file://")
+    unique: dict[str, PrefetchItem] = {}
+    failed: list[tuple[PrefetchItem, str]] = []
+    for item in items:
+        try:
+            dest = asset_path(
+                base,
+                asset_id=item.asset_id,
+                external_id=item.external_id,
+                page=item.page,
+                kind=item.kind,
+                stage_key=item.stage_key,
+                label=_item_label(item),
+            )
+        except (UnsafePathError, ValueError) as exc:
+            failed.append((item, str(exc)))
+            continue
+        unique.setdefault(dest, item)
+
+    def exists(dest: str) -> bool:
+        if remote:
+            fs, path = store._fs(dest)
+            return bool(fs.exists(path))
+        return os.path.isfile(dest)
+
+    def one(dest: str, item: PrefetchItem) -> bool:
+        if exists(dest):
+            return False
+        label = _item_label(item)
+        data = store.fetch(
+            asset_id=item.asset_id,
+            external_id=item.external_id,
+            url=item.url,
+            page=item.page,
+            kind=item.kind,
+            stage_key=item.stage_key,
+            label=label,
+        )
+        if verify:
+            check: Callable[..., Any] = decode_rgba if item.kind == "brush" else decode_image
+            check(data, label=label)
+        if remote:
+            fs, path = store._fs(dest)
+            fs.pipe_file(path, data)  # object stores make a put visible all at once
+        else:
+            atomic_write(dest, data)
+        return True
+
+    fetched = skipped = 0
+    jobs = iter(unique.items())
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prefetch") as pool:
+        pending: dict[Future[bool], PrefetchItem] = {}
+
+        def fill() -> None:
+            # Bounded submission: millions of items must not become millions of futures.
+            while len(pending) < 2 * concurrency:
+                nxt = next(jobs, None)
+                if nxt is None:
+                    return
+                pending[pool.submit(one, *nxt)] = nxt[1]
+
+        def completed() -> Iterable[tuple[PrefetchItem, Future[bool]]]:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield pending.pop(fut), fut
+                fill()
+
+        try:
+            for item, fut in progress_bar(
+                completed(), desc="prefetch", total=len(unique), enabled=progress
+            ):
+                error = fut.exception()
+                if error is None:
+                    if fut.result():
+                        fetched += 1
+                    else:
+                        skipped += 1
+                elif isinstance(error, Exception):
+                    failed.append((item, str(error) or type(error).__name__))
+                else:
+                    raise error
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    return PrefetchReport(fetched, skipped, failed)
