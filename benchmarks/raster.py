@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ango_torch import brush as br
 from ango_torch import geometry as g
 
 SIZE = (1080, 1920)  # (height, width)
@@ -52,7 +53,7 @@ def make_brush(strokes: int, seed: int = 0) -> npt.NDArray[np.uint8]:
     """A 1080p RGBA brush: opaque discs in class colours with antialiased rims."""
     rng = np.random.default_rng(seed)
     h, w = SIZE
-    colours = np.array([g.parse_hex_color(c) for c in PALETTE], dtype=np.int64)
+    colours = np.array([br.parse_hex_color(c) for c in PALETTE], dtype=np.int64)
     img = np.zeros((h, w, 4), dtype=np.uint8)
     for k in range(strokes):
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 150)
@@ -133,21 +134,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  ango_torch crops only (no [N, H, W] stack): {t_crops * 1e3:8.2f} ms")
 
     brush = make_brush(6 if args.smoke else 40)
-    colours = [g.parse_hex_color(c) for c in PALETTE]
+    colours = [br.parse_hex_color(c) for c in PALETTE]
     painted = float((brush[..., 3] > 0).mean())
-    class_map, inexact = g.brush_to_class_map(brush, colors=colours)
+    class_map, inexact = br.brush_to_class_map(brush, colors=colours)
     print(f"brush {SIZE[1]}x{SIZE[0]}: {painted:.1%} painted, {inexact} inexact pixels")
-    t = timeit(lambda: g.brush_to_class_map(brush, colors=colours), repeat)
+    t = timeit(lambda: br.brush_to_class_map(brush, colors=colours), repeat)
     print(f"  brush_to_class_map: {t * 1e3:8.2f} ms")
-    t = timeit(lambda: g.distinct_colors(brush), repeat)
+    t = timeit(lambda: br.distinct_colors(brush), repeat)
     print(f"  distinct_colors:    {t * 1e3:8.2f} ms")
     k = int(np.bincount(class_map.ravel(), minlength=2)[1:].argmax()) + 1  # most painted
     mask = class_map == k
-    _, n = g.connected_components(mask)
-    t = timeit(lambda: g.connected_components(mask), repeat)
+    _, n = br.connected_components(mask)
+    t = timeit(lambda: br.connected_components(mask), repeat)
     print(f"  connected_components (class {k}, {n} components): {t * 1e3:8.2f} ms")
     noise = np.random.default_rng(1).random(SIZE) < 0.3
-    t = timeit(lambda: g.connected_components(noise), max(1, repeat // 4))
+    t = timeit(lambda: br.connected_components(noise), max(1, repeat // 4))
     print(f"  connected_components (30% random noise, worst case): {t * 1e3:8.2f} ms")
 
 

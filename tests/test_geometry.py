@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from ango_torch import brush as br
 from ango_torch import geometry as g
 from ango_torch.errors import AngoTorchError, ExportFormatError
 
@@ -342,7 +343,7 @@ def test_brush_exact_and_nearest_colours() -> None:
         },
         (7, 9),
     )
-    class_map, inexact = g.brush_to_class_map(img, colors=[RED, BLUE, GREEN])
+    class_map, inexact = br.brush_to_class_map(img, colors=[RED, BLUE, GREEN])
     expected = np.zeros((7, 9), dtype=np.int64)
     expected[0, 0], expected[0, 1], expected[1, 2], expected[2, 3], expected[3, 4] = 1, 2, 3, 1, 2
     assert class_map.dtype == np.int64 and np.array_equal(class_map, expected)
@@ -350,7 +351,7 @@ def test_brush_exact_and_nearest_colours() -> None:
 
 
 def test_brush_unpainted_and_no_colours() -> None:
-    class_map, inexact = g.brush_to_class_map(np.zeros((3, 5, 4), np.uint8), colors=[])
+    class_map, inexact = br.brush_to_class_map(np.zeros((3, 5, 4), np.uint8), colors=[])
     assert class_map.shape == (3, 5) and not class_map.any() and inexact == 0
 
 
@@ -361,7 +362,7 @@ def test_brush_matches_brute_force_on_random_image() -> None:
     img[..., 3] *= rng.random((23, 31)) < 0.6
     exact = rng.random((23, 31)) < 0.5
     img[exact, :3] = palette[rng.integers(0, 4, int(exact.sum()))]
-    class_map, inexact = g.brush_to_class_map(img, colors=[tuple(c) for c in palette.tolist()])
+    class_map, inexact = br.brush_to_class_map(img, colors=[tuple(c) for c in palette.tolist()])
     d = ((img[..., None, :3].astype(np.int64) - palette) ** 2).sum(-1)
     painted = img[..., 3] > 0
     assert np.array_equal(class_map, np.where(painted, d.argmin(-1) + 1, 0))
@@ -373,8 +374,8 @@ def test_distinct_colors() -> None:
         {(0, 0): (*RED, 255), (0, 1): (*RED, 200), (1, 1): (*BLUE, 255), (2, 2): (*GREEN, 0)},
         (3, 4),
     )
-    assert g.distinct_colors(img) == [(RED, 2), (BLUE, 1)]
-    assert g.distinct_colors(np.zeros((3, 4, 4), np.uint8)) == []
+    assert br.distinct_colors(img) == [(RED, 2), (BLUE, 1)]
+    assert br.distinct_colors(np.zeros((3, 4, 4), np.uint8)) == []
 
 
 @pytest.mark.parametrize(
@@ -389,7 +390,7 @@ def test_distinct_colors() -> None:
     ids=["hash-6", "bare-upper-6", "hash-3-mixed", "bare-3", "whitespace"],
 )
 def test_parse_hex_color(text: str, expected: tuple[int, int, int]) -> None:
-    assert g.parse_hex_color(text) == expected
+    assert br.parse_hex_color(text) == expected
 
 
 # --------------------------------------------------------------- connected components
@@ -424,29 +425,29 @@ def test_connected_components_match_flood_fill(connectivity: int) -> None:
     for _ in range(60):
         h, w = rng.integers(1, 29, 2)
         mask = rng.random((h, w)) < rng.uniform(0.2, 0.8)
-        labels, n = g.connected_components(mask, connectivity=connectivity)
+        labels, n = br.connected_components(mask, connectivity=connectivity)
         ref, ref_n = flood_fill(mask, connectivity)
         assert labels.dtype == np.int32 and n == ref_n and np.array_equal(labels, ref)
 
 
 def test_connected_components_cases() -> None:
     diagonal = np.eye(4, dtype=bool)
-    assert g.connected_components(diagonal)[1] == 1
-    assert g.connected_components(diagonal, connectivity=4)[1] == 4
-    labels, n = g.connected_components(np.zeros((3, 5), dtype=bool))
+    assert br.connected_components(diagonal)[1] == 1
+    assert br.connected_components(diagonal, connectivity=4)[1] == 4
+    labels, n = br.connected_components(np.zeros((3, 5), dtype=bool))
     assert n == 0 and labels.shape == (3, 5) and not labels.any()
-    labels, n = g.connected_components(np.zeros((0, 5), dtype=bool))
+    labels, n = br.connected_components(np.zeros((0, 5), dtype=bool))
     assert n == 0 and labels.shape == (0, 5)
     u_shape = grid(["#.#", "#.#", "###"])  # joins at the bottom: one label from the top
-    labels, n = g.connected_components(u_shape)
+    labels, n = br.connected_components(u_shape)
     assert n == 1 and set(np.unique(labels)) == {0, 1}
 
 
 def test_components_to_crops_round_trip() -> None:
     rng = np.random.default_rng(5)
     mask = rng.random((11, 17)) < 0.35
-    labels, n = g.connected_components(mask)
-    crops, offsets = g.components_to_crops(labels, count=n)
+    labels, n = br.connected_components(mask)
+    crops, offsets = br.components_to_crops(labels, count=n)
     masks = g.masks_from_crops(crops, offsets, canvas_size=(11, 17))
     for k in range(n):
         assert np.array_equal(masks[k], labels == k + 1)
@@ -460,13 +461,13 @@ def test_components_to_crops_round_trip() -> None:
 
 def test_resize_nearest() -> None:
     labels = np.arange(11 * 17, dtype=np.int64).reshape(11, 17)
-    assert np.array_equal(g.resize_nearest(labels, size=(11, 17)), labels)
-    up = g.resize_nearest(labels, size=(22, 34))
+    assert np.array_equal(br.resize_nearest(labels, size=(11, 17)), labels)
+    up = br.resize_nearest(labels, size=(22, 34))
     assert np.array_equal(up, labels.repeat(2, axis=0).repeat(2, axis=1))
-    down = g.resize_nearest(up, size=(11, 17))
+    down = br.resize_nearest(up, size=(11, 17))
     assert np.array_equal(down, labels)
     img = np.zeros((4, 6, 4), dtype=np.uint8)
-    assert g.resize_nearest(img, size=(7, 3)).shape == (7, 3, 4)
+    assert br.resize_nearest(img, size=(7, 3)).shape == (7, 3, 4)
 
 
 @pytest.mark.parametrize("size", [(11, 17), (5, 9), (23, 40), (61, 97)], ids=str)
@@ -476,7 +477,7 @@ def test_resize_nearest_matches_pillow(size: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
     src = rng.integers(0, 256, (19, 29), dtype=np.uint8)
     ref = np.asarray(Image.fromarray(src).resize(size[::-1], Image.Resampling.NEAREST))
-    assert np.array_equal(g.resize_nearest(src, size=size), ref)
+    assert np.array_equal(br.resize_nearest(src, size=size), ref)
 
 
 # ------------------------------------------------------------------------ bad inputs
@@ -559,57 +560,57 @@ BAD = [
     pytest.param(
         lambda: G.mask_to_box(np.zeros((2, 2, 2), bool)), ExportFormatError, id="box-of-3d-mask"
     ),
-    pytest.param(lambda: G.parse_hex_color("#12345"), ExportFormatError, id="hex-5-digits"),
-    pytest.param(lambda: G.parse_hex_color("#ggg"), ExportFormatError, id="hex-not-hex"),
-    pytest.param(lambda: G.parse_hex_color(""), ExportFormatError, id="hex-empty"),
+    pytest.param(lambda: br.parse_hex_color("#12345"), ExportFormatError, id="hex-5-digits"),
+    pytest.param(lambda: br.parse_hex_color("#ggg"), ExportFormatError, id="hex-not-hex"),
+    pytest.param(lambda: br.parse_hex_color(""), ExportFormatError, id="hex-empty"),
     pytest.param(
-        lambda: G.parse_hex_color(0xF44336),
+        lambda: br.parse_hex_color(0xF44336),
         ExportFormatError,
         id="hex-int",
     ),
     pytest.param(
-        lambda: G.brush_to_class_map(np.zeros((3, 3, 3), np.uint8), colors=[RED]),
+        lambda: br.brush_to_class_map(np.zeros((3, 3, 3), np.uint8), colors=[RED]),
         ExportFormatError,
         id="brush-rgb-not-rgba",
     ),
     pytest.param(
-        lambda: G.brush_to_class_map(np.zeros((3, 3, 4), np.float32), colors=[RED]),
+        lambda: br.brush_to_class_map(np.zeros((3, 3, 4), np.float32), colors=[RED]),
         ExportFormatError,
         id="brush-float",
     ),
     pytest.param(
-        lambda: G.brush_to_class_map(np.zeros((3, 3, 4), np.uint8), colors=[RED, RED]),
+        lambda: br.brush_to_class_map(np.zeros((3, 3, 4), np.uint8), colors=[RED, RED]),
         ExportFormatError,
         id="brush-duplicate-colours",
     ),
     pytest.param(
-        lambda: G.brush_to_class_map(np.zeros((3, 3, 4), np.uint8), colors=[(256, 0, 0)]),
+        lambda: br.brush_to_class_map(np.zeros((3, 3, 4), np.uint8), colors=[(256, 0, 0)]),
         ExportFormatError,
         id="brush-colour-out-of-range",
     ),
     pytest.param(
-        lambda: G.brush_to_class_map(np.full((3, 3, 4), 255, np.uint8), colors=[]),
+        lambda: br.brush_to_class_map(np.full((3, 3, 4), 255, np.uint8), colors=[]),
         ExportFormatError,
         id="brush-painted-no-colours",
     ),
     pytest.param(
-        lambda: G.connected_components(np.ones((3, 3), bool), connectivity=6),
+        lambda: br.connected_components(np.ones((3, 3), bool), connectivity=6),
         ExportFormatError,
         id="connectivity-6",
     ),
     pytest.param(
-        lambda: G.connected_components(np.ones(3, bool)), ExportFormatError, id="components-1d"
+        lambda: br.connected_components(np.ones(3, bool)), ExportFormatError, id="components-1d"
     ),
     pytest.param(
-        lambda: G.components_to_crops(np.full((2, 2), 3), count=2),
+        lambda: br.components_to_crops(np.full((2, 2), 3), count=2),
         ExportFormatError,
         id="label-above-count",
     ),
     pytest.param(
-        lambda: G.resize_nearest(np.zeros(5), size=(2, 2)), ExportFormatError, id="resize-1d"
+        lambda: br.resize_nearest(np.zeros(5), size=(2, 2)), ExportFormatError, id="resize-1d"
     ),
     pytest.param(
-        lambda: G.resize_nearest(np.zeros((0, 5)), size=(2, 2)),
+        lambda: br.resize_nearest(np.zeros((0, 5)), size=(2, 2)),
         ExportFormatError,
         id="resize-empty-to-nonempty",
     ),
