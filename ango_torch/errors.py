@@ -11,11 +11,13 @@ from __future__ import annotations
 
 __all__ = [
     "AngoTorchError",
+    "AngoTorchWarning",
     "AssetFetchError",
     "DecodeError",
     "ExpiredURLError",
     "ExportFormatError",
     "OntologyError",
+    "SizeMismatchError",
     "StageNotFoundError",
     "UnsafePathError",
     "where",
@@ -79,3 +81,15 @@ def where(
     if field is not None:
         parts.append(f"field {field!r}")
     return ", ".join(parts)
+
+
+class SizeMismatchError(AngoTorchError, ValueError):
+    """A decoded image's size differs from the export's ``metadata.width/height``.
+
+    The annotations were drawn on an image of the exported size; using them on an
+    image of another size would misplace every one of them.
+    """
+
+
+class AngoTorchWarning(UserWarning):
+    """Something was skipped, dropped or repaired; the message says what and how many."""

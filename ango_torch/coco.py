@@ -1,0 +1,152 @@
+"""COCO ground truth from a dataset, built from annotations alone (no image decode).
+
+Category ids equal the dataset's labels.  Segmentations are polygons (one per zone)
+where that is exact, and uncompressed RLE for segmentations with holes and for brush
+components (a polygon cannot express a hole).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .geometry import crop_to_mask
+from .records import ToolKind
+from .targets import brush_instances, object_crop
+
+if TYPE_CHECKING:
+    from .dataset import AngoDataset
+
+__all__ = ["mask_to_rle", "rle_to_mask", "to_coco", "write_coco"]
+
+
+def mask_to_rle(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    """``bool [H, W]`` → COCO uncompressed RLE ``{"size": [H, W], "counts": [...]}``.
+
+    Runs are counted in column-major order, starting with a (possibly empty) run of 0s,
+    exactly as ``pycocotools.mask.encode`` does before compression.
+    """
+    h, w = mask.shape
+    flat = np.asarray(mask, bool).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [h, w], "counts": counts}
+
+
+def rle_to_mask(rle: dict[str, Any]) -> npt.NDArray[np.bool_]:
+    """Inverse of :func:`mask_to_rle` (uncompressed counts only)."""
+    h, w = rle["size"]
+    values = np.arange(len(rle["counts"])) % 2 == 1
+    flat = np.repeat(values, rle["counts"])
+    return flat.reshape((w, h)).T.copy()
+
+
+def _polygon(points: npt.NDArray[np.float32]) -> list[float]:
+    return [round(float(v), 3) for v in points.reshape(-1)]
+
+
+def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[Any, float]:
+    """(COCO segmentation, mask area in pixels) of one object row."""
+    idx = ds.export.index
+    kind = int(idx.obj_kind[row])
+    crop, offset = object_crop(idx, row, canvas)
+    area = float(crop.sum())
+    rings = idx.rings(row)
+    if kind == ToolKind.BOUNDING_BOX:
+        x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
+        return [[x1, y1, x2, y1, x2, y2, x1, y2]], max(x2 - x1, 0) * max(y2 - y1, 0)
+    if any(hole for _, _, hole in rings):
+        return mask_to_rle(crop_to_mask(crop, offset, canvas_size=canvas)), area
+    return [_polygon(pts) for pts, _, _ in rings if len(pts) >= 3], area
+
+
+def to_coco(ds: AngoDataset) -> dict[str, Any]:
+    """A COCO ground-truth dict of ``ds``: ``images``, ``annotations``, ``categories``.
+
+    Image ``id`` is the sample index (``target["image_id"]``); ``file_name`` is the
+    externalId (``<externalId>.pages/<p>`` for a page).  Annotation ``bbox`` is XYWH,
+    clipped to the image, with the same instances the dataset's targets hold: objects
+    whose mask (or, for detection, box) is empty after clipping are left out.  Sizes
+    come from the export's metadata; where it lacks them, from the image header.
+    """
+    idx = ds.export.index
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for i in range(len(ds)):
+        h, w = ds.get_height_and_width(i)
+        a = ds.asset_index(i)
+        _, page, _ = (int(v) for v in ds._samples[i])
+        name = idx.string(idx.asset_external_id[a]) or ""
+        images.append(
+            {
+                "id": i,
+                "file_name": name if page < 0 else f"{name}.pages/{page}",
+                "height": h,
+                "width": w,
+                "asset_id": ds.asset_id(i),
+            }
+        )
+        rows, labels = ds.sample_objects(i)
+        canvas = (h, w)
+        for row, label in zip(rows.tolist(), labels.tolist(), strict=True):
+            x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
+            x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+            y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+            segm, area = _segmentation(ds, row, canvas)
+            if area <= 0 or x2 <= x1 or y2 <= y1:
+                continue
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": label,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": area if ds.task != "detection" else (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                    "segmentation": segm,
+                }
+            )
+        if ds.brush_instances is not None and ds.task != "semantic":
+            brush = ds._brush_map(i, canvas)
+            if brush is not None:
+                inst = brush_instances(brush)
+                for k in range(len(inst)):
+                    m = crop_to_mask(inst.crops[k], inst.offsets[k], canvas_size=canvas)
+                    bx1, by1, bx2, by2 = (float(v) for v in inst.boxes[k])
+                    annotations.append(
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": i,
+                            "category_id": int(inst.labels[k]),
+                            "bbox": [bx1, by1, bx2 - bx1, by2 - by1],
+                            "area": float(m.sum()),
+                            "iscrowd": 0,
+                            "segmentation": mask_to_rle(m),
+                        }
+                    )
+    categories = [
+        {"id": k, "name": title, "supercategory": "object"}
+        for k, title in enumerate(ds.classes)
+        if k
+    ]
+    return {
+        "info": {"description": f"ango_torch export of {ds.export.source}", "task": ds.task},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def write_coco(ds: AngoDataset, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write :func:`to_coco` of ``ds`` as JSON to ``path``; return the dict."""
+    coco = to_coco(ds)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(coco, f)
+    return coco

@@ -1,0 +1,496 @@
+"""``AngoDataset``: an export as torchvision-native ``(image, target)`` samples.
+
+Composition only: the export's index (:mod:`.index`) says which objects a sample has,
+the store (:mod:`.fetch`) brings bytes, :mod:`.decode` makes pixels, and
+:mod:`.targets` rasterizes.  The dataset holds plain numpy data and pickles cleanly, so
+DataLoader workers (fork, spawn or forkserver) share the index instead of copying it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torchvision import tv_tensors
+
+from ._expiry import expiry_report
+from .brush import brush_to_class_map, distinct_colors, resize_nearest
+from .classes import TASKS, ClassMap, resolve_classes, task_kinds
+from .decode import decode_image, decode_rgba, image_size
+from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMismatchError, where
+from .export import AngoExport, OnError, load_export
+from .fetch import AssetStore
+from .ontology import Ontology, load_ontology
+from .records import ToolKind
+from .targets import Instances, Overlap, brush_instances, instances, semantic_map
+
+__all__ = ["AngoDataset", "DatasetReport"]
+
+Task = Literal["detection", "instance", "semantic"]
+Transforms = Callable[[Any, Any], tuple[Any, Any]]
+
+
+@dataclass
+class DatasetReport:
+    """What the dataset left out, and why: nothing is dropped silently.
+
+    ``skipped_assets``: ``(index, name, reason)`` of assets without a sample (unreadable
+    under ``on_error="skip"``, or lacking the selected stage).  ``dropped_objects``:
+    objects of the selected snapshots that give no instance, by reason.  The runtime
+    counters (``empty_after_clipping``, ``brush_inexact_pixels``,
+    ``brush_resized``) count what this process has seen in ``__getitem__``; DataLoader
+    workers keep their own.
+    """
+
+    skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
+    dropped_objects: Counter[str] = field(default_factory=Counter)
+    ignored_objects: Counter[str] = field(default_factory=Counter)
+    empty_after_clipping: int = 0
+    brush_inexact_pixels: int = 0
+    brush_resized: int = 0
+
+    def summary(self) -> str:
+        """One line per non-zero count."""
+        lines = []
+        if self.skipped_assets:
+            reasons = Counter(r.split(":")[0] for _, _, r in self.skipped_assets)
+            lines.append(f"{len(self.skipped_assets)} assets skipped ({dict(reasons)})")
+        if self.dropped_objects:
+            lines.append(f"objects dropped: {dict(self.dropped_objects)}")
+        if self.ignored_objects:
+            lines.append(f"objects not used by this task: {dict(self.ignored_objects)}")
+        for name in ("empty_after_clipping", "brush_inexact_pixels", "brush_resized"):
+            if getattr(self, name):
+                lines.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
+        return "\n".join(lines) or "nothing skipped or dropped"
+
+
+class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
+    """An Ango export as a map-style dataset of ``(image, target)`` pairs.
+
+    Args:
+        export: an :class:`AngoExport`, or anything :func:`load_export` accepts.
+        task: ``"detection"`` (boxes), ``"instance"`` (boxes and masks) or
+            ``"semantic"`` (one ``[H, W]`` label map).
+        root: folder or fsspec URL (or ``{externalId}``/``{assetId}`` template) holding
+            the images as ``root/<externalId>``, e.g. after ``ango-torch prefetch``.
+            Without it, images come from the export's (signed, expiring) URLs.
+        ontology: the project's categorySchema (dict, :class:`Ontology`, path or URL);
+            fixes the class order and the brush colours.
+        classes: class titles to keep, in label order (others are left out).
+        stage: ``None`` for the exported answer, else a stage name or id of
+            ``stageHistory`` (assets that lack it are skipped and reported).
+        transforms: a joint callable ``(image, target) -> (image, target)``, e.g. a
+            ``torchvision.transforms.v2`` pipeline.
+        storage_options: passed to fsspec.
+        cache_dir: local cache for the index, remote images and brush masks.
+        on_error: ``"raise"`` or ``"skip"`` (malformed assets are left out and listed
+            in :attr:`report`).
+        brush_colors: ``{"#rrggbb": title}`` for brush masks when there is no ontology;
+            without either, each distinct brush colour becomes a class named by it.
+        brush_instances: ``"components"`` adds one detection/instance per connected
+            component of each brush class; ``None`` (default) leaves brush to semantic.
+        overlap: semantic overlap policy: ``"last"`` (later shapes paint over earlier
+            ones) or ``"ignore"`` (pixels two classes claim become 255).
+        attributes: add ``target["attributes"]`` (each instance's nested
+            classifications as ``{title: answer}``) and ``target["classifications"]``
+            (the image-level ones).
+
+    Samples follow the export's asset order; a multi-page asset gives one sample per
+    annotated page, in page order.  ``classes[0] == "__background__"`` and label ``k``
+    is ``classes[k]``.
+    """
+
+    def __init__(
+        self,
+        export: AngoExport | str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+        *,
+        task: Task = "instance",
+        root: str | os.PathLike[str] | None = None,
+        ontology: Ontology | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        classes: Sequence[str] | None = None,
+        stage: str | None = None,
+        transforms: Transforms | None = None,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        on_error: OnError = "raise",
+        brush_colors: Mapping[str, str] | None = None,
+        brush_instances: Literal["components"] | None = None,
+        overlap: Overlap = "last",
+        attributes: bool = False,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if overlap not in ("last", "ignore"):
+            raise ValueError(f"overlap must be 'last' or 'ignore', got {overlap!r}")
+        if brush_instances not in (None, "components"):
+            raise ValueError(
+                f"brush_instances must be None or 'components', got {brush_instances!r}"
+            )
+        self.export = load_export(
+            export, storage_options=storage_options, cache_dir=cache_dir, on_error=on_error
+        )
+        self.task: Task = task
+        self.stage = stage
+        self.transforms = transforms
+        self.overlap: Overlap = overlap
+        self.attributes = attributes
+        self.brush_instances = brush_instances
+        self.store = AssetStore(root=root, storage_options=storage_options, cache_dir=cache_dir)
+        self.ontology = (
+            None if ontology is None else load_ontology(ontology, storage_options=storage_options)
+        )
+        self.report = DatasetReport()
+        idx = self.export.index
+        for s in self.export.skipped:
+            self.report.skipped_assets.append((s.index, s.asset, f"unreadable: {s.reason}"))
+        rows = self.export.snapshot_rows(stage)
+        for a in np.flatnonzero(rows < 0).tolist():
+            self.report.skipped_assets.append(
+                (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
+            )
+        self._snap_rows = rows
+        self._uses_brush = task == "semantic" or brush_instances is not None
+        discovered = self._discover_brush_colors(brush_colors) if self._uses_brush else []
+        self.class_map: ClassMap = resolve_classes(
+            idx,
+            task=task,
+            snapshot_rows=rows,
+            ontology=self.ontology,
+            classes=classes,
+            brush_colors=brush_colors,
+            discovered_brush=discovered,
+            brush=self._uses_brush,
+        )
+        self._brush_colors = list(self.class_map.brush)
+        self._brush_labels = np.array([0, *self.class_map.brush.values()], np.int64)
+        self._obj_label = self._object_labels()
+        self._samples = self._build_samples()
+        if root is None:
+            self._warn_expiry()
+        if self.report.skipped_assets or self.report.dropped_objects:
+            warnings.warn(
+                f"AngoDataset({self.export.source!r}): {self.report.summary()}",
+                AngoTorchWarning,
+                stacklevel=2,
+            )
+
+    # -- construction ---------------------------------------------------------------------
+    def _selected_objects(self) -> npt.NDArray[np.bool_]:
+        idx, rows = self.export.index, self._snap_rows
+        rows = rows[rows >= 0]
+        mark = np.zeros(len(idx.obj_kind) + 1, np.int64)
+        np.add.at(mark, idx.snap_obj_start[rows], 1)
+        np.add.at(mark, idx.snap_obj_end[rows], -1)
+        return np.asarray(np.cumsum(mark)[:-1] > 0)
+
+    def _object_labels(self) -> npt.NDArray[np.int64]:
+        """Label of every object row of the index (``-1``: not an instance here)."""
+        idx, report = self.export.index, self.report
+        selected = self._selected_objects()
+        title_label = self.class_map.label_of_titles(idx.titles)
+        labels = np.where(selected, title_label[idx.obj_title] if len(idx.obj_title) else -1, -1)
+        kinds = idx.obj_kind
+        used_kind = np.isin(kinds, [int(k) for k in task_kinds(self.task)])
+        for k, n in Counter(kinds[selected & ~used_kind].tolist()).items():
+            report.ignored_objects[ToolKind(k).key] += n
+        labels[~used_kind] = -1
+        other = selected & used_kind & (labels < 0)
+        if other.any():
+            report.ignored_objects["other classes"] += int(other.sum())
+        # Degenerate geometry: fewer than 3 points in every outer ring, or a flat box.
+        ring_len = np.diff(idx.ring_vert)
+        outer_len = np.where(idx.ring_hole, 0, ring_len)
+        starts = idx.obj_ring_start
+        has_rings = starts[1:] > starts[:-1]
+        best = np.zeros(len(kinds), np.int64)
+        if has_rings.any():
+            best[has_rings] = np.maximum.reduceat(outer_len, starts[:-1][has_rings])
+        box = idx.obj_bbox
+        flat = ~((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
+        degenerate = (has_rings & (best < 3)) | (~has_rings & flat) | (has_rings & flat)
+        # Entirely outside the image (where the export knows its size).
+        asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
+        w = idx.asset_width[asset_of] if len(asset_of) else np.zeros(0, np.int32)
+        h = idx.asset_height[asset_of] if len(asset_of) else np.zeros(0, np.int32)
+        known = (w > 0) & (h > 0)
+        outside = known & (
+            (box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0)
+        )
+        live = labels >= 0
+        for name, bad in (
+            ("degenerate geometry", degenerate),
+            ("outside the image", outside & ~degenerate),
+        ):
+            n = int((live & bad).sum())
+            if n:
+                report.dropped_objects[name] += n
+                labels[live & bad] = -1
+        return labels.astype(np.int64)
+
+    def _build_samples(self) -> npt.NDArray[np.int32]:
+        """``[S, 3]`` rows of ``(asset, page or -1, snapshot row)`` in export order."""
+        idx, rows = self.export.index, self._snap_rows
+        out: list[tuple[int, int, int]] = []
+        for a in np.flatnonzero(rows >= 0).tolist():
+            s = int(rows[a])
+            n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
+            if n_pages == 0:
+                out.append((a, -1, s))
+                continue
+            o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
+            pages = np.unique(np.maximum(idx.obj_page[o0:o1], 0))
+            out.extend((a, int(p), s) for p in pages.tolist() if p < n_pages)
+        return np.array(out, np.int32).reshape(-1, 3)
+
+    def _brush_urls(self) -> list[tuple[int, int]]:
+        idx = self.export.index
+        return [
+            (int(idx.snap_asset[s]), int(s))
+            for s in self._snap_rows[self._snap_rows >= 0].tolist()
+            if idx.snap_brush[s] >= 0
+        ]
+
+    def _discover_brush_colors(self, brush_colors: Mapping[str, str] | None) -> list[str]:
+        """Distinct brush colours, when neither ontology nor ``brush_colors`` names them."""
+        if brush_colors is not None or (self.ontology is not None and self.ontology.brush_colors()):
+            return []
+        found: Counter[str] = Counter()
+        for a, s in self._brush_urls():
+            for (r, g, b), n in distinct_colors(self._brush_rgba(a, s)):
+                found[f"#{r:02x}{g:02x}{b:02x}"] += n
+        if found:
+            warnings.warn(
+                f"no ontology or brush_colors: {len(found)} brush colours became classes "
+                f"named by colour ({', '.join(sorted(found))})",
+                AngoTorchWarning,
+                stacklevel=3,
+            )
+        return sorted(found)
+
+    def _warn_expiry(self) -> None:
+        idx = self.export.index
+        assets = np.flatnonzero(self._snap_rows >= 0)
+        urls = [idx.string(idx.asset_url[a]) for a in assets.tolist()]
+        urls += [idx.string(p) for p in idx.page_urls.tolist()]
+        urls += [idx.string(idx.snap_brush[s]) for _, s in self._brush_urls()]
+        message = expiry_report([u for u in urls if u]).message()
+        if message:
+            warnings.warn(message, AngoTorchWarning, stacklevel=3)
+
+    # -- public ---------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        """Class titles in label order; ``classes[0] == "__background__"``."""
+        return list(self.class_map.titles)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __repr__(self) -> str:
+        return (
+            f"AngoDataset({self.export.source!r}, task={self.task!r}, samples={len(self)}, "
+            f"classes={len(self.classes) - 1}, stage={self.stage!r})"
+        )
+
+    def _label(self, i: int) -> str:
+        a = int(self._samples[i, 0])
+        return where(
+            asset=self.export.index.string(self.export.index.asset_external_id[a]), index=a
+        )
+
+    def sample_objects(self, i: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(object rows, labels)`` of sample ``i``'s instances, from the index alone."""
+        _a, page, s = (int(v) for v in self._samples[i])
+        idx = self.export.index
+        rows = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]), dtype=np.int64)
+        labels = self._obj_label[rows]
+        keep = labels >= 0
+        if page >= 0:
+            keep &= np.maximum(idx.obj_page[rows], 0) == page
+        return rows[keep], labels[keep]
+
+    def asset_index(self, i: int) -> int:
+        """The export position of sample ``i``'s asset."""
+        return int(self._samples[self._check(i), 0])
+
+    def asset_id(self, i: int) -> str:
+        """The assetId of sample ``i`` (its externalId where the export has none)."""
+        idx = self.export.index
+        return idx.string(idx.asset_asset_id[self.asset_index(i)]) or ""
+
+    def get_height_and_width(self, i: int) -> tuple[int, int]:
+        """``(height, width)`` of sample ``i`` from the export's metadata (no decode).
+
+        Falls back to reading the image header when the export lacks the size.
+        """
+        i = self._check(i)
+        a, page, _ = (int(v) for v in self._samples[i])
+        idx = self.export.index
+        h, w = int(idx.asset_height[a]), int(idx.asset_width[a])
+        if h > 0 and w > 0 and page < 0:
+            return h, w
+        return image_size(self._fetch_image(i), label=self._label(i))
+
+    def _check(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} out of range for a dataset of {n} samples")
+        return i % n
+
+    # -- samples --------------------------------------------------------------------------
+    def _fetch_image(self, i: int) -> bytes:
+        a, page, _ = (int(v) for v in self._samples[i])
+        idx = self.export.index
+        url = idx.string(idx.asset_url[a])
+        if page >= 0:
+            url = idx.string(idx.page_urls[int(idx.asset_page_start[a]) + page])
+        return self.store.fetch(
+            asset_id=idx.string(idx.asset_asset_id[a]) or "",
+            external_id=idx.string(idx.asset_external_id[a]) or "",
+            url=url,
+            page=None if page < 0 else page,
+            kind="image",
+            label=self._label(i),
+        )
+
+    def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
+        idx = self.export.index
+        answer = s == int(idx.asset_snap_start[a])
+        name = idx.string(idx.asset_external_id[a])
+        data = self.store.fetch(
+            asset_id=idx.string(idx.asset_asset_id[a]) or "",
+            external_id=name or "",
+            url=idx.string(idx.snap_brush[s]),
+            kind="brush",
+            stage_key=None if answer else idx.string(idx.snap_stage_id[s]),
+            label=where(asset=name, index=a, field="brushDataUrl"),
+        )
+        return decode_rgba(data, label=where(asset=name, index=a, field="brushDataUrl"))
+
+    def _brush_map(self, i: int, canvas: tuple[int, int]) -> npt.NDArray[np.int64] | None:
+        """Label map of sample ``i``'s brush PNG (``None`` without one)."""
+        a, page, s = (int(v) for v in self._samples[i])
+        if page > 0 or self.export.index.snap_brush[s] < 0 or not self._brush_colors:
+            return None
+        rgba = self._brush_rgba(a, s)
+        if rgba.shape[:2] != canvas:
+            self.report.brush_resized += 1
+            warnings.warn(
+                f"{self._label(i)}: brush mask is {rgba.shape[1]}×{rgba.shape[0]}, the image "
+                f"{canvas[1]}×{canvas[0]}: resized nearest-neighbour",
+                AngoTorchWarning,
+                stacklevel=3,
+            )
+            rgba = np.asarray(resize_nearest(rgba, size=canvas), np.uint8)
+        index_map, inexact = brush_to_class_map(rgba, colors=self._brush_colors)
+        self.report.brush_inexact_pixels += inexact
+        return self._brush_labels[index_map]
+
+    def _check_size(self, i: int, h: int, w: int) -> None:
+        a, page, _ = (int(v) for v in self._samples[i])
+        idx = self.export.index
+        eh, ew = int(idx.asset_height[a]), int(idx.asset_width[a])
+        if page < 0 and eh > 0 and ew > 0 and (eh, ew) != (h, w):
+            raise SizeMismatchError(
+                f"{self._label(i)}: the image is {w}×{h} but the export says {ew}×{eh}; "
+                "its annotations were drawn on an image of the exported size (is root "
+                "holding a resized copy?)"
+            )
+
+    def load_image(self, i: int) -> tv_tensors.Image:
+        """Sample ``i``'s image: ``uint8 [3, H, W]`` RGB, EXIF orientation applied."""
+        i = self._check(i)
+        pixels = decode_image(self._fetch_image(i), label=self._label(i))
+        return tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1).contiguous())
+
+    def load_target(self, i: int, canvas_size: tuple[int, int]) -> dict[str, Any]:
+        """Sample ``i``'s target for an image of ``canvas_size`` (``(H, W)``)."""
+        i = self._check(i)
+        rows, labels = self.sample_objects(i)
+        idx = self.export.index
+        brush = self._brush_map(i, canvas_size) if self._uses_brush else None
+        target: dict[str, Any]
+        if self.task == "semantic":
+            sem = semantic_map(idx, rows, labels, canvas_size, brush=brush, overlap=self.overlap)
+            target = {"mask": tv_tensors.Mask(torch.from_numpy(sem))}
+        else:
+            inst = instances(idx, rows, labels, canvas_size, masks=self.task == "instance")
+            if brush is not None:
+                inst = Instances.concat([inst, brush_instances(brush)])
+            self.report.empty_after_clipping += inst.dropped_empty
+            target = self._instance_target(inst, canvas_size)
+            if self.attributes:
+                target["attributes"] = self._attributes(i, inst.rows)
+        target["image_id"] = i
+        target["asset_id"] = self.asset_id(i)
+        if self.attributes:
+            target["classifications"] = self._image_classifications(i)
+        return target
+
+    def _instance_target(self, inst: Instances, canvas: tuple[int, int]) -> dict[str, Any]:
+        target: dict[str, Any] = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(inst.boxes.astype(np.float32)).reshape(-1, 4),
+                format=tv_tensors.BoundingBoxFormat.XYXY,
+                canvas_size=canvas,
+            ),
+            "labels": torch.from_numpy(inst.labels.astype(np.int64)),
+        }
+        if self.task == "instance":
+            target["masks"] = tv_tensors.Mask(torch.from_numpy(inst.masks(canvas)))
+        target["area"] = torch.from_numpy(inst.areas())
+        target["iscrowd"] = torch.zeros(len(inst), dtype=torch.int64)
+        return target
+
+    def _attributes(self, i: int, rows: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
+        from ._parse import parse_classifications
+
+        idx = self.export.index
+        a = self.asset_index(i)
+        extras, first = idx.object_extras(a), idx.first_object(a)
+        out = []
+        for row in rows.tolist():
+            flat: dict[str, Any] = {}
+            if row >= 0:
+                for c in parse_classifications(extras[row - first][2]):
+                    flat.update(c.flat())
+            out.append(flat)
+        return out
+
+    def _image_classifications(self, i: int) -> dict[str, Any]:
+        from ._parse import parse_classifications
+
+        s = int(self._samples[i, 2])
+        extra = self.export.index.extra(int(self.export.index.snap_extra[s]))
+        flat: dict[str, Any] = {}
+        for c in parse_classifications(extra.get("classifications")):
+            flat.update(c.flat())
+        return flat
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        i = self._check(int(i))
+        try:
+            image = self.load_image(i)
+        except AssetFetchError:
+            raise
+        except AngoTorchError as exc:  # pragma: no cover - decode errors already name it
+            raise AssetFetchError(f"{self._label(i)}: {exc}") from exc
+        h, w = image.shape[-2:]
+        self._check_size(i, h, w)
+        target = self.load_target(i, (h, w))
+        if self.transforms is not None:
+            return self.transforms(image, target)
+        return image, target
+
+
+def collate_fn(batch: Sequence[tuple[Any, Any]]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """``[(image, target), ...]`` → ``(images, targets)`` tuples, for detection models."""
+    return tuple(zip(*batch, strict=True)) if batch else ((), ())  # type: ignore[return-value]
