@@ -45,7 +45,8 @@ def rle_to_mask(rle: dict[str, Any]) -> npt.NDArray[np.bool_]:
     h, w = rle["size"]
     values = np.arange(len(rle["counts"])) % 2 == 1
     flat = np.repeat(values, rle["counts"])
-    return flat.reshape((w, h)).T.copy()
+    out: npt.NDArray[np.bool_] = flat.reshape((w, h)).T.copy()
+    return out
 
 
 def _polygon(points: npt.NDArray[np.float32]) -> list[float]:
