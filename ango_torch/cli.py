@@ -116,6 +116,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+_FAILURE_LINES = 50
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {value}")
+    return value
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from .prefetch import prefetch, prefetch_items
+
+    export = _load(args, on_error="skip")
+    items = prefetch_items(export, stage=args.stage, brush=args.brush)
+    report = prefetch(
+        items,
+        to=args.to,
+        concurrency=args.concurrency,
+        storage_options=args.storage_options,
+        progress=args.progress,
+        verify=args.verify,
+    )
+    # Assets the reader could not parse have no files here: they count as failures.
+    failures = [f"unreadable asset #{s.index}: {s.reason}" for s in export.skipped]
+    failures += [message for _, message in report.failed]
+    print(
+        f"{args.export} → {args.to}: {report.fetched} fetched, "
+        f"{report.skipped} skipped (already complete), {len(failures)} failed"
+    )
+    for message in failures[:_FAILURE_LINES]:
+        print(f"  {message}")
+    if len(failures) > _FAILURE_LINES:
+        print(f"  ... and {len(failures) - _FAILURE_LINES} more")
+    if failures:
+        print("run the same command again to retry the failures; complete files are skipped")
+        return 1
+    print(f"done: pass root={args.to!r} (or --root {args.to}) to read the files from there")
+    return 0
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"ango-torch {name}: not yet implemented", file=sys.stderr)
@@ -159,8 +203,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200, help="problems to print (default 200)")
     p.set_defaults(func=cmd_validate)
 
+    from .prefetch import DEFAULT_CONCURRENCY
+
+    p = sub.add_parser(
+        "prefetch",
+        help="download every asset and brush mask to a folder",
+        description=(
+            "Download every image (each page of a multi-page asset) and the brush mask of "
+            "the answer or of --stage into DIR, checking that each decodes.  Afterwards "
+            "root=DIR (in Python) or --root DIR (on the command line) reads them from "
+            "there instead of the export's signed URLs, which expire.  Resumable: files "
+            "already complete in DIR are skipped.  Exit status 1 when any file failed."
+        ),
+    )
+    _add_source(p)
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR",
+        help="destination folder or fsspec URL; afterwards use root=DIR (or --root DIR)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"parallel downloads (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--stage", default=None, help="fetch this stage's brush masks instead of the answer's"
+    )
+    p.add_argument(
+        "--no-brush", dest="brush", action="store_false", help="images only, no brush masks"
+    )
+    p.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="write files without checking that they decode",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal and tqdm is installed)",
+    )
+    p.set_defaults(func=cmd_prefetch)
+
     for name, help_text in (
-        ("prefetch", "download every asset and brush mask to a folder"),
         ("preview", "draw annotations over images into PNG files"),
         ("convert", "convert an export (e.g. to COCO JSON)"),
         ("evaluate", "COCO mAP / mIoU of predictions against an export"),

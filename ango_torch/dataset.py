@@ -28,6 +28,7 @@ from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMisma
 from .export import AngoExport, OnError, load_export
 from .fetch import AssetStore
 from .ontology import Ontology, load_ontology
+from .prefetch import brush_stage_key
 from .records import ToolKind
 from .targets import Instances, Overlap, brush_instances, instances, semantic_map
 
@@ -363,14 +364,13 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
 
     def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
         idx = self.export.index
-        answer = s == int(idx.asset_snap_start[a])
         name = idx.string(idx.asset_external_id[a])
         data = self.store.fetch(
             asset_id=idx.string(idx.asset_asset_id[a]) or "",
             external_id=name or "",
             url=idx.string(idx.snap_brush[s]),
             kind="brush",
-            stage_key=None if answer else idx.string(idx.snap_stage_id[s]),
+            stage_key=brush_stage_key(idx, s),
             label=where(asset=name, index=a, field="brushDataUrl"),
         )
         return decode_rgba(data, label=where(asset=name, index=a, field="brushDataUrl"))

@@ -10,7 +10,7 @@ filesystem: pre-signed URLs need no credentials, and a plain request exposes the
 status *and body* of a failure, which is how an expired signature (S3's
 ``Request has expired``, GCS's ``ExpiredToken``) is told from a real 403.
 
-Layout under ``root`` (and written by :func:`prefetch`)::
+Layout under ``root`` (and written by :func:`ango_torch.prefetch.prefetch`)::
 
     ROOT/<externalId>                    the image
     ROOT/<externalId>.pages/<p>          page p of a multi-page asset
@@ -30,26 +30,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any, Final, Literal
 
+from ._expiry import url_expiry
 from .errors import AssetFetchError, ExpiredURLError, UnsafePathError, where
 
 __all__ = [
     "AssetStore",
-    "ExpiryReport",
     "Kind",
-    "PrefetchItem",
-    "PrefetchReport",
     "RetryPolicy",
     "asset_path",
-    "expiry_report",
-    "prefetch",
-    "url_expiry",
 ]
 
 Kind = Literal["image", "brush"]
@@ -223,6 +216,10 @@ def atomic_write(path: str, data: bytes) -> None:
         raise
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -297,6 +294,27 @@ class AssetStore:
                     cache[key] = fs
         return fs, fs._strip_protocol(url)
 
+    # -- destinations (what prefetch writes) ---------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        """Whether a file is at ``path``: a local path (or ``file://``) or an fsspec URL."""
+        if _is_local(path):
+            return os.path.isfile(path.removeprefix("file://"))
+        fs, stripped = self._fs(path)
+        return bool(fs.exists(stripped))
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` so that no reader ever sees a partial file.
+
+        Local paths go through :func:`atomic_write`; fsspec URLs get one put (object
+        stores make a put visible all at once).
+        """
+        if _is_local(path):
+            atomic_write(path.removeprefix("file://"), data)
+        else:
+            fs, stripped = self._fs(path)
+            fs.pipe_file(stripped, data)
+
     # -- fetch ---------------------------------------------------------------------------
 
     def fetch(
@@ -356,7 +374,7 @@ class AssetStore:
             )
             try:
                 data = self._get(path, label)
-                local_root = "://" not in self.root or self.root.startswith("file://")
+                local_root = _is_local(self.root)
             except _Missing:
                 tried.append(f"not found at {path!r}")
         if data is None:
@@ -461,285 +479,3 @@ def _snippet(body: bytes) -> str:
     text = message.group(1) if message else text
     text = " ".join(text.split())
     return repr(text[:200] + ("…" if len(text) > 200 else ""))
-
-
-# -- signed URL expiry -------------------------------------------------------------------
-
-
-def _query(url: str) -> dict[str, str]:
-    pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
-    return {k.lower(): v for k, v in pairs}
-
-
-def url_expiry(url: str) -> datetime | None:
-    """When a signed URL stops working, or ``None`` when it carries no expiry.
-
-    Understands AWS SigV4 (``X-Amz-Date`` + ``X-Amz-Expires``), GCS V4
-    (``X-Goog-Date`` + ``X-Goog-Expires``) and epoch ``Expires=`` (CloudFront,
-    legacy S3 SigV2, GCS V2).
-
-    Returns:
-        A timezone-aware UTC datetime, or ``None``.
-    """
-    q = _query(url)
-    for prefix in ("x-amz-", "x-goog-"):
-        date, seconds = q.get(prefix + "date"), q.get(prefix + "expires")
-        if date is not None and seconds is not None:
-            try:
-                signed = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-                return signed + timedelta(seconds=int(seconds))
-            except (ValueError, OverflowError):
-                return None
-    epoch = q.get("expires")
-    if epoch is not None:
-        try:
-            return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
-        except (ValueError, OverflowError, OSError):
-            return None
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryReport:
-    """How many of an export's URLs are signed, expired, or expire soon.
-
-    Attributes:
-        total: URLs looked at (empty ones are not counted).
-        signed: Those carrying an expiry.
-        expired: Signed URLs already past their expiry.
-        expiring_soon: Signed URLs not yet expired but expiring within ``horizon``.
-        earliest: The earliest expiry among signed URLs (UTC), or ``None``.
-        horizon: The look-ahead used for ``expiring_soon``.
-    """
-
-    total: int
-    signed: int
-    expired: int
-    expiring_soon: int
-    earliest: datetime | None
-    horizon: timedelta = timedelta(hours=24)
-
-    def message(self) -> str | None:
-        """A warning for the user, or ``None`` when no URL is expired or expiring."""
-        if not self.expired and not self.expiring_soon:
-            return None
-        when = self.earliest.strftime("%Y-%m-%d %H:%M UTC") if self.earliest else "?"
-        if self.expired:
-            head = f"{self.expired} of {self.signed} signed asset URLs have expired"
-            if self.expiring_soon:
-                head += f" and {self.expiring_soon} more expire within {self.horizon}"
-        else:
-            head = (
-                f"{self.expiring_soon} of {self.signed} signed asset URLs expire within "
-                f"{self.horizon}"
-            )
-        return (
-            f"{head} (earliest {when}). Downloads of expired URLs fail with HTTP 403. "
-            "Copy the images once with `ango-torch prefetch` (or ango_torch.fetch.prefetch) "
-            "and pass root= to read them from there, or download a fresh export."
-        )
-
-
-def expiry_report(
-    urls: Iterable[str | None],
-    *,
-    now: datetime | None = None,
-    horizon: timedelta = timedelta(hours=24),
-) -> ExpiryReport:
-    """Summarise the expiry of many URLs (see :func:`url_expiry`).
-
-    Args:
-        urls: Asset (and brush) URLs; ``None`` and ``""`` are skipped.
-        now: The reference time (aware, or naive UTC); default: the current time.
-        horizon: URLs expiring sooner than ``now + horizon`` count as expiring soon.
-    """
-    now = now or datetime.now(timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    total = signed = expired = soon = 0
-    earliest: datetime | None = None
-    for url in urls:
-        if not url:
-            continue
-        total += 1
-        expiry = url_expiry(url)
-        if expiry is None:
-            continue
-        signed += 1
-        earliest = expiry if earliest is None else min(earliest, expiry)
-        if expiry <= now:
-            expired += 1
-        elif expiry <= now + horizon:
-            soon += 1
-    return ExpiryReport(total, signed, expired, soon, earliest, horizon)
-
-
-# -- prefetch ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PrefetchItem:
-    """One file for :func:`prefetch` to download (see the module's layout)."""
-
-    asset_id: str
-    external_id: str
-    url: str | None
-    kind: Kind = "image"
-    page: int | None = None
-    stage_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PrefetchReport:
-    """What :func:`prefetch` did.
-
-    Attributes:
-        fetched: Files downloaded, checked and written.
-        skipped: Files already complete at the destination.
-        failed: ``(item, error message)`` for every file that could not be prefetched.
-    """
-
-    fetched: int = 0
-    skipped: int = 0
-    failed: list[tuple[PrefetchItem, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing failed."""
-        return not self.failed
-
-    def summary(self) -> str:
-        """One line, e.g. ``'498 fetched, 0 skipped, 2 failed'``."""
-        return f"{self.fetched} fetched, {self.skipped} skipped, {len(self.failed)} failed"
-
-
-def _item_label(item: PrefetchItem) -> str:
-    return where(asset=item.external_id)
-
-
-def prefetch(
-    items: Iterable[PrefetchItem],
-    *,
-    to: str | os.PathLike[str],
-    concurrency: int = 8,
-    storage_options: Mapping[str, Any] | None = None,
-    retry: RetryPolicy = RetryPolicy(),
-    progress: bool | None = None,
-    verify: bool = True,
-) -> PrefetchReport:
-    """Download assets into a folder laid out so that ``root=to`` reads them.
-
-    Resumable: files already at the destination are skipped, and every file is
-    written to a temporary name and renamed, so an interrupted run never leaves a
-    partial file under a final name.  Individual failures are reported, not raised.
-
-    Args:
-        items: The files to fetch (duplicates are fetched once).
-        to: Destination: a local folder, or an fsspec URL (written with one put each).
-        concurrency: Parallel downloads (threads).
-        storage_options: fsspec options for ``to`` and non-HTTP URLs.
-        retry: Retry policy per file.
-        progress: Show a tqdm bar; default: when tqdm is installed and stderr is a TTY.
-        verify: Decode every file before writing it (images to RGB, brush masks to
-            RGBA); undecodable files are reported as failures and not written.
-
-    Returns:
-        Counts of fetched and skipped files and the list of failures.
-    """
-    from ._progress import progress as progress_bar
-    from .decode import decode_image, decode_rgba
-
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
-    base = os.fspath(to)
-    store = AssetStore(storage_options=storage_options, retry=retry)
-    remote = "://" in base and not base.startswith("file://")
-    if not remote:
-        base = base.removeprefix("file://")
-    unique: dict[str, PrefetchItem] = {}
-    failed: list[tuple[PrefetchItem, str]] = []
-    for item in items:
-        try:
-            dest = asset_path(
-                base,
-                asset_id=item.asset_id,
-                external_id=item.external_id,
-                page=item.page,
-                kind=item.kind,
-                stage_key=item.stage_key,
-                label=_item_label(item),
-            )
-        except (UnsafePathError, ValueError) as exc:
-            failed.append((item, str(exc)))
-            continue
-        unique.setdefault(dest, item)
-
-    def exists(dest: str) -> bool:
-        if remote:
-            fs, path = store._fs(dest)
-            return bool(fs.exists(path))
-        return os.path.isfile(dest)
-
-    def one(dest: str, item: PrefetchItem) -> bool:
-        if exists(dest):
-            return False
-        label = _item_label(item)
-        data = store.fetch(
-            asset_id=item.asset_id,
-            external_id=item.external_id,
-            url=item.url,
-            page=item.page,
-            kind=item.kind,
-            stage_key=item.stage_key,
-            label=label,
-        )
-        if verify:
-            check: Callable[..., Any] = decode_rgba if item.kind == "brush" else decode_image
-            check(data, label=label)
-        if remote:
-            fs, path = store._fs(dest)
-            fs.pipe_file(path, data)  # object stores make a put visible all at once
-        else:
-            atomic_write(dest, data)
-        return True
-
-    fetched = skipped = 0
-    jobs = iter(unique.items())
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="prefetch") as pool:
-        pending: dict[Future[bool], PrefetchItem] = {}
-
-        def fill() -> None:
-            # Bounded submission: millions of items must not become millions of futures.
-            while len(pending) < 2 * concurrency:
-                nxt = next(jobs, None)
-                if nxt is None:
-                    return
-                pending[pool.submit(one, *nxt)] = nxt[1]
-
-        def completed() -> Iterable[tuple[PrefetchItem, Future[bool]]]:
-            fill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut
-                fill()
-
-        try:
-            for item, fut in progress_bar(
-                completed(), desc="prefetch", total=len(unique), enabled=progress
-            ):
-                error = fut.exception()
-                if error is None:
-                    if fut.result():
-                        fetched += 1
-                    else:
-                        skipped += 1
-                elif isinstance(error, Exception):
-                    failed.append((item, str(error) or type(error).__name__))
-                else:
-                    raise error
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-    return PrefetchReport(fetched, skipped, failed)

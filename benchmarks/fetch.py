@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ango_torch.decode import decode_image  # noqa: E402
-from ango_torch.fetch import AssetStore, PrefetchItem, RetryPolicy, prefetch  # noqa: E402
+from ango_torch.fetch import AssetStore, RetryPolicy  # noqa: E402
+from ango_torch.prefetch import DEFAULT_CONCURRENCY, PrefetchItem, prefetch  # noqa: E402
 
 PHOTOS = sorted((ROOT / "examples" / "data" / "images").glob("*.png"))
 
@@ -94,6 +95,7 @@ def bench_prefetch(n: int, latency: float, concurrencies: list[int]) -> None:
                 print(
                     f"  prefetch concurrency={c:<3} (fetch+decode+write) {took:7.2f} s "
                     f"{n / took:8.1f} assets/s  {serial / took:5.1f}× baseline"
+                    + ("  (default)" if c == DEFAULT_CONCURRENCY else "")
                 )
             t0 = time.perf_counter()
             again = prefetch(items, to=Path(tmp) / f"out{concurrencies[0]}", progress=False)
@@ -179,10 +181,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.020)
     args = parser.parse_args()
     if args.smoke:
-        bench_prefetch(16, 0.005, [8])
+        bench_prefetch(16, 0.005, [DEFAULT_CONCURRENCY])
         bench_decode(1)
     else:
-        bench_prefetch(args.assets, args.latency, [8, 16, 32])
+        bench_prefetch(args.assets, args.latency, sorted({8, DEFAULT_CONCURRENCY, 32}))
         bench_decode(10)
 
 

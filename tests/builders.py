@@ -98,3 +98,32 @@ def make_export(n: int = 3) -> list[dict[str, Any]]:
         make_asset([make_polygon([[1, 1], [9, 1], [5, 8]]), make_box(2, 2, 4, 3, "person")])
         for _ in range(n)
     ]
+
+
+def write_images(folder: Any, assets: list[dict[str, Any]], *, seed: int = 0) -> Any:
+    """Write a random RGB PNG per asset (its metadata size, else 17×11) as root/<externalId>."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for a in assets:
+        meta = a.get("metadata") or {}
+        w, h = meta.get("width") or W, meta.get("height") or H
+        pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / a["externalId"], format="PNG")
+    return folder
+
+
+def write_brush(path: Any, size: tuple[int, int], paint: dict[str, Any]) -> Any:
+    """An RGBA brush PNG of ``size`` (H, W): ``paint`` maps '#rrggbb' → (slice_y, slice_x)."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.zeros((*size, 4), np.uint8)
+    for color, (sy, sx) in paint.items():
+        c = color.lstrip("#")
+        rgba[sy, sx] = [int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgba, "RGBA").save(path)
+    return path

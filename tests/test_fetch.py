@@ -1,4 +1,4 @@
-"""ango_torch.fetch against a loopback HTTP server, memory:// and local roots."""
+"""ango_torch.fetch, URL expiry and prefetch against a loopback server, memory://, local roots."""
 
 from __future__ import annotations
 
@@ -19,16 +19,10 @@ import pytest
 from httpserver import LoopbackServer, serve
 from PIL import Image
 
+from ango_torch._expiry import expiry_report, url_expiry
 from ango_torch.errors import AssetFetchError, ExpiredURLError, UnsafePathError
-from ango_torch.fetch import (
-    AssetStore,
-    PrefetchItem,
-    RetryPolicy,
-    asset_path,
-    expiry_report,
-    prefetch,
-    url_expiry,
-)
+from ango_torch.fetch import AssetStore, RetryPolicy, asset_path
+from ango_torch.prefetch import PrefetchItem, prefetch
 
 FAST = RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.01, total_timeout=5, timeout=2)
 ROOT = Path(__file__).resolve().parents[1]
