@@ -2,6 +2,7 @@
 
 from .coco import to_coco, write_coco
 from .dataset import AngoDataset, DatasetReport, collate_fn
+from .distributed import EvalSampler, gather_predictions
 from .errors import (
     AngoTorchError,
     AngoTorchWarning,
@@ -14,7 +15,9 @@ from .errors import (
     StageNotFoundError,
     UnsafePathError,
 )
+from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
 from .export import AngoExport, Skipped, load_export
+from .metrics import SegmentationMeter, SegmentationMetrics
 from .ontology import Ontology, OntologyClass, load_ontology
 from .records import Asset, ToolKind, ToolObject
 
@@ -27,13 +30,17 @@ __all__ = [
     "AngoTorchWarning",
     "Asset",
     "AssetFetchError",
+    "CocoMetrics",
     "DatasetReport",
     "DecodeError",
+    "EvalSampler",
     "ExpiredURLError",
     "ExportFormatError",
     "Ontology",
     "OntologyClass",
     "OntologyError",
+    "SegmentationMeter",
+    "SegmentationMetrics",
     "SizeMismatchError",
     "Skipped",
     "StageNotFoundError",
@@ -42,8 +49,11 @@ __all__ = [
     "UnsafePathError",
     "__version__",
     "collate_fn",
+    "evaluate_coco",
+    "gather_predictions",
     "load_export",
     "load_ontology",
+    "predictions_to_coco",
     "to_coco",
     "write_coco",
 ]
