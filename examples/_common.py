@@ -187,7 +187,8 @@ def loader(ds: Any, cfg: dict[str, Any], *, train: bool) -> torch.utils.data.Dat
         collate_fn=ango_torch.collate_fn,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        drop_last=False,
+        # A last batch of one breaks BatchNorm layers in training (segmentation heads).
+        drop_last=train and len(ds) > int(s.get("batch_size", 2)),
     )
 
 

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             opt.step()
             sched.step()
             meter.update(
-                {k: float(v) for k, v in losses.items()} | {"loss": float(loss)}, len(images)
+                {k: float(v.detach()) for k, v in losses.items()} | {"loss": float(loss.detach())},
+                len(images),
             )
         record = {"epoch": epoch, **meter.means(), "images_per_s": meter.rate()}
         record["eval"] = evaluate(model, val_ds, cfg, device, gt)

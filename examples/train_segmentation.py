@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             loss.backward()
             opt.step()
             sched.step()
-            meter.update({"loss": float(loss)}, len(x))
+            meter.update({"loss": float(loss.detach())}, len(x))
         record = {"epoch": epoch, **meter.means(), "images_per_s": meter.rate()}
         record["eval"] = evaluate(model, val_ds, cfg, device)
         history.append(record)
