@@ -83,7 +83,7 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
     for i in range(len(ds)):
         h, w = ds.get_height_and_width(i)
         a = ds.asset_index(i)
-        _, page, _ = (int(v) for v in ds._samples[i])
+        _, page, _ = ds.sample_location(i)
         name = idx.string(idx.asset_external_id[a]) or ""
         images.append(
             {

@@ -278,6 +278,7 @@ class IndexBuilder:
         arrays["meta"] = np.frombuffer(
             dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
         ).copy()
+        self.__init__()  # type: ignore[misc]  # let go of the growing buffers
         return ExportIndex(arrays)
 
 

@@ -9,6 +9,7 @@ polylines always) so that every annotation with an image representation shows.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import zlib
@@ -166,18 +167,21 @@ def _labelled_boxes(
     """Boxes (``width`` 0: none, only the label at the top-left) with filled labels."""
     if len(boxes) == 0:
         return image
-    return draw_bounding_boxes(
-        image,
-        boxes,
-        labels=list(names),
-        colors=list(colors),
-        width=width,
-        font=font,
-        font_size=font_size if font else None,
-        label_colors=[_text_color(c) for c in colors],
-        label_background_colors=list(colors),
-        fill_labels=True,
-    )
+    options: dict[str, Any] = {
+        "labels": list(names),
+        "colors": list(colors),
+        "width": width,
+        "font": font,
+        "font_size": font_size if font else None,
+        "label_colors": [_text_color(c) for c in colors],
+        "label_background_colors": list(colors),
+        "fill_labels": True,
+    }
+    # Filled labels are newer than torchvision 0.16: use what this version offers.
+    return draw_bounding_boxes(image, boxes, **{k: v for k, v in options.items() if k in _BOX_ARGS})
+
+
+_BOX_ARGS = frozenset(inspect.signature(draw_bounding_boxes).parameters)
 
 
 def draw_sample(
@@ -287,7 +291,7 @@ def _draw_other_objects(
 ) -> torch.Tensor:
     """Objects of sample ``i`` that ``ds.task`` leaves out: boxes, points, polylines."""
     idx = ds.export.index
-    _, page, s = (int(v) for v in ds._samples[i])
+    _, page, s = ds.sample_location(i)
     rows = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]), dtype=np.int64)
     if page >= 0:
         rows = rows[np.maximum(idx.obj_page[rows], 0) == page]

@@ -18,6 +18,7 @@ from .geometry import (
     BoolArray,
     Offset,
     masks_from_crops,
+    paste_crop,
     rasterize_crop,
     segmentation_to_crop,
 )
@@ -54,9 +55,21 @@ class Instances:
         b = self.boxes
         return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), np.float32)
 
-    def masks(self, canvas_size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-        """``uint8 [N, H, W]`` (0/1), as torchvision's COCO wrapper gives."""
-        return masks_from_crops(self.crops, self.offsets, canvas_size=canvas_size).view(np.uint8)
+    def masks(
+        self, canvas_size: tuple[int, int], *, out: npt.NDArray[np.uint8] | None = None
+    ) -> npt.NDArray[np.uint8]:
+        """``uint8 [N, H, W]`` (0/1), as torchvision's COCO wrapper gives.
+
+        ``out``: a zeroed ``uint8 [N, H, W]`` array to paste into (e.g. shared memory).
+        """
+        if out is None:
+            return masks_from_crops(self.crops, self.offsets, canvas_size=canvas_size).view(
+                np.uint8
+            )
+        canvas = out.view(bool)
+        for k, (crop, offset) in enumerate(zip(self.crops, self.offsets, strict=True)):
+            paste_crop(canvas[k], crop, offset)
+        return out
 
     @classmethod
     def concat(cls, parts: list[Instances]) -> Instances:

@@ -1,0 +1,94 @@
+"""``ango-torch evaluate``: COCO mAP of a results JSON, or mIoU of label PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._cli_convert import output_paths
+from .cli import _dataset, _report
+from .coco import to_coco
+from .errors import AngoTorchError
+
+__all__ = ["run_evaluate"]
+
+
+def _results(path: str, ds: Any) -> list[dict[str, Any]]:
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AngoTorchError(f"predictions {path!r}: cannot read a JSON list ({exc})") from exc
+    if isinstance(results, dict) and "annotations" in results:
+        results = results["annotations"]  # a COCO file holding its results as annotations
+    if not isinstance(results, list):
+        raise AngoTorchError(f"predictions {path!r}: expected a JSON list of results")
+    by_asset = {ds.asset_id(i): i for i in range(len(ds))}
+    for k, r in enumerate(results):
+        if not isinstance(r, dict) or "image_id" not in r:
+            raise AngoTorchError(
+                f"predictions {path!r}, result #{k}: expected an object with image_id"
+            )
+        if isinstance(r["image_id"], str):  # assetIds are accepted too
+            if r["image_id"] not in by_asset:
+                raise AngoTorchError(
+                    f"predictions {path!r}, result #{k}: image_id {r['image_id']!r} is no assetId "
+                    "of the export"
+                )
+            r["image_id"] = by_asset[r["image_id"]]
+    return results
+
+
+def _semantic(args: argparse.Namespace) -> dict[str, Any]:
+    from PIL import Image
+
+    from .metrics import SegmentationMeter
+
+    ds = _dataset(args, task="semantic", brush=False)
+    meter = SegmentationMeter(len(ds.classes), class_names=ds.classes)
+    folder = Path(args.predictions)
+    paths = output_paths(ds, str(folder), ".png")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise AngoTorchError(
+            f"predictions {str(folder)!r}: {len(missing)} of {len(paths)} label PNGs are "
+            f"missing, e.g. {missing[0]}"
+        )
+    for i, path in enumerate(paths):
+        canvas = ds.get_height_and_width(i)
+        with Image.open(path) as im:
+            pred = np.asarray(im)
+        if pred.shape != canvas:
+            raise AngoTorchError(f"{path}: a {pred.shape} label map, expected {canvas}")
+        target = ds.load_target(i, canvas)["mask"]
+        meter.update(torch.from_numpy(pred.astype(np.int64)), target.as_subclass(torch.Tensor))
+    metrics = meter.compute()
+    print(metrics.table())
+    _report(ds)
+    return {"task": "semantic", "images": len(ds), **metrics.to_dict()}
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``ango-torch evaluate``; the metrics go to stdout and ``--out``."""
+    from .evaluate import evaluate_coco
+
+    if args.task == "semantic":
+        out = _semantic(args)
+    else:
+        ds = _dataset(args, task=args.task, brush=args.brush_components)
+        gt = to_coco(ds)
+        results = _results(args.predictions, ds)
+        iou_types = args.iou_types.split(",") if args.iou_types else None
+        metrics = evaluate_coco(gt, results, iou_types=iou_types, backend=args.backend)
+        print(metrics.table())
+        _report(ds)
+        out = {"task": args.task, **metrics.to_dict()}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        print(f"metrics written to {args.out}")
+    return 0
