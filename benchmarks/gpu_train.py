@@ -8,10 +8,11 @@ photographs resized to about 1024×768 and repeated to a few hundred images, eac
 - loader-only images/s: the DataLoader alone (8 workers, batch 8);
 - end-to-end images/s: loader → GPU → forward + backward + step;
 
-for ango_torch (uint8 → float in the workers, pinned memory, non-blocking copies) and,
-as the named baseline, torchvision's own pipeline (``CocoDetection`` +
-``wrap_dataset_for_transforms_v2`` over the same images and annotations, uint8 → float
-in the training loop).  Goal: end-to-end ≥ 95% of model-only.
+for ango_torch (uint8 images and masks built in shared memory by the workers, pinned,
+copied with ``non_blocking=True``, converted to float on the GPU) and, as the named
+baseline, torchvision's own pipeline (``CocoDetection`` + ``wrap_dataset_for_transforms_v2``
+over the same images and annotations, uint8 → float on the CPU in the training loop).
+Goal: end-to-end ≥ 95% of model-only.
 
     python benchmarks/gpu_train.py                 # on a CUDA machine
     python benchmarks/gpu_train.py --smoke         # tiny, on CPU (the test suite)
@@ -95,6 +96,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--no-baseline", action="store_true", help="skip torchvision's pipeline")
+    p.add_argument("--no-pin", action="store_true", help="DataLoader without pin_memory")
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--smoke", action="store_true", help="tiny run on CPU (test suite)")
     args = p.parse_args()
@@ -104,14 +106,11 @@ def main() -> None:
     w, h = (int(v) for v in args.size.lower().split("x"))
     cuda = torch.cuda.is_available() and not args.smoke
     device = torch.device("cuda" if cuda else "cpu")
-    torch.backends.cudnn.benchmark = True
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     with tempfile.TemporaryDirectory() as tmp:
         assets, folder = make_data(Path(tmp), args.images, (w, h), args.masks)
-        ours = ango_torch.AngoDataset(
-            assets, task="instance", root=folder, transforms=v2.ToDtype(torch.float32, scale=True)
-        )
+        ours = ango_torch.AngoDataset(assets, task="instance", root=folder)
         ann = Path(tmp) / "coco.json"
         ango_torch.write_coco(ango_torch.AngoDataset(assets, task="instance", root=folder), ann)
         model = maskrcnn_resnet50_fpn(
@@ -136,9 +135,11 @@ def main() -> None:
             if cuda:
                 torch.cuda.synchronize()
 
-        def to_dev(images: Any, targets: Any, *, convert: bool) -> tuple[list, list]:
+        def to_dev(images: Any, targets: Any, *, convert: str) -> tuple[list, list]:
+            if convert == "host":  # the baseline: uint8 → float on the CPU, then copy
+                images = [im.float().div_(255) for im in images]
             ims = [im.to(device, non_blocking=True) for im in images]
-            if convert:
+            if convert == "device":  # ours: copy uint8 (4× fewer bytes), convert on the GPU
                 ims = [im.float().div_(255) for im in ims]
             tgs = [
                 {
@@ -156,7 +157,7 @@ def main() -> None:
                 shuffle=True,
                 num_workers=args.workers,
                 collate_fn=ango_torch.collate_fn,
-                pin_memory=cuda,
+                pin_memory=cuda and not args.no_pin,
                 drop_last=True,
                 persistent_workers=True,
                 prefetch_factor=4,
@@ -169,18 +170,22 @@ def main() -> None:
         results: dict[str, dict[str, float]] = {}
         # model-only: one batch resident on the device
         images, targets = to_dev(
-            *ango_torch.collate_fn([ours[i] for i in range(args.batch)]), convert=False
+            *ango_torch.collate_fn([ours[i] for i in range(args.batch)]), convert="device"
         )
-        for _ in range(args.warmup):
-            step(images, targets)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(images, targets)
-        sync()
-        model_only = args.steps * args.batch / (time.perf_counter() - t0)
 
-        def measure(name: str, ds: Any, convert: bool) -> None:
+        def model_only_rate() -> float:
+            for _ in range(args.warmup):
+                step(images, targets)
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step(images, targets)
+            sync()
+            return args.steps * args.batch / (time.perf_counter() - t0)
+
+        model_only = model_only_rate()
+
+        def measure(name: str, ds: Any, convert: str) -> None:
             it = forever(loader(ds))
             for _ in range(args.warmup):
                 next(it)
@@ -203,7 +208,7 @@ def main() -> None:
                 "fraction": e2e / model_only,
             }
 
-        measure("ango_torch", ours, convert=False)
+        measure("ango_torch", ours, convert="device")
         if not args.no_baseline:
             from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 
@@ -215,10 +220,16 @@ def main() -> None:
             )
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
-                measure("torchvision CocoDetection (baseline)", _PIL(base), convert=True)
+                measure("torchvision CocoDetection (baseline)", _PIL(base), convert="host")
+        # Model-only again, after everything is warm; the better of the two is the bar.
+        again = model_only_rate()
+        for r in results.values():
+            r["model_only"] = max(model_only, again)
+            r["fraction"] = r["end_to_end"] / r["model_only"]
     name = torch.cuda.get_device_name() if cuda else "cpu"
     print(
         f"Mask R-CNN R50-FPN, {'bf16 autocast, ' if cuda else ''}{name}; {args.images} images "
+        f"{'(no pin_memory) ' if args.no_pin else ''}"
         f"{w}×{h}, {args.masks} polygon masks each, batch {args.batch}, {args.workers} workers"
     )
     print(
