@@ -97,9 +97,12 @@ class StringTable:
 
 
 class _TableBuilder:
+    """Appends byte strings to one growing buffer (no Python object kept per entry,
+    except the interning dict of a table that dedups)."""
+
     def __init__(self, *, intern: bool) -> None:
-        self._parts: list[bytes] = []
-        self._offsets: list[int] = [0]
+        self._blob = bytearray()
+        self._offsets = array("q", [0])
         self._ids: dict[bytes, int] | None = {} if intern else None
 
     def add(self, value: str | bytes | None) -> int:
@@ -110,16 +113,17 @@ class _TableBuilder:
             found = self._ids.get(data)
             if found is not None:
                 return found
-        self._parts.append(data)
-        self._offsets.append(self._offsets[-1] + len(data))
-        i = len(self._parts) - 1
+        self._blob += data
+        self._offsets.append(len(self._blob))
+        i = len(self._offsets) - 2
         if self._ids is not None:
             self._ids[data] = i
         return i
 
     def build(self) -> StringTable:
-        blob = np.frombuffer(b"".join(self._parts), np.uint8).copy()
-        return StringTable(blob, np.asarray(self._offsets, np.int64))
+        # Views of the builder's buffers, not copies: the builder is dropped after build.
+        blob = np.frombuffer(self._blob, np.uint8) if self._blob else np.zeros(0, np.uint8)
+        return StringTable(blob, np.frombuffer(self._offsets, np.int64))
 
 
 def _json_default(value: Any) -> Any:
@@ -255,19 +259,19 @@ class IndexBuilder:
         """Freeze the columns into an :class:`ExportIndex`."""
         arrays: dict[str, npt.NDArray[Any]] = {}
         for k, v in self.a.items():
-            arrays[f"asset_{k}"] = np.frombuffer(v, np.int32).copy()
-        arrays["page_urls"] = np.frombuffer(self.page_urls, np.int32).copy()
+            arrays[f"asset_{k}"] = np.frombuffer(v, np.int32)
+        arrays["page_urls"] = np.frombuffer(self.page_urls, np.int32)
         for k, v in self.s.items():
-            arrays[f"snap_{k}"] = np.frombuffer(v, np.int32).copy()
-        arrays["obj_kind"] = np.frombuffer(self.obj_kind, np.uint8).copy()
-        arrays["obj_title"] = np.frombuffer(self.obj_title, np.int32).copy()
-        arrays["obj_page"] = np.frombuffer(self.obj_page, np.int32).copy()
+            arrays[f"snap_{k}"] = np.frombuffer(v, np.int32)
+        arrays["obj_kind"] = np.frombuffer(self.obj_kind, np.uint8)
+        arrays["obj_title"] = np.frombuffer(self.obj_title, np.int32)
+        arrays["obj_page"] = np.frombuffer(self.obj_page, np.int32)
         rings_per_obj = np.frombuffer(self.obj_rings, np.int32)
         arrays["obj_ring_start"] = np.concatenate([[0], np.cumsum(rings_per_obj)]).astype(np.int64)
-        arrays["obj_bbox"] = np.frombuffer(self.bbox, np.float32).reshape(-1, 4).copy()
+        arrays["obj_bbox"] = np.frombuffer(self.bbox, np.float32).reshape(-1, 4)
         ring_len = np.frombuffer(self.ring_len, np.int64)
         arrays["ring_vert"] = np.concatenate([[0], np.cumsum(ring_len)]).astype(np.int64)
-        arrays["ring_zone"] = np.frombuffer(self.ring_zone, np.int32).copy()
+        arrays["ring_zone"] = np.frombuffer(self.ring_zone, np.int32)
         arrays["ring_hole"] = np.frombuffer(self.ring_hole, np.int8).astype(bool)
         arrays["verts"] = np.concatenate(self.verts) if self.verts else np.zeros((0, 2), np.float32)
         strings, extras = self.strings.build(), self.extras.build()

@@ -250,6 +250,57 @@ def write_json(path: Path, data: Any) -> None:
         path.write_text(json.dumps(data, indent=2))
 
 
+class Run:
+    """Checkpoints, ``--resume``, per-epoch ``metrics.json`` and the DDP teardown."""
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        model: torch.nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        cfg: dict[str, Any],
+        classes: list[str],
+        resume: bool,
+    ) -> None:
+        self.out, self.ckpt = out, out / "checkpoint.pt"
+        self.parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        self.cfg, self.classes = cfg, classes
+        self.start, self.history = 0, []
+        if resume and self.ckpt.exists():
+            state = load_checkpoint(self.ckpt)
+            for name, part in self.parts.items():
+                part.load_state_dict(state[name])
+            self.start, self.history = state["epoch"] + 1, state["history"]
+            log(f"resumed from {self.ckpt} at epoch {self.start}")
+
+    def epochs(self, loader: torch.utils.data.DataLoader, n: int) -> Iterator[int]:  # type: ignore[type-arg]
+        for epoch in range(self.start, n):
+            if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+                loader.sampler.set_epoch(epoch)
+            yield epoch
+
+    def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        state = {name: part.state_dict() for name, part in self.parts.items()}
+        save_checkpoint(
+            self.ckpt,
+            **state,
+            epoch=epoch,
+            history=self.history,
+            config=self.cfg,
+            classes=self.classes,
+        )
+        write_json(self.out / "metrics.json", self.history)
+
+    def finish(self) -> dict[str, Any]:
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        return {"history": self.history, "output": str(self.out)}
+
+
 class Meter:
     """Running means of named values (losses), for the progress line."""
 

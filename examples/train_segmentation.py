@@ -110,19 +110,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     epochs = int(s.get("epochs", 1))
     steps = epochs * min(len(train_loader), args.max_steps or len(train_loader))
     opt, sched = c.make_optimizer(model, cfg, steps)
-    start, history = 0, []
-    ckpt = out / "checkpoint.pt"
-    if args.resume and ckpt.exists():
-        state = c.load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, history = state["epoch"] + 1, state["history"]
-        c.log(f"resumed from {ckpt} at epoch {start}")
-    for epoch in range(start, epochs):
+    run = c.Run(
+        out,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        cfg=cfg,
+        classes=train_ds.classes,
+        resume=args.resume,
+    )
+    for epoch in run.epochs(train_loader, epochs):
         ddp.train()
-        if isinstance(train_loader.sampler, torch.utils.data.DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
         meter = c.Meter()
         for step, (images, targets) in enumerate(c.progress(train_loader, f"epoch {epoch}")):
             if args.max_steps is not None and step >= args.max_steps:
@@ -140,26 +138,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             meter.update({"loss": float(loss.detach())}, len(x))
         record = {"epoch": epoch, **meter.means(), "images_per_s": meter.rate()}
         record["eval"] = evaluate(model, val_ds, cfg, device)
-        history.append(record)
         c.log(
             f"epoch {epoch}: loss {record.get('loss', float('nan')):.4f}, "
             f"mIoU {record['eval'].get('miou', float('nan')):.4f}"
         )
-        c.save_checkpoint(
-            ckpt,
-            model=model.state_dict(),
-            optimizer=opt.state_dict(),
-            scheduler=sched.state_dict(),
-            epoch=epoch,
-            history=history,
-            config=cfg,
-            classes=train_ds.classes,
-        )
-        c.write_json(out / "metrics.json", history)
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    return {"history": history, "output": str(out)}
+        run.end_epoch(epoch, record)
+    return run.finish()
 
 
 if __name__ == "__main__":
