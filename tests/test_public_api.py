@@ -1,0 +1,61 @@
+"""The curated public namespace: what `import ango_torch` offers, pinned (httpx style)."""
+
+from __future__ import annotations
+
+import ango_torch
+
+EXPECTED = {
+    "AngoDataset",
+    "AngoExport",
+    "AngoTorchError",
+    "AngoTorchWarning",
+    "Asset",
+    "AssetFetchError",
+    "CocoMetrics",
+    "DatasetReport",
+    "DecodeError",
+    "EvalSampler",
+    "ExpiredURLError",
+    "ExportFormatError",
+    "Ontology",
+    "OntologyClass",
+    "OntologyError",
+    "SegmentationMeter",
+    "SegmentationMetrics",
+    "SizeMismatchError",
+    "Skipped",
+    "StageNotFoundError",
+    "ToolKind",
+    "ToolObject",
+    "UnsafePathError",
+    "__version__",
+    "collate_fn",
+    "evaluate_coco",
+    "gather_predictions",
+    "load_export",
+    "load_ontology",
+    "predictions_to_coco",
+    "to_coco",
+    "write_coco",
+}
+
+
+def test_all_is_pinned_and_importable() -> None:
+    assert set(ango_torch.__all__) == EXPECTED
+    for name in ango_torch.__all__:
+        assert hasattr(ango_torch, name), name
+
+
+def test_every_error_is_an_ango_torch_error_and_a_builtin() -> None:
+    errors = {
+        ango_torch.ExportFormatError: ValueError,
+        ango_torch.OntologyError: ValueError,
+        ango_torch.StageNotFoundError: LookupError,
+        ango_torch.SizeMismatchError: ValueError,
+        ango_torch.AssetFetchError: OSError,
+        ango_torch.ExpiredURLError: OSError,
+        ango_torch.UnsafePathError: OSError,
+        ango_torch.DecodeError: OSError,
+    }
+    for cls, builtin in errors.items():
+        assert issubclass(cls, ango_torch.AngoTorchError) and issubclass(cls, builtin), cls
