@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._parse import ENVELOPE_KEYS, parse_asset
+from ._tables import class_raw, meta_raw, relation_raw
 from .records import (
     Asset,
     BoundingBox,
@@ -348,8 +349,6 @@ def from_record(asset: Asset) -> AssetColumns:
 
 
 def _record_snap(s: Snapshot) -> tuple[Any, ...]:
-    from .index import class_raw, relation_raw  # the records' raw forms
-
     extra: dict[str, Any] = {}
     if s.classifications:
         extra["classifications"] = [class_raw(c) for c in s.classifications]
@@ -364,8 +363,6 @@ def _record_snap(s: Snapshot) -> tuple[Any, ...]:
 
 
 def _record_object(cols: AssetColumns, t: Any, rings: list[npt.NDArray[np.float32]]) -> None:
-    from .index import class_raw, meta_raw
-
     g = t.geometry
     n0 = len(cols.ring_len)
 
