@@ -18,7 +18,7 @@ $(VENV)/.installed-dev: pyproject.toml
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if [ -n "$(TORCH)" ]; then $(PY) -m pip install -q $(TORCH); fi
-	$(PY) -m pip install -q -e ".[fast,eval,progress]"
+	$(PY) -m pip install -q -e ".[fast,eval,progress,examples]"
 	touch $@
 
 demo: $(VENV)/.installed
