@@ -121,13 +121,9 @@ def _present_titles(
     index: ExportIndex, snapshot_rows: npt.NDArray[np.int32], task: str
 ) -> list[str]:
     """Titles of the task's kinds in the selected snapshots."""
-    rows = snapshot_rows[snapshot_rows >= 0]
-    if not len(rows) or not len(index.obj_kind):
-        return []
-    selected = np.zeros(len(index.obj_kind) + 1, np.int64)
-    np.add.at(selected, index.snap_obj_start[rows], 1)
-    np.add.at(selected, index.snap_obj_end[rows], -1)
-    in_rows = np.cumsum(selected)[:-1] > 0
+    from .selection import selected_objects
+
+    in_rows = selected_objects(index, snapshot_rows)
     kind_ok = np.isin(index.obj_kind, [int(k) for k in task_kinds(task)])
     used = np.unique(index.obj_title[in_rows & kind_ok])
     return [index.titles[int(t)] for t in used]

@@ -12,7 +12,6 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -22,55 +21,20 @@ from torchvision import tv_tensors
 
 from ._expiry import expiry_report
 from .brush import brush_to_class_map, distinct_colors, resize_nearest
-from .classes import TASKS, ClassMap, resolve_classes, task_kinds
+from .classes import TASKS, ClassMap, resolve_classes
 from .decode import decode_image, decode_rgba, image_size
 from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMismatchError, where
 from .export import AngoExport, OnError, load_export
 from .fetch import AssetStore
 from .ontology import Ontology, load_ontology
 from .prefetch import brush_stage_key
-from .records import ToolKind
+from .selection import DatasetReport, build_samples, object_labels, selected_objects
 from .targets import Instances, Overlap, brush_instances, instances, semantic_map
 
 __all__ = ["AngoDataset", "DatasetReport"]
 
 Task = Literal["detection", "instance", "semantic"]
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
-
-
-@dataclass
-class DatasetReport:
-    """What the dataset left out, and why: nothing is dropped silently.
-
-    ``skipped_assets``: ``(index, name, reason)`` of assets without a sample (unreadable
-    under ``on_error="skip"``, or lacking the selected stage).  ``dropped_objects``:
-    objects of the selected snapshots that give no instance, by reason.  The runtime
-    counters (``empty_after_clipping``, ``brush_inexact_pixels``,
-    ``brush_resized``) count what this process has seen in ``__getitem__``; DataLoader
-    workers keep their own.
-    """
-
-    skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
-    dropped_objects: Counter[str] = field(default_factory=Counter)
-    ignored_objects: Counter[str] = field(default_factory=Counter)
-    empty_after_clipping: int = 0
-    brush_inexact_pixels: int = 0
-    brush_resized: int = 0
-
-    def summary(self) -> str:
-        """One line per non-zero count."""
-        lines = []
-        if self.skipped_assets:
-            reasons = Counter(r.split(":")[0] for _, _, r in self.skipped_assets)
-            lines.append(f"{len(self.skipped_assets)} assets skipped ({dict(reasons)})")
-        if self.dropped_objects:
-            lines.append(f"objects dropped: {dict(self.dropped_objects)}")
-        if self.ignored_objects:
-            lines.append(f"objects not used by this task: {dict(self.ignored_objects)}")
-        for name in ("empty_after_clipping", "brush_inexact_pixels", "brush_resized"):
-            if getattr(self, name):
-                lines.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
-        return "\n".join(lines) or "nothing skipped or dropped"
 
 
 class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
@@ -172,8 +136,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         )
         self._brush_colors = list(self.class_map.brush)
         self._brush_labels = np.array([0, *self.class_map.brush.values()], np.int64)
-        self._obj_label = self._object_labels()
-        self._samples = self._build_samples()
+        self._obj_label = object_labels(
+            idx, selected_objects(idx, rows), self.class_map, task=task, report=self.report
+        )
+        self._samples = build_samples(idx, rows)
         if root is None:
             self._warn_expiry()
         if self.report.skipped_assets or self.report.dropped_objects:
@@ -184,73 +150,6 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             )
 
     # -- construction ---------------------------------------------------------------------
-    def _selected_objects(self) -> npt.NDArray[np.bool_]:
-        idx, rows = self.export.index, self._snap_rows
-        rows = rows[rows >= 0]
-        mark = np.zeros(len(idx.obj_kind) + 1, np.int64)
-        np.add.at(mark, idx.snap_obj_start[rows], 1)
-        np.add.at(mark, idx.snap_obj_end[rows], -1)
-        return np.asarray(np.cumsum(mark)[:-1] > 0)
-
-    def _object_labels(self) -> npt.NDArray[np.int64]:
-        """Label of every object row of the index (``-1``: not an instance here)."""
-        idx, report = self.export.index, self.report
-        selected = self._selected_objects()
-        title_label = self.class_map.label_of_titles(idx.titles)
-        labels = np.where(selected, title_label[idx.obj_title] if len(idx.obj_title) else -1, -1)
-        kinds = idx.obj_kind
-        used_kind = np.isin(kinds, [int(k) for k in task_kinds(self.task)])
-        for k, n in Counter(kinds[selected & ~used_kind].tolist()).items():
-            report.ignored_objects[ToolKind(k).key] += n
-        labels[~used_kind] = -1
-        other = selected & used_kind & (labels < 0)
-        if other.any():
-            report.ignored_objects["other classes"] += int(other.sum())
-        # Degenerate geometry: fewer than 3 points in every outer ring, or a flat box.
-        ring_len = np.diff(idx.ring_vert)
-        outer_len = np.where(idx.ring_hole, 0, ring_len)
-        starts = idx.obj_ring_start
-        has_rings = starts[1:] > starts[:-1]
-        best = np.zeros(len(kinds), np.int64)
-        if has_rings.any():
-            best[has_rings] = np.maximum.reduceat(outer_len, starts[:-1][has_rings])
-        box = idx.obj_bbox
-        flat = ~((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
-        degenerate = (has_rings & (best < 3)) | (~has_rings & flat) | (has_rings & flat)
-        # Entirely outside the image (where the export knows its size).
-        asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
-        w = idx.asset_width[asset_of] if len(asset_of) else np.zeros(0, np.int32)
-        h = idx.asset_height[asset_of] if len(asset_of) else np.zeros(0, np.int32)
-        known = (w > 0) & (h > 0)
-        outside = known & (
-            (box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0)
-        )
-        live = labels >= 0
-        for name, bad in (
-            ("degenerate geometry", degenerate),
-            ("outside the image", outside & ~degenerate),
-        ):
-            n = int((live & bad).sum())
-            if n:
-                report.dropped_objects[name] += n
-                labels[live & bad] = -1
-        return labels.astype(np.int64)
-
-    def _build_samples(self) -> npt.NDArray[np.int32]:
-        """``[S, 3]`` rows of ``(asset, page or -1, snapshot row)`` in export order."""
-        idx, rows = self.export.index, self._snap_rows
-        out: list[tuple[int, int, int]] = []
-        for a in np.flatnonzero(rows >= 0).tolist():
-            s = int(rows[a])
-            n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
-            if n_pages == 0:
-                out.append((a, -1, s))
-                continue
-            o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
-            pages = np.unique(np.maximum(idx.obj_page[o0:o1], 0))
-            out.extend((a, int(p), s) for p in pages.tolist() if p < n_pages)
-        return np.array(out, np.int32).reshape(-1, 3)
-
     def _brush_urls(self) -> list[tuple[int, int]]:
         idx = self.export.index
         return [
