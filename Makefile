@@ -40,6 +40,9 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/index.py
 	$(PY) benchmarks/fetch.py
 	$(PY) benchmarks/dataset.py
+	$(PY) benchmarks/raster.py
+	$(PY) benchmarks/evaluate.py
+	$(PY) benchmarks/gpu_train.py  # meaningful on a CUDA machine only
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
