@@ -44,3 +44,22 @@ def test_smoke(script: str, keys: str, positive: bool) -> None:
     for key, ratio in ratios.items():
         assert math.isfinite(ratio), (key, ratio)
         assert ratio > 0 if positive else ratio >= 0, (key, ratio)
+
+
+def test_gpu_train_smoke() -> None:
+    """On CPU at toy sizes: the three throughputs of both pipelines are printed."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", str(BENCHMARKS / "gpu_train.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = re.findall(
+        r"^(ango_torch|torchvision CocoDetection \(baseline\))\s+(.*)$", proc.stdout, re.MULTILINE
+    )
+    assert [name for name, _ in rows] == ["ango_torch", "torchvision CocoDetection (baseline)"]
+    for _, values in rows:
+        rates = [float(v) for v in re.findall(r"([\d.]+)/s", values)]
+        assert len(rates) == 3 and all(r > 0 for r in rates), values
