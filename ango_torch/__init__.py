@@ -1,8 +1,7 @@
 """ango_torch: Ango Hub annotation exports as PyTorch / torchvision training data."""
 
-from .coco import to_coco, write_coco
-from .dataset import AngoDataset, DatasetReport, collate_fn
-from .distributed import EvalSampler, gather_predictions
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AngoTorchError,
     AngoTorchWarning,
@@ -15,11 +14,50 @@ from .errors import (
     StageNotFoundError,
     UnsafePathError,
 )
-from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
 from .export import AngoExport, Skipped, load_export
-from .metrics import SegmentationMeter, SegmentationMetrics
 from .ontology import Ontology, OntologyClass, load_ontology
 from .records import Asset, ToolKind, ToolObject
+
+if TYPE_CHECKING:
+    from .coco import to_coco, write_coco
+    from .dataset import AngoDataset, DatasetReport, collate_fn
+    from .distributed import EvalSampler, gather_predictions
+    from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
+    from .metrics import SegmentationMeter, SegmentationMetrics
+
+# Names whose modules import torch are loaded on first use (PEP 562), so that reading,
+# indexing and validating an export, the CLI's inspect/validate and the parallel
+# indexing workers start without paying for `import torch`.
+_LAZY = {
+    "to_coco": ".coco",
+    "write_coco": ".coco",
+    "AngoDataset": ".dataset",
+    "DatasetReport": ".dataset",
+    "collate_fn": ".dataset",
+    "EvalSampler": ".distributed",
+    "gather_predictions": ".distributed",
+    "CocoMetrics": ".evaluate",
+    "evaluate_coco": ".evaluate",
+    "predictions_to_coco": ".evaluate",
+    "SegmentationMeter": ".metrics",
+    "SegmentationMetrics": ".metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ango_torch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
