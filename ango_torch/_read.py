@@ -87,6 +87,18 @@ def open_export(
         raise AssetFetchError(f"export {source!r}: cannot open ({exc})") from exc
 
 
+def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int | None:
+    """Size in bytes of an export file (``None`` where the filesystem does not say)."""
+    import fsspec.core
+
+    try:
+        fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
+        size = fs.info(path).get("size")
+    except (OSError, ValueError):
+        return None
+    return int(size) if isinstance(size, (int, float)) else None
+
+
 def file_stamp(source: str, storage_options: dict[str, Any] | None = None) -> str | None:
     """``protocol|path|size|mtime-or-ETag`` of a file, or ``None`` when it has no marker.
 

@@ -9,33 +9,21 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from ._columns import asset_columns
-from ._progress import progress
-from ._read import decode_raw, file_digest, file_stamp, iter_raw_assets, open_export
+from ._indexing import Skipped, default_workers, index_dicts, index_raw
+from ._read import file_digest, file_size, file_stamp, iter_raw_assets, open_export
 from .errors import AngoTorchError, ExportFormatError, StageNotFoundError
-from .index import ExportIndex, IndexBuilder
+from .index import ExportIndex
 from .records import Asset
 
 __all__ = ["AngoExport", "Skipped", "load_export"]
 
 OnError = Literal["raise", "skip"]
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """An asset (or object) left out under ``on_error="skip"``, and why."""
-
-    index: int
-    asset: str | None
-    reason: str
-    object_id: str | None = None
 
 
 class AngoExport:
@@ -148,6 +136,7 @@ def load_export(
     cache_dir: str | os.PathLike[str] | None = None,
     on_error: OnError = "raise",
     progress_bar: bool | None = None,
+    workers: int | None = None,
 ) -> AngoExport:
     """Read an Ango export.
 
@@ -161,6 +150,9 @@ def load_export(
         on_error: ``"raise"`` (default) stops at the first malformed asset;
             ``"skip"`` leaves it out and records it in :attr:`AngoExport.skipped`.
         progress_bar: force the progress bar on or off (default: on for a TTY).
+        workers: processes that index in parallel (the main process splits the file
+            into assets and hands them out in batches).  Default: up to 4 for files of
+            64 MiB and more, else 1 (in-process).
 
     Raises:
         ExportFormatError: a malformed file or asset, naming the asset and field.
@@ -170,26 +162,14 @@ def load_export(
         return source
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    builder = IndexBuilder()
-    skipped: list[Skipped] = []
-
-    def add(raw: Any, i: int, line: int | None) -> None:
-        try:
-            builder.add_columns(asset_columns(raw, i, line=line))
-        except ExportFormatError as exc:
-            if on_error == "raise":
-                raise
-            name = raw.get("externalId") if isinstance(raw, Mapping) else None
-            skipped.append(Skipped(i, name if isinstance(name, str) else None, str(exc)))
-
     if not isinstance(source, (str, os.PathLike)):
         if not isinstance(source, Sequence):
             raise ExportFormatError(
-                f"load_export expects a path, URL or list of asset dicts, got {type(source).__name__}"  # noqa: E501
+                "load_export expects a path, URL or list of asset dicts, "
+                f"got {type(source).__name__}"
             )
-        for i, raw in enumerate(progress(source, desc="indexing", enabled=progress_bar)):
-            add(raw, i, None)
-        return AngoExport(builder.build(), skipped=skipped)
+        index, skipped = index_dicts(source, on_error=on_error, progress_bar=progress_bar)
+        return AngoExport(index, skipped=skipped)
 
     name = os.fspath(source)
     digest = ""
@@ -201,18 +181,18 @@ def load_export(
                 return AngoExport(ExportIndex.load(path), source=name)
             except AngoTorchError:
                 path.unlink(missing_ok=True)  # stale or corrupt: rebuild below
+    if workers is None:
+        workers = default_workers(file_size(name, storage_options))
     f, _ = open_export(name, storage_options)
     with f, _gc_paused():
-        for chunk in progress(iter_raw_assets(f, name), desc="indexing", enabled=progress_bar):
-            try:
-                obj = decode_raw(chunk, name)
-            except ExportFormatError as exc:
-                if on_error == "raise":
-                    raise
-                skipped.append(Skipped(chunk.index, None, str(exc)))
-                continue
-            add(obj, chunk.index, chunk.line)
-    index = builder.build(digest=digest)  # the builder lets go of its buffers
+        index, skipped = index_raw(
+            iter_raw_assets(f, name),
+            name,
+            on_error=on_error,
+            workers=workers,
+            digest=digest,
+            progress_bar=progress_bar,
+        )
     _release_freed_memory()
     if cache_dir is not None and not skipped:
         index.save(_cache_path(cache_dir, digest))

@@ -247,6 +247,79 @@ class ExportIndex:
     def __len__(self) -> int:
         return len(self.asset_asset_id)
 
+    @classmethod
+    def concat(cls, parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
+        """One index of several, in order (the parallel indexer's partial indexes).
+
+        Row ids (snapshots, objects, rings, vertices, table entries) of each part are
+        shifted past the parts before it; class titles are merged.
+        """
+        if not parts:
+            return IndexBuilder().build(digest=digest)
+        i32, i64 = np.int32, np.int64
+        titles: dict[str, int] = {}
+        out: dict[str, list[npt.NDArray[Any]]] = {}
+        base = dict.fromkeys(("asset", "snap", "obj", "ring", "vert", "page", "str", "extra"), 0)
+        blobs = {"str": 0, "extra": 0}
+
+        def add(key: str, value: npt.NDArray[Any]) -> None:
+            out.setdefault(key, []).append(value)
+
+        def shift(a: npt.NDArray[Any], by: int) -> npt.NDArray[Any]:
+            return np.where(a >= 0, a + by, a).astype(a.dtype)
+
+        for p in parts:
+            A = p.arrays
+            for k in ("asset_id", "external_id", "url"):
+                add(f"asset_{k}", shift(A[f"asset_{k}"], base["str"]))
+            for k in ("width", "height"):
+                add(f"asset_{k}", A[f"asset_{k}"])
+            for k in ("extra", "objects"):
+                add(f"asset_{k}", shift(A[f"asset_{k}"], base["extra"]))
+            for k, b in (
+                ("snap_start", "snap"),
+                ("snap_end", "snap"),
+                ("page_start", "page"),
+                ("page_end", "page"),
+            ):
+                add(f"asset_{k}", (A[f"asset_{k}"] + base[b]).astype(i32))
+            add("page_urls", shift(A["page_urls"], base["str"]))
+            add("snap_asset", (A["snap_asset"] + base["asset"]).astype(i32))
+            for k in ("stage", "stage_id", "brush", "medical_brush"):
+                add(f"snap_{k}", shift(A[f"snap_{k}"], base["str"]))
+            for k in ("obj_start", "obj_end"):
+                add(f"snap_{k}", (A[f"snap_{k}"] + base["obj"]).astype(i32))
+            add("snap_extra", shift(A["snap_extra"], base["extra"]))
+            remap = np.array([titles.setdefault(t, len(titles)) for t in p.titles] or [0], i32)
+            add("obj_title", remap[A["obj_title"]] if len(A["obj_title"]) else A["obj_title"])
+            for k in ("obj_kind", "obj_page", "obj_bbox", "ring_zone", "ring_hole", "verts"):
+                add(k, A[k])
+            add("obj_ring_start", A["obj_ring_start"][:-1] + base["ring"])
+            add("ring_vert", A["ring_vert"][:-1] + base["vert"])
+            for table, key in (("strings", "str"), ("extras", "extra")):
+                add(f"{table}_blob", A[f"{table}_blob"])
+                add(f"{table}_offsets", A[f"{table}_offsets"][:-1] + blobs[key])
+                blobs[key] += len(A[f"{table}_blob"])
+            base["asset"] += len(p)
+            base["snap"] += len(A["snap_asset"])
+            base["obj"] += len(A["obj_kind"])
+            base["ring"] += len(A["ring_zone"])
+            base["vert"] += len(A["verts"])
+            base["page"] += len(A["page_urls"])
+            base["str"] += len(p.strings)
+            base["extra"] += len(p.extras)
+        arrays = {k: np.concatenate(v) for k, v in out.items()}
+        arrays["obj_ring_start"] = np.append(arrays["obj_ring_start"], base["ring"]).astype(i64)
+        arrays["ring_vert"] = np.append(arrays["ring_vert"], base["vert"]).astype(i64)
+        arrays["strings_offsets"] = np.append(arrays["strings_offsets"], blobs["str"]).astype(i64)
+        arrays["extras_offsets"] = np.append(arrays["extras_offsets"], blobs["extra"]).astype(i64)
+        ordered = sorted(titles, key=titles.__getitem__)
+        arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
+        arrays["meta"] = np.frombuffer(
+            dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
+        )
+        return cls(arrays)
+
     def __getstate__(self) -> dict[str, npt.NDArray[Any]]:
         return self.arrays
 
