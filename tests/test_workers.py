@@ -1,4 +1,4 @@
-"""Real DataLoader workers (fork and spawn) yield exactly the targets of num_workers=0."""
+"""Real DataLoader workers (fork, spawn, forkserver) yield exactly the targets of num_workers=0."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_dataset_pickles() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_workers_match_main_process(method: str) -> None:
     if method not in mp.get_all_start_methods():
         pytest.skip(f"{method} is not available on this platform")
