@@ -7,6 +7,7 @@ import ctypes
 import gc
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,7 +127,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _cache_path(cache_dir: str | os.PathLike[str], digest: str) -> Path:
-    return Path(cache_dir) / "index" / f"{digest}.npz"
+    return Path(cache_dir) / "index" / f"{digest}.index"
 
 
 def load_export(
@@ -180,7 +181,7 @@ def load_export(
             try:
                 return AngoExport(ExportIndex.load(path), source=name)
             except AngoTorchError:
-                path.unlink(missing_ok=True)  # stale or corrupt: rebuild below
+                shutil.rmtree(path, ignore_errors=True)  # stale or corrupt: rebuild below
     if workers is None:
         workers = default_workers(file_size(name, storage_options))
     f, _ = open_export(name, storage_options)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -199,7 +200,10 @@ class ExportIndex:
     """
 
     def __init__(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        self.arrays = arrays
+        # Memory-mapped columns become plain ndarray views of the mapping.
+        self.arrays = arrays = {
+            k: v.view(np.ndarray) if isinstance(v, np.memmap) else v for k, v in arrays.items()
+        }
         for k, v in arrays.items():
             v.flags.writeable = False
             setattr(self, k, v)
@@ -212,6 +216,7 @@ class ExportIndex:
                 f"index version {meta.get('version')}, expected {INDEX_VERSION}"
             )
         self.digest: str = meta.get("digest", "")
+        self.source: Path | None = None  # the folder the columns are mapped from
 
     # Column attributes are set dynamically; declare the ones used for typing.
     asset_asset_id: npt.NDArray[np.int32]
@@ -320,10 +325,18 @@ class ExportIndex:
         )
         return cls(arrays)
 
-    def __getstate__(self) -> dict[str, npt.NDArray[Any]]:
+    def __getstate__(self) -> dict[str, Any]:
+        # A saved index travels as its folder: a spawned worker maps the same pages
+        # instead of receiving (and holding) a copy of every column.
+        if self.source is not None:
+            return {"__path__": str(self.source)}
         return self.arrays
 
-    def __setstate__(self, state: dict[str, npt.NDArray[Any]]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "__path__" in state:
+            loaded = type(self).load(state["__path__"])
+            self.__dict__.update(loaded.__dict__)
+            return
         self.__init__(state)  # type: ignore[misc]
 
     @property
@@ -333,23 +346,37 @@ class ExportIndex:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to ``path`` (``.npz``, uncompressed) atomically."""
+        """Write the index to the folder ``path`` (one ``.npy`` per column), atomically.
+
+        :meth:`load` memory-maps the columns: re-opening costs next to nothing, and
+        every process that opens (or unpickles) the index shares the same pages.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, suffix=".tmp"))
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.arrays)  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            for name, value in self.arrays.items():
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(value), allow_pickle=False)
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                if not (path / "meta.npy").exists():  # not a concurrent writer's copy
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ExportIndex:
-        """Read an index written by :meth:`save`."""
+        """Open an index written by :meth:`save` (its columns memory-mapped, read-only)."""
+        path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            if path.is_dir():
+                arrays = {f.stem: _map(f) for f in sorted(path.glob("*.npy"))}
+                index = cls(arrays)
+                index.source = path
+                return index
+            with np.load(path, allow_pickle=False) as z:  # an .npz of an earlier version
                 return cls({k: z[k] for k in z.files})
         except (OSError, ValueError, KeyError) as exc:
             raise ExportFormatError(f"index {str(path)!r} is unreadable ({exc})") from exc
@@ -493,3 +520,11 @@ class ExportIndex:
     def __iter__(self) -> Iterator[Asset]:
         for i in range(len(self)):
             yield self.asset(i)
+
+
+def _map(file: Path) -> npt.NDArray[Any]:
+    """A ``.npy`` file memory-mapped read-only (read normally where it cannot be mapped)."""
+    try:
+        return np.load(file, mmap_mode="r", allow_pickle=False)  # type: ignore[no-any-return]
+    except ValueError:  # e.g. an empty column
+        return np.load(file, allow_pickle=False)  # type: ignore[no-any-return]

@@ -77,7 +77,7 @@ def test_index_is_columnar_and_pickles(tmp_path: Path) -> None:
     assert len(idx.obj_kind) == 6  # 5 answer objects + 1 in the Label stage
     clone = pickle.loads(pickle.dumps(idx))
     assert clone.asset(0).external_id == idx.asset(0).external_id
-    path = tmp_path / "i.npz"
+    path = tmp_path / "i.index"
     idx.save(path)
     loaded = ExportIndex.load(path)
     assert repr(loaded.asset(0)) == repr(idx.asset(0))
@@ -89,7 +89,7 @@ def test_persisted_index_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_text(json.dumps(_export()))
     cache = tmp_path / "cache"
     first = ango_torch.load_export(path, cache_dir=cache)
-    (saved,) = (cache / "index").glob("*.npz")
+    (saved,) = (cache / "index").glob("*.index")
     assert saved.stem == first.index.digest
 
     def boom(*a: object, **k: object) -> None:
@@ -108,8 +108,8 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
     path.write_text(json.dumps(_export()))
     first = ango_torch.load_export(path, cache_dir=tmp_path)
-    (saved,) = (tmp_path / "index").glob("*.npz")
-    saved.write_bytes(b"garbage")
+    (saved,) = (tmp_path / "index").glob("*.index")
+    (saved / "verts.npy").write_bytes(b"garbage")
     again = ango_torch.load_export(path, cache_dir=tmp_path)
     assert len(again) == len(first)
 
@@ -205,3 +205,15 @@ def test_load_export_with_workers(tmp_path: Path) -> None:
     a = ango_torch.load_export(path, workers=2)
     b = ango_torch.load_export(path, workers=1)
     assert [repr(x) for x in a] == [repr(x) for x in b]
+
+
+def test_saved_index_is_memory_mapped_and_pickles_as_its_folder(tmp_path: Path) -> None:
+    export = ango_torch.load_export(_export())
+    export.index.save(tmp_path / "i.index")
+    loaded = ExportIndex.load(tmp_path / "i.index")
+    assert isinstance(loaded.verts.base, np.memmap) and not loaded.verts.flags.writeable
+    data = pickle.dumps(loaded)
+    assert len(data) < 200  # the folder's path, not the columns
+    clone = pickle.loads(data)
+    assert repr(clone.asset(0)) == repr(export.index.asset(0))
+    np.testing.assert_array_equal(clone.verts, export.index.verts)
