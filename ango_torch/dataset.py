@@ -99,6 +99,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             raise ValueError(
                 f"brush_instances must be None or 'components', got {brush_instances!r}"
             )
+        if cache_dir is not None:
+            cache_dir = os.path.expanduser(cache_dir)
+        if root is not None and "://" not in os.fspath(root):
+            root = os.path.expanduser(root)
         self.export = load_export(
             export, storage_options=storage_options, cache_dir=cache_dir, on_error=on_error
         )

@@ -175,6 +175,7 @@ def load_export(
     name = os.fspath(source)
     digest = ""
     if cache_dir is not None:
+        cache_dir = Path(cache_dir).expanduser()
         digest = _cached_digest(name, storage_options, Path(cache_dir))
         path = _cache_path(cache_dir, digest)
         if path.exists():
