@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import AssetFetchError, ExportFormatError, where
+from .errors import AssetFetchError, ExportFormatError, missing_filesystem, where
 
 try:  # orjson is the [fast] extra: ~3x faster than json on exports.
     import orjson
@@ -83,6 +83,8 @@ def open_export(
         return of.open(), str(source)
     except FileNotFoundError as exc:
         raise AssetFetchError(f"export {source!r}: file not found") from exc
+    except ImportError as exc:
+        raise missing_filesystem(str(source), exc) from exc
     except OSError as exc:
         raise AssetFetchError(f"export {source!r}: cannot open ({exc})") from exc
 
@@ -94,7 +96,7 @@ def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int
     try:
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
         size = fs.info(path).get("size")
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         return None
     return int(size) if isinstance(size, (int, float)) else None
 
@@ -110,7 +112,7 @@ def file_stamp(source: str, storage_options: dict[str, Any] | None = None) -> st
     try:
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
         info = fs.info(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         return None
     marker = next(
         (

@@ -14,8 +14,10 @@ __all__ = [
     "AngoTorchWarning",
     "AssetFetchError",
     "DecodeError",
+    "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
+    "MissingDependencyError",
     "OntologyError",
     "SizeMismatchError",
     "StageNotFoundError",
@@ -89,6 +91,25 @@ class SizeMismatchError(AngoTorchError, ValueError):
     The annotations were drawn on an image of the exported size; using them on an
     image of another size would misplace every one of them.
     """
+
+
+class EvaluationError(AngoTorchError, ValueError):
+    """Predictions, targets or ground truth that cannot be evaluated as given."""
+
+
+class MissingDependencyError(AngoTorchError, ImportError):
+    """An optional dependency (an ``ango_torch[...]`` extra) is not installed."""
+
+
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
+
+
+def missing_filesystem(url: str, exc: ImportError) -> MissingDependencyError:
+    """The error for an fsspec protocol whose package is not installed, naming the extra."""
+    protocol = url.split("://")[0] if "://" in url else "file"
+    extra = _EXTRAS.get(protocol)
+    hint = f"pip install 'ango_torch[{extra}]'" if extra else "install its fsspec package"
+    return MissingDependencyError(f"{url!r}: {protocol}:// needs a package ({exc}); {hint}")
 
 
 class AngoTorchWarning(UserWarning):

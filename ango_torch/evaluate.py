@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .coco import mask_to_rle
-from .errors import AngoTorchError
+from .errors import MissingDependencyError
 from .metrics import (
     CocoMetrics,
     EvaluationError,
@@ -60,10 +60,6 @@ _INSTALL = {
     "pycocotools": "pip install ango_torch[eval]",
     "faster_coco_eval": "pip install faster-coco-eval",
 }
-
-
-class MissingDependencyError(AngoTorchError, ImportError):
-    """An optional dependency (an ``ango_torch[...]`` extra) is not installed."""
 
 
 # -------------------------------------------------------------------------- predictions

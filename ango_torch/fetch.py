@@ -36,7 +36,13 @@ from http.client import HTTPException
 from typing import Any, Final, Literal
 
 from ._expiry import url_expiry
-from .errors import AssetFetchError, ExpiredURLError, UnsafePathError, where
+from .errors import (
+    AssetFetchError,
+    ExpiredURLError,
+    UnsafePathError,
+    missing_filesystem,
+    where,
+)
 
 __all__ = [
     "AssetStore",
@@ -289,7 +295,12 @@ class AssetStore:
             if fs is None:
                 # skip_instance_cache: never share an instance (and its event loop or
                 # session) with the caller's code or with a forked parent.
-                fs, _ = fsspec.core.url_to_fs(url, skip_instance_cache=True, **self.storage_options)
+                try:
+                    fs, _ = fsspec.core.url_to_fs(
+                        url, skip_instance_cache=True, **self.storage_options
+                    )
+                except ImportError as exc:
+                    raise missing_filesystem(url, exc) from exc
                 if "::" not in url:
                     cache[key] = fs
         return fs, fs._strip_protocol(url)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .errors import AngoTorchError
+from .errors import EvaluationError
 
 __all__ = [
     "CocoMetrics",
@@ -29,10 +29,6 @@ __all__ = [
     "SegmentationMeter",
     "SegmentationMetrics",
 ]
-
-
-class EvaluationError(AngoTorchError, ValueError):
-    """Predictions, targets or ground truth that cannot be evaluated as given."""
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -15,8 +15,10 @@ EXPECTED = {
     "DatasetReport",
     "DecodeError",
     "EvalSampler",
+    "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
+    "MissingDependencyError",
     "Ontology",
     "OntologyClass",
     "OntologyError",
@@ -56,6 +58,19 @@ def test_every_error_is_an_ango_torch_error_and_a_builtin() -> None:
         ango_torch.ExpiredURLError: OSError,
         ango_torch.UnsafePathError: OSError,
         ango_torch.DecodeError: OSError,
+        ango_torch.EvaluationError: ValueError,
+        ango_torch.MissingDependencyError: ImportError,
     }
     for cls, builtin in errors.items():
         assert issubclass(cls, ango_torch.AngoTorchError) and issubclass(cls, builtin), cls
+
+
+def test_a_missing_filesystem_package_names_the_extra() -> None:
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here")
+    with pytest.raises(ango_torch.MissingDependencyError, match=r"ango_torch\[s3\]"):
+        ango_torch.load_export("s3://bucket/export.json")
