@@ -198,6 +198,9 @@ def load_export(
     _release_freed_memory()
     if cache_dir is not None and not skipped:
         index.save(_cache_path(cache_dir, digest))
+        # Use the saved, memory-mapped columns from now on: pages shared by every
+        # process, and a pickle (for spawn workers) that carries only the path.
+        index = ExportIndex.load(_cache_path(cache_dir, digest))
     return AngoExport(index, source=name, skipped=skipped)
 
 

@@ -66,3 +66,29 @@ def test_workers_match_main_process(method: str) -> None:
                 assert type(value) is type(t_b[key]), key
             else:
                 assert value == t_b[key], key
+
+
+@pytest.mark.slow
+def test_spawn_workers_map_a_persisted_index(tmp_path: Path) -> None:
+    """With cache_dir the index is memory-mapped, and pickles as its folder's path."""
+    ds = ango_torch.AngoDataset(
+        SAMPLE / "sample_export.json",
+        task="instance",
+        root=SAMPLE / "images",
+        ontology=SAMPLE / "ontology.json",
+        cache_dir=tmp_path,
+    )
+    assert ds.export.index.source is not None
+    assert len(pickle.dumps(ds.export.index)) < 500
+    serial = _flatten(DataLoader(ds, batch_size=2, collate_fn=ango_torch.collate_fn))
+    spawned = _flatten(
+        DataLoader(
+            ds,
+            batch_size=2,
+            collate_fn=ango_torch.collate_fn,
+            num_workers=2,
+            multiprocessing_context="spawn",
+        )
+    )
+    for (_, t_a), (_, t_b) in zip(serial, spawned, strict=True):
+        assert torch.equal(t_a["masks"], t_b["masks"])
