@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,18 +108,34 @@ def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAss
         yield batch
 
 
+def _fork_ok() -> bool:
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and sys.version_info < (3, 12)
+        and threading.active_count() == 1
+    )
+
+
 def default_workers(nbytes: int | None) -> int:
-    """Processes to index a file of ``nbytes``: one below :data:`PARALLEL_MIN_BYTES`."""
-    if nbytes is None or nbytes < PARALLEL_MIN_BYTES:
+    """Processes to index a file of ``nbytes`` when the caller does not say.
+
+    One below :data:`PARALLEL_MIN_BYTES`, and one where worker processes cannot be
+    forked safely (threads running, or Python 3.12+, whose fork warns about them):
+    forkserver/spawn workers re-import ``__main__``, which a REPL or ``python -`` cannot
+    offer, so those start methods are used only when ``workers=`` asks for them.
+    """
+    if nbytes is None or nbytes < PARALLEL_MIN_BYTES or not _fork_ok():
         return 1
     return max(1, min(4, os.cpu_count() or 1))
 
 
 def _context() -> Any:
-    # fork starts instantly and needs no importable __main__; it is safe while this
-    # process runs a single thread.  Otherwise forkserver (or spawn where it is absent).
+    # fork starts instantly, but is only safe in a single-threaded process, and from
+    # Python 3.12 on it warns whenever the process has other (also native) threads.
+    # forkserver workers start in a fraction of a second: they import this module, not
+    # torch (ango_torch loads torch lazily).
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if _fork_ok():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
@@ -139,11 +158,24 @@ def index_raw(
     parts: list[ExportIndex] = []
     skipped: list[Skipped] = []
     jobs = ((batch, name, on_error) for batch in _batches(raws, batch_bytes))
-    with _context().Pool(workers) as pool:
-        # imap keeps the order; a worker's ExportFormatError is raised here, in order.
-        for arrays, skips in progress(
-            pool.imap(_work, jobs), desc="indexing (batches)", enabled=progress_bar
-        ):
+    # A bounded window of batches in flight keeps memory flat; results come back in
+    # order, and a worker's ExportFormatError is raised here, in order.  A worker that
+    # cannot start raises BrokenProcessPool instead of hanging (load_export then indexes
+    # in one process).
+    executor = ProcessPoolExecutor(workers, mp_context=_context())
+    try:
+        pending: deque[Future[tuple[dict[str, npt.NDArray[Any]], list[Skipped]]]] = deque()
+        batches = progress(jobs, desc="indexing (batches)", enabled=progress_bar)
+        for job in batches:
+            pending.append(executor.submit(_work, job))
+            if len(pending) >= 2 * workers:
+                arrays, skips = pending.popleft().result()
+                parts.append(ExportIndex(arrays))
+                skipped.extend(skips)
+        while pending:
+            arrays, skips = pending.popleft().result()
             parts.append(ExportIndex(arrays))
             skipped.extend(skips)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
     return ExportIndex.concat(parts, digest=digest), skipped

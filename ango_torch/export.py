@@ -9,7 +9,9 @@ import hashlib
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +20,7 @@ import numpy.typing as npt
 
 from ._indexing import Skipped, default_workers, index_dicts, index_raw
 from ._read import file_digest, file_size, file_stamp, iter_raw_assets, open_export
-from .errors import AngoTorchError, ExportFormatError, StageNotFoundError
+from .errors import AngoTorchError, AngoTorchWarning, ExportFormatError, StageNotFoundError
 from .index import ExportIndex
 from .records import Asset
 
@@ -185,16 +187,16 @@ def load_export(
                 shutil.rmtree(path, ignore_errors=True)  # stale or corrupt: rebuild below
     if workers is None:
         workers = default_workers(file_size(name, storage_options))
-    f, _ = open_export(name, storage_options)
-    with f, _gc_paused():
-        index, skipped = index_raw(
-            iter_raw_assets(f, name),
-            name,
-            on_error=on_error,
-            workers=workers,
-            digest=digest,
-            progress_bar=progress_bar,
+    try:
+        index, skipped = _index_file(name, storage_options, on_error, workers, digest, progress_bar)
+    except BrokenProcessPool as exc:
+        warnings.warn(
+            f"export {name!r}: indexing worker processes failed to start ({exc}); "
+            "indexing in this process instead",
+            AngoTorchWarning,
+            stacklevel=2,
         )
+        index, skipped = _index_file(name, storage_options, on_error, 1, digest, progress_bar)
     _release_freed_memory()
     if cache_dir is not None and not skipped:
         index.save(_cache_path(cache_dir, digest))
@@ -202,6 +204,26 @@ def load_export(
         # process, and a pickle (for spawn workers) that carries only the path.
         index = ExportIndex.load(_cache_path(cache_dir, digest))
     return AngoExport(index, source=name, skipped=skipped)
+
+
+def _index_file(
+    name: str,
+    storage_options: dict[str, Any] | None,
+    on_error: OnError,
+    workers: int,
+    digest: str,
+    progress_bar: bool | None,
+) -> tuple[ExportIndex, list[Skipped]]:
+    f, _ = open_export(name, storage_options)
+    with f, _gc_paused():
+        return index_raw(
+            iter_raw_assets(f, name),
+            name,
+            on_error=on_error,
+            workers=workers,
+            digest=digest,
+            progress_bar=progress_bar,
+        )
 
 
 def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir: Path) -> str:

@@ -217,3 +217,28 @@ def test_saved_index_is_memory_mapped_and_pickles_as_its_folder(tmp_path: Path) 
     clone = pickle.loads(data)
     assert repr(clone.asset(0)) == repr(export.index.asset(0))
     np.testing.assert_array_equal(clone.verts, export.index.verts)
+
+
+def _die(job: object) -> object:
+    import os
+
+    os._exit(3)  # a worker that dies before answering
+
+
+def test_parallel_indexing_falls_back_when_workers_die(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    import ango_torch._indexing as ix
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork to inject the failure into the workers")
+    monkeypatch.setattr(ix, "_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(ix, "_work", _die)
+    raws = _many()
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    with pytest.warns(ango_torch.AngoTorchWarning, match="indexing in this process"):
+        export = ango_torch.load_export(path, workers=2)
+    assert len(export) == len(raws)
