@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .export import AngoExport
 from .ontology import Ontology
@@ -45,93 +46,166 @@ class Problem:
         return asdict(self)
 
 
-def _ring_area(pts: np.ndarray) -> float:
-    if len(pts) < 3:
-        return 0.0
-    x, y = pts[:, 0].astype(np.float64), pts[:, 1].astype(np.float64)
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+def _object_flags(
+    export: AngoExport, ontology: Ontology | None
+) -> dict[str, npt.NDArray[np.bool_]]:
+    """Per object row of the index, whether each object-level check fails (vectorized)."""
+    idx = export.index
+    kinds = idx.obj_kind
+    n = len(kinds)
+    starts = idx.obj_ring_start
+    ring_len = np.diff(idx.ring_vert)
+    hole = idx.ring_hole
+    has_rings = starts[1:] > starts[:-1]
+    first_ring = starts[:-1][has_rings]
+    n_outer = np.zeros(n, np.int64)
+    min_outer = np.zeros(n, np.int64)
+    outer_area = np.zeros(n, np.float64)
+    if has_rings.any():
+        n_outer[has_rings] = np.add.reduceat((~hole).astype(np.int64), first_ring)
+        big = np.iinfo(np.int64).max
+        min_outer[has_rings] = np.minimum.reduceat(np.where(hole, big, ring_len), first_ring)
+        outer_area[has_rings] = np.add.reduceat(np.where(hole, 0.0, _ring_areas(idx)), first_ring)
+    area_kind = np.isin(
+        kinds,
+        [int(ToolKind.POLYGON), int(ToolKind.SEGMENTATION), int(ToolKind.ROTATED_BOUNDING_BOX)],
+    )
+    other = kinds == int(ToolKind.OTHER)
+    too_few = area_kind & ((n_outer == 0) | (min_outer < 3))
+    box = idx.obj_bbox.astype(np.float64)
+    flat = ~((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
+    zero_area = (area_kind & ~too_few & (outer_area == 0)) | (
+        (kinds == int(ToolKind.BOUNDING_BOX)) & flat
+    )
+    asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
+    w = idx.asset_width[asset_of].astype(np.float64)
+    h = idx.asset_height[asset_of].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        far = (
+            (box[:, 0] < -OUTSIDE_MARGIN * w)
+            | (box[:, 1] < -OUTSIDE_MARGIN * h)
+            | (box[:, 2] > (1 + OUTSIDE_MARGIN) * w)
+            | (box[:, 3] > (1 + OUTSIDE_MARGIN) * h)
+        )
+    text_kind = np.isin(kinds, [int(ToolKind.NER), int(ToolKind.PDF)])
+    outside = (w > 0) & (h > 0) & far & ~text_kind & ~other & ~too_few
+    flags = {
+        "unknown-tool": other,
+        "too-few-points": too_few & ~other,
+        "zero-area": zero_area & ~other,
+        "outside-image": outside,
+    }
+    if ontology is not None:
+        known = set(ontology.titles())
+        known_title = np.array([t in known for t in idx.titles] or [True], bool)
+        flags["unknown-class"] = ~other & ~known_title[idx.obj_title] if n else np.zeros(0, bool)
+    return flags
+
+
+def _ring_areas(idx: Any) -> npt.NDArray[np.float64]:
+    """Shoelace area of every ring of the index (0 for rings under 3 points)."""
+    rv = idx.ring_vert
+    ring_len = np.diff(rv)
+    areas = np.zeros(len(ring_len), np.float64)
+    live = ring_len >= 3
+    if not live.any():
+        return areas
+    v = idx.verts.astype(np.float64)
+    nxt = np.arange(1, len(v) + 1)
+    ends = rv[1:][live] - 1
+    nxt[ends] = rv[:-1][live]  # each ring closes on its first vertex
+    nxt = np.minimum(nxt, len(v) - 1)
+    cross = v[:, 0] * v[nxt, 1] - v[nxt, 0] * v[:, 1]
+    areas[live] = np.abs(np.add.reduceat(cross, rv[:-1][live])) / 2
+    return areas
+
+
+_MESSAGES = {
+    "too-few-points": "{kind} ring has {n} points, expected ≥ 3",
+    "zero-area": "{kind} has zero area",
+    "unknown-class": "class {title!r} is not in the ontology",
+}
 
 
 def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> list[Problem]:
-    """Every problem of every snapshot (the answer and each stage) of every asset."""
+    """Every problem of every snapshot (the answer and each stage) of every asset.
+
+    The object-level checks run vectorized over the whole index; only duplicate ids
+    and relations are checked asset by asset.
+    """
     idx = export.index
     out = [Problem("malformed", s.reason, s.index, s.asset, s.object_id) for s in export.skipped]
-    known = set(ontology.titles()) if ontology is not None else None
+    flags = _object_flags(export, ontology)
+    order = ("unknown-tool", "unknown-class", "too-few-points", "zero-area", "outside-image")
+    bad = np.zeros(len(idx.obj_kind), bool)
+    for f in flags.values():
+        bad |= f
+    ring_len = np.diff(idx.ring_vert)
     for a in range(len(idx)):
         name = idx.string(idx.asset_external_id[a])
         w, h = int(idx.asset_width[a]), int(idx.asset_height[a])
-
-        def problem(
-            code: str,
-            msg: str,
-            obj: str | None = None,
-            stage: str | None = None,
-            _a: int = a,
-            _name: str | None = name,
-        ) -> None:
-            out.append(Problem(code, msg, _a, _name, obj, stage))
-
         if w <= 0 or h <= 0:
-            problem("missing-size", "metadata.width/height missing: sizes come from decoding")
+            out.append(
+                Problem(
+                    "missing-size",
+                    "metadata.width/height missing: sizes come from decoding",
+                    a,
+                    name,
+                )
+            )
         extras = idx.object_extras(a)
         first = idx.first_object(a)
         for s in range(int(idx.asset_snap_start[a]), int(idx.asset_snap_end[a])):
             stage = idx.string(idx.snap_stage[s]) if s != idx.asset_snap_start[a] else None
             o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
             ids = [str(extras[o - first][0]) for o in range(o0, o1)]
-            for oid, n in Counter(ids).items():
-                if n > 1:
-                    problem("duplicate-id", f"objectId used by {n} objects", oid, stage)
-            for o in range(o0, o1):
-                oid = ids[o - o0]
+            for oid, count in Counter(ids).items():
+                if count > 1:
+                    out.append(
+                        Problem(
+                            "duplicate-id", f"objectId used by {count} objects", a, name, oid, stage
+                        )
+                    )
+            for o in (np.flatnonzero(bad[o0:o1]) + o0).tolist():
                 kind = ToolKind(int(idx.obj_kind[o]))
-                title = idx.titles[int(idx.obj_title[o])]
-                if kind is ToolKind.OTHER:
-                    key = (extras[o - first][4] or [""])[0]
-                    problem("unknown-tool", f"tool {key!r} is not understood", oid, stage)
-                    continue
-                if known is not None and title not in known:
-                    problem("unknown-class", f"class {title!r} is not in the ontology", oid, stage)
-                rings = idx.rings(o)
-                if kind in (ToolKind.POLYGON, ToolKind.SEGMENTATION, ToolKind.ROTATED_BOUNDING_BOX):
-                    outer = [r for r, _, hole in rings if not hole]
-                    if not outer or any(len(r) < 3 for r in outer):
-                        n = min((len(r) for r in outer), default=0)
-                        problem(
-                            "too-few-points",
-                            f"{kind.key} ring has {n} points, expected ≥ 3",
-                            oid,
-                            stage,
-                        )
+                for code in order:
+                    if code not in flags or not flags[code][o]:
                         continue
-                    if sum(_ring_area(r) for r in outer) == 0:
-                        problem("zero-area", f"{kind.key} has zero area", oid, stage)
-                elif kind is ToolKind.BOUNDING_BOX:
-                    x1, y1, x2, y2 = idx.obj_bbox[o]
-                    if x2 <= x1 or y2 <= y1:
-                        problem("zero-area", "bounding-box has zero width or height", oid, stage)
-                if w > 0 and h > 0 and kind is not ToolKind.NER and kind is not ToolKind.PDF:
-                    x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[o])
-                    mx, my = OUTSIDE_MARGIN * w, OUTSIDE_MARGIN * h
-                    if x1 < -mx or y1 < -my or x2 > w + mx or y2 > h + my:
-                        problem(
-                            "outside-image",
+                    if code == "unknown-tool":
+                        key = (extras[o - first][4] or [""])[0]
+                        msg = f"tool {key!r} is not understood"
+                    elif code == "outside-image":
+                        x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[o])
+                        msg = (
                             f"{kind.key} spans x {x1:.1f}..{x2:.1f}, y {y1:.1f}..{y2:.1f}, "
-                            f"far outside the {w}×{h} image",
-                            oid,
-                            stage,
+                            f"far outside the {w}×{h} image"
                         )
+                    elif code == "zero-area" and kind is ToolKind.BOUNDING_BOX:
+                        msg = "bounding-box has zero width or height"
+                    else:
+                        r0, r1 = int(idx.obj_ring_start[o]), int(idx.obj_ring_start[o + 1])
+                        outer = [int(ring_len[r]) for r in range(r0, r1) if not idx.ring_hole[r]]
+                        msg = _MESSAGES[code].format(
+                            kind=kind.key,
+                            n=min(outer, default=0),
+                            title=idx.titles[int(idx.obj_title[o])],
+                        )
+                    out.append(Problem(code, msg, a, name, ids[o - o0], stage))
             rel = idx.extra(int(idx.snap_extra[s])).get("relations", [])
             idset = set(ids)
             for r in rel:
                 refs = r.get("group") or [r.get("from"), r.get("to")]
                 missing = [x for x in refs if x not in idset]
                 if missing:
-                    problem(
-                        "dangling-relation",
-                        f"relation {r.get('title')!r} points at missing objects {missing}",
-                        r.get("objectId"),
-                        stage,
+                    out.append(
+                        Problem(
+                            "dangling-relation",
+                            f"relation {r.get('title')!r} points at missing objects {missing}",
+                            a,
+                            name,
+                            r.get("objectId"),
+                            stage,
+                        )
                     )
     return out
 

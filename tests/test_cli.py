@@ -115,3 +115,41 @@ def test_every_subcommand_has_help(cmd: str) -> None:
         check=True,
     ).stdout
     assert "usage: ango-torch " + cmd in out
+
+
+def test_validate_segmentations_and_ontology(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seg_ok = {
+        "segmentation": {
+            "zones": [{"region": [[0, 0], [5, 0], [5, 5]], "holes": [[[1, 1], [2, 1], [1, 2]]]}]
+        },
+        "objectId": "ok",
+        "title": "car",
+    }
+    seg_flat = {
+        "segmentation": {"zones": [{"region": [[0, 0], [5, 5], [9, 9]]}]},
+        "objectId": "flat",
+        "title": "car",
+    }
+    seg_short = {
+        "segmentation": {
+            "zones": [{"region": [[0, 0], [5, 5], [9, 1]]}, {"region": [[1, 1], [2, 2]]}]
+        },
+        "objectId": "short",
+        "title": "car",
+    }
+    path = _write(
+        tmp_path,
+        [make_asset([seg_ok, seg_flat, seg_short, make_polygon([[1, 1], [5, 1], [3, 4]], "bike")])],
+    )
+    onto = tmp_path / "o.json"
+    onto.write_text(json.dumps({"tools": [{"title": "car", "tool": "segmentation"}]}))
+    assert main(["validate", str(path), "--ontology", str(onto), "--json"]) == 1
+    found = {(p["object_id"], p["code"]) for p in json.loads(capsys.readouterr().out)["problems"]}
+    assert found == {
+        ("flat", "zero-area"),
+        ("short", "too-few-points"),
+        (found_bike := next(o for o, c in found if c == "unknown-class"), "unknown-class"),
+    }
+    assert found_bike not in ("ok", "flat", "short")
