@@ -54,24 +54,6 @@ class RawAsset:
     line: int | None = None
 
 
-class _Hashing(io.RawIOBase):
-    """Wraps a binary file and hashes every byte read through it."""
-
-    def __init__(self, f: IO[bytes], h: Any) -> None:
-        self._f = f
-        self._h = h
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self._f.read(len(b))
-        self._h.update(data)
-        n = len(data)
-        b[:n] = data
-        return n
-
-
 def open_export(
     source: str, storage_options: dict[str, Any] | None = None
 ) -> tuple[IO[bytes], str]:
@@ -151,15 +133,13 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
-def iter_raw_assets(f: IO[bytes], name: str, *, hasher: Any = None) -> Iterator[RawAsset]:
+def iter_raw_assets(f: IO[bytes], name: str) -> Iterator[RawAsset]:
     """Yield every asset of an export stream, undecoded, in file order.
 
     Detects ZIP (one ``.json``/``.ndjson`` member), gzip, JSON array and NDJSON by
-    content, not by file name.  ``hasher`` (a hashlib object) receives every raw byte.
+    content, not by file name.
     """
     stream: Any = f
-    if hasher is not None:
-        stream = io.BufferedReader(_Hashing(f, hasher), CHUNK)
     head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
     if not head:
         buffered = io.BufferedReader(stream, CHUNK)

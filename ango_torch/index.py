@@ -66,7 +66,6 @@ from .records import (
 __all__ = ["INDEX_VERSION", "ExportIndex", "IndexBuilder", "StringTable"]
 
 INDEX_VERSION = 1
-_NAN4 = (float("nan"),) * 4
 
 
 class IndexBuilder:
