@@ -181,6 +181,15 @@ def _dataset(
     )
 
 
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal and tqdm is installed)",
+    )
+
+
 def _add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--root",
@@ -196,12 +205,7 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
         default="raise",
         help="malformed assets: stop (default) or leave them out and report them",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar (default: when stderr is a terminal and tqdm is installed)",
-    )
+    _add_progress(p)
 
 
 def _report(ds: Any) -> None:
@@ -311,12 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="write files without checking that they decode",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar (default: when stderr is a terminal and tqdm is installed)",
-    )
+    _add_progress(p)
     p.set_defaults(func=cmd_prefetch)
 
     p = sub.add_parser(

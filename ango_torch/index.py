@@ -91,12 +91,6 @@ class IndexBuilder:
     def __len__(self) -> int:
         return len(self.a["asset_id"])
 
-    def add(self, asset: Asset) -> None:
-        """Append one parsed asset record."""
-        from ._columns import from_record
-
-        self.add_columns(from_record(asset))
-
     def add_columns(self, c: AssetColumns) -> None:
         """Append one asset given as columns (see :mod:`ango_torch._columns`)."""
         a, s, strings = self.a, self.s, self.strings
@@ -388,14 +382,6 @@ class ExportIndex:
     def extra(self, i: int) -> dict[str, Any]:
         """A decoded entry of the extras table (``{}`` for -1)."""
         return loads(self.extras.raw(int(i))) if i >= 0 else {}
-
-    def stages(self, asset: int) -> list[tuple[str | None, str | None]]:
-        """``(stage, stage_id)`` of each snapshot of an asset, the answer first."""
-        s0, s1 = int(self.asset_snap_start[asset]), int(self.asset_snap_end[asset])
-        return [
-            (self.string(self.snap_stage[s]), self.string(self.snap_stage_id[s]))
-            for s in range(s0, s1)
-        ]
 
     def rings(self, obj: int) -> list[tuple[npt.NDArray[np.float32], int, bool]]:
         """``(points [N, 2], zone, is_hole)`` of every ring of object row ``obj``."""

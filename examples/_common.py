@@ -301,6 +301,33 @@ class Run:
         return {"history": self.history, "output": str(self.out)}
 
 
+def prepare_training(
+    cfg: dict[str, Any],
+    args: argparse.Namespace,
+    train_ds: ango_torch.AngoDataset,
+    model: torch.nn.Module,
+    out: Path,
+) -> tuple[torch.nn.Module, torch.utils.data.DataLoader, Any, Run, int]:  # type: ignore[type-arg]
+    """DDP wrapper, training loader, optimizer + schedule, checkpoint/resume: the setup
+    both training scripts share.  Returns ``(ddp, loader, optimizer, run, epochs)``."""
+    log(f"{train_ds!r}\nclasses: {train_ds.classes[1:]}\noutput: {out}")
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
+    train_loader = loader(train_ds, cfg, train=True)
+    epochs = int(cfg.get("schedule", {}).get("epochs", 1))
+    steps = epochs * min(len(train_loader), args.max_steps or len(train_loader))
+    opt, sched = make_optimizer(model, cfg, steps)
+    run = Run(
+        out,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        cfg=cfg,
+        classes=train_ds.classes,
+        resume=args.resume,
+    )
+    return ddp, train_loader, (opt, sched), run, epochs
+
+
 class Meter:
     """Running means of named values (losses), for the progress line."""
 

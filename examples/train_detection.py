@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
@@ -103,21 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # the input's coordinates, so validation images are not resized beforehand.
     gt = ango_torch.to_coco(val_ds)
     out = Path(cfg.get("output", {}).get("dir", "runs/detection"))
-    c.log(f"{train_ds!r}\nclasses: {train_ds.classes[1:]}\noutput: {out}")
     model = build_model(cfg, len(train_ds.classes)).to(device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    train_loader = c.loader(train_ds, cfg, train=True)
-    epochs = int(s.get("epochs", 1))
-    steps = epochs * (min(len(train_loader), args.max_steps or len(train_loader)))
-    opt, sched = c.make_optimizer(model, cfg, steps)
-    run = c.Run(
-        out,
-        model=model,
-        optimizer=opt,
-        scheduler=sched,
-        cfg=cfg,
-        classes=train_ds.classes,
-        resume=args.resume,
+    ddp, train_loader, (opt, sched), run, epochs = c.prepare_training(
+        cfg, args, train_ds, model, out
     )
     for epoch in run.epochs(train_loader, epochs):
         ddp.train()

@@ -103,21 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg, train=False, transforms=c.segmentation_transforms(cfg, train=False)
     )
     out = Path(cfg.get("output", {}).get("dir", "runs/segmentation"))
-    c.log(f"{train_ds!r}\nclasses: {train_ds.classes[1:]}\noutput: {out}")
     model = build_model(cfg, len(train_ds.classes)).to(device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    train_loader = c.loader(train_ds, cfg, train=True)
-    epochs = int(s.get("epochs", 1))
-    steps = epochs * min(len(train_loader), args.max_steps or len(train_loader))
-    opt, sched = c.make_optimizer(model, cfg, steps)
-    run = c.Run(
-        out,
-        model=model,
-        optimizer=opt,
-        scheduler=sched,
-        cfg=cfg,
-        classes=train_ds.classes,
-        resume=args.resume,
+    ddp, train_loader, (opt, sched), run, epochs = c.prepare_training(
+        cfg, args, train_ds, model, out
     )
     for epoch in run.epochs(train_loader, epochs):
         ddp.train()
