@@ -12,12 +12,14 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from ._fields import parse_time
 from ._indexing import Skipped, default_workers, index_dicts, index_raw
 from ._read import file_digest, file_size, file_stamp, iter_raw_assets, open_export
 from .errors import AngoTorchError, AngoTorchWarning, ExportFormatError, StageNotFoundError
@@ -73,8 +75,10 @@ class AngoExport:
         """Snapshot row per asset for ``stage`` (``-1`` where the asset lacks it).
 
         ``None`` selects the exported answer.  Otherwise the stageHistory entry whose
-        stage name or stage id equals ``stage`` (the latest, where an asset went through
-        that stage more than once), else the answer if its own stage matches.
+        stage name or stage id equals ``stage``, else the answer if its own stage
+        matches.  Where an asset went through that stage more than once, the latest
+        entry by ``completedAt`` wins (entries without one count as older; ties go to
+        the later list position): exports do not promise the history is in order.
 
         Raises:
             StageNotFoundError: no asset has that stage; the message lists those present.
@@ -88,7 +92,10 @@ class AngoExport:
         is_answer = np.zeros(len(idx.snap_asset), bool)
         is_answer[idx.asset_snap_start] = True
         hist = np.flatnonzero(match & ~is_answer)
-        rows[idx.snap_asset[hist]] = hist  # later rows overwrite earlier: latest wins
+        rows[idx.snap_asset[hist]] = hist  # later rows overwrite earlier
+        repeated = np.bincount(idx.snap_asset[hist], minlength=len(idx)) > 1
+        if repeated.any():
+            _latest_by_completion(idx, hist[repeated[idx.snap_asset[hist]]], rows)
         ans = np.flatnonzero(match & is_answer)
         free = rows[idx.snap_asset[ans]] < 0
         rows[idx.snap_asset[ans][free]] = ans[free]
@@ -98,6 +105,28 @@ class AngoExport:
                 f"stage {stage!r} is in no asset of {self.source!r}; stages present: {present}"
             )
         return rows
+
+
+def _latest_by_completion(
+    idx: ExportIndex, candidates: npt.NDArray[np.intp], rows: npt.NDArray[np.int32]
+) -> None:
+    """Set ``rows[asset]`` to the latest of its ``candidates`` snapshot rows.
+
+    The key is ``(has completedAt, completedAt, list position)``: the stored time was
+    normalized by the parser at load (ISO or epoch ms → ISO UTC).
+    """
+    best: dict[int, tuple[bool, datetime, int]] = {}
+    for s in candidates.tolist():
+        when = parse_time(idx.extra(int(idx.snap_extra[s])).get("completedAt"))
+        key = (when is not None, when or _EPOCH, s)
+        a = int(idx.snap_asset[s])
+        if a not in best or key > best[a]:
+            best[a] = key
+    for a, key in best.items():
+        rows[a] = key[2]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _release_freed_memory() -> None:

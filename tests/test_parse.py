@@ -312,3 +312,41 @@ def test_skip_reports_every_malformed_asset() -> None:
     assert len(export) == 2
     (skipped,) = export.skipped
     assert skipped.index == 1 and skipped.asset == "bad.png" and "neither" in skipped.reason
+
+
+def test_latest_stage_snapshot_is_chosen_by_completed_at() -> None:
+    """Hand-made histories listed out of order: the latest by completedAt wins, not the last."""
+
+    def label(n_boxes: int, completed_at: object = None) -> dict[str, Any]:
+        snap: dict[str, Any] = {
+            "stage": "Label",
+            "stageId": "L1",
+            "tools": [make_box(0, 0, 1 + k, 1) for k in range(n_boxes)],
+        }
+        if completed_at is not None:
+            snap["completedAt"] = completed_at
+        return snap
+
+    review = {"stage": "Review", "stageId": "R1", "tools": []}
+    assets = [
+        # ISO times, the later pass listed first: the 3-box pass (Sept 3) is the latest.
+        make_asset(
+            [],
+            stage_history=[
+                label(3, "2023-09-03T10:00:00Z"),
+                review,
+                label(1, "2023-09-01T10:00:00Z"),
+            ],
+        ),
+        # Epoch ms (1693735200000 = 2023-09-03T10:00Z) against ISO (2023-09-02): epoch wins.
+        make_asset([], stage_history=[label(2, 1693735200000), label(4, "2023-09-02T00:00:00Z")]),
+        # No times: list position decides (the last pass, 5 boxes).
+        make_asset([], stage_history=[label(1), label(5)]),
+        # Only one pass has a time: an entry without one counts as older.
+        make_asset([], stage_history=[label(6, "2023-09-01T00:00:00Z"), label(7)]),
+    ]
+    export = ango_torch.load_export(assets)
+    rows = export.snapshot_rows("Label")
+    idx = export.index
+    n_objects = (idx.snap_obj_end[rows] - idx.snap_obj_start[rows]).tolist()
+    assert n_objects == [3, 2, 5, 6]
