@@ -26,6 +26,7 @@ Layout (``S`` = string table id, ``-1`` = none):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,9 +64,43 @@ from .records import (
     Zone,
 )
 
-__all__ = ["INDEX_VERSION", "ExportIndex", "IndexBuilder", "StringTable"]
+__all__ = ["INDEX_VERSION", "SCHEMA", "ExportIndex", "IndexBuilder", "StringTable", "schema_key"]
 
 INDEX_VERSION = 1
+
+# The modules whose code decides what an index holds: reading, parsing, columns, layout.
+_SCHEMA_MODULES = (
+    "_columns.py",
+    "_fields.py",
+    "_indexing.py",
+    "_parse.py",
+    "_parse_geometry.py",
+    "_read.py",
+    "_tables.py",
+    "index.py",
+    "records.py",
+)
+
+
+def schema_key(package: Path | None = None) -> str:
+    """A hash of the sources of the modules that build an index (and the layout version).
+
+    A persisted index records the key it was built with; one with another key was
+    written by a different parser and is rebuilt, so a fix to the parser reaches
+    cached exports without anyone bumping a version by hand.
+    """
+    folder = Path(__file__).parent if package is None else package
+    h = hashlib.blake2b(f"ango-torch index {INDEX_VERSION}".encode(), digest_size=16)
+    for name in _SCHEMA_MODULES:
+        try:
+            h.update((folder / name).read_bytes())
+        except OSError:  # installed without sources (bytecode only): its name at least
+            h.update(name.encode())
+    return h.hexdigest()
+
+
+SCHEMA = schema_key()
+"""The schema key of this version of the package (see :func:`schema_key`)."""
 
 
 class IndexBuilder:
@@ -155,7 +190,7 @@ class IndexBuilder:
         titles = sorted(self.titles, key=self.titles.__getitem__)
         arrays["titles"] = np.frombuffer(dumps(titles), np.uint8).copy()
         arrays["meta"] = np.frombuffer(
-            dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
+            dumps({"version": INDEX_VERSION, "schema": SCHEMA, "digest": digest}), np.uint8
         ).copy()
         self.__init__()  # type: ignore[misc]  # let go of the growing buffers
         return ExportIndex(arrays)
@@ -209,6 +244,7 @@ class ExportIndex:
                 f"index version {meta.get('version')}, expected {INDEX_VERSION}"
             )
         self.digest: str = meta.get("digest", "")
+        self.schema: str = meta.get("schema", "")
         self.source: Path | None = None  # the folder the columns are mapped from
 
     # Column attributes are set dynamically; declare the ones used for typing.
@@ -314,7 +350,7 @@ class ExportIndex:
         ordered = sorted(titles, key=titles.__getitem__)
         arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
         arrays["meta"] = np.frombuffer(
-            dumps({"version": INDEX_VERSION, "digest": digest}), np.uint8
+            dumps({"version": INDEX_VERSION, "schema": SCHEMA, "digest": digest}), np.uint8
         )
         return cls(arrays)
 
@@ -367,6 +403,11 @@ class ExportIndex:
             if path.is_dir():
                 arrays = {f.stem: _map(f) for f in sorted(path.glob("*.npy"))}
                 index = cls(arrays)
+                if index.schema != SCHEMA:
+                    raise ExportFormatError(
+                        f"index {str(path)!r} was built by another version of the parser "
+                        f"(schema {index.schema or 'none'!r}, expected {SCHEMA!r})"
+                    )
                 index.source = path
                 return index
             with np.load(path, allow_pickle=False) as z:  # an .npz of an earlier version

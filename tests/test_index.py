@@ -242,3 +242,43 @@ def test_parallel_indexing_falls_back_when_workers_die(
     with pytest.warns(ango_torch.AngoTorchWarning, match="indexing in this process"):
         export = ango_torch.load_export(path, workers=2)
     assert len(export) == len(raws)
+
+
+def test_persisted_index_of_another_parser_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index saved by a different parser (another schema key) is not reused."""
+    import ango_torch._indexing as ix
+
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    cache = tmp_path / "cache"
+    ango_torch.load_export(path, cache_dir=cache)
+    (saved,) = (cache / "index").glob("*.index")
+    meta = json.loads(np.load(saved / "meta.npy").tobytes())
+    assert meta.get("schema")  # saved with the parser's schema key
+    meta["schema"] = "0" * len(meta["schema"])  # as written by another parser version
+    np.save(saved / "meta.npy", np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    calls = []
+    real = ix.asset_columns
+    monkeypatch.setattr(ix, "asset_columns", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = ango_torch.load_export(path, cache_dir=cache)
+    assert len(calls) == len(_export())  # parsed again, not read from the stale index
+    assert json.loads(np.load(saved / "meta.npy").tobytes())["schema"] != "0" * len(meta["schema"])
+    assert len(again) == 2
+
+
+def test_schema_key_follows_the_parser_sources(tmp_path: Path) -> None:
+    """The key hashes the index-producing modules' sources: editing one changes it."""
+    import shutil
+
+    from ango_torch import index
+
+    package = Path(index.__file__).parent
+    assert index.schema_key(package) == index.SCHEMA and len(index.SCHEMA) == 32
+    copy = tmp_path / "pkg"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert index.schema_key(copy) == index.SCHEMA
+    with open(copy / "_parse.py", "a") as f:
+        f.write("# a changed rule\n")
+    assert index.schema_key(copy) != index.SCHEMA
