@@ -108,11 +108,49 @@ def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAss
         yield batch
 
 
+def _native_threads() -> int:
+    """Threads of this process, native ones included (Linux); ``0`` where unknown."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+# Threads running when this module is imported: the interpreter and numpy's BLAS pool
+# (OpenBLAS registers fork handlers, and its pool starts with numpy, before any user
+# code could start CUDA or NCCL).  Any thread beyond these makes fork unsafe.
+_BASELINE_THREADS = _native_threads()
+
+
+def _torch_busy() -> bool:
+    """Whether torch (if the caller imported it; never imported here) started CUDA or a
+    process group: their threads and driver state do not survive a fork."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        if torch.cuda.is_initialized():
+            return True
+        dist = getattr(torch, "distributed", None)
+        return bool(dist is not None and dist.is_available() and dist.is_initialized())
+    except (AttributeError, RuntimeError):
+        return True  # a torch we cannot query: do not bet a fork on it
+
+
 def _fork_ok() -> bool:
+    """Whether worker processes may be forked: only from a single-threaded process.
+
+    Python threads are counted by :mod:`threading`; native ones (OpenMP pools, CUDA,
+    NCCL, gRPC: e.g. under torchrun) only by the kernel, so the process's task count
+    must not have grown since import, and torch must not have started CUDA or a process
+    group.
+    """
     return (
         "fork" in multiprocessing.get_all_start_methods()
         and sys.version_info < (3, 12)
         and threading.active_count() == 1
+        and not _torch_busy()
+        and _native_threads() <= _BASELINE_THREADS
     )
 
 
@@ -120,7 +158,8 @@ def default_workers(nbytes: int | None) -> int:
     """Processes to index a file of ``nbytes`` when the caller does not say.
 
     One below :data:`PARALLEL_MIN_BYTES`, and one where worker processes cannot be
-    forked safely (threads running, or Python 3.12+, whose fork warns about them):
+    forked safely (Python or native threads running, CUDA or a process group started,
+    or Python 3.12+, whose fork warns about them; see :func:`_fork_ok`):
     forkserver/spawn workers re-import ``__main__``, which a REPL or ``python -`` cannot
     offer, so those start methods are used only when ``workers=`` asks for them.
     """

@@ -282,3 +282,56 @@ def test_schema_key_follows_the_parser_sources(tmp_path: Path) -> None:
     with open(copy / "_parse.py", "a") as f:
         f.write("# a changed rule\n")
     assert index.schema_key(copy) != index.SCHEMA
+
+
+_FORK_PROBE = """
+import os, sys
+import ango_torch._indexing as ix
+big = 1 << 30
+print(ix._context().get_start_method(), ix.default_workers(big))
+import torch
+torch.set_num_threads(2)
+x = torch.randn(1 << 20)
+(x * 2).sum()  # an intra-op parallel op: starts the OpenMP pool (native threads)
+print(len(os.listdir("/proc/self/task")) > 2, file=sys.stderr)
+print(ix._context().get_start_method(), ix.default_workers(big))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_no_fork_after_native_threads_started() -> None:
+    """Once native (non-Python) threads run, indexing workers are not forked."""
+    import multiprocessing
+    import os
+    import subprocess
+    import sys
+
+    if "fork" not in multiprocessing.get_all_start_methods() or sys.version_info >= (3, 12):
+        pytest.skip("fork is not a default start method here")
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_PROBE], capture_output=True, text=True, check=True
+    )
+    before, after = (line.split() for line in out.stdout.splitlines()[:2])
+    # A fresh, single-threaded process: fork is safe, and a 1 GiB file gets workers.
+    assert before == ["fork", str(max(1, min(4, os.cpu_count() or 1)))]
+    assert out.stderr.strip() == "True"  # the probe really started native threads
+    assert after[0] in ("forkserver", "spawn") and after[1] == "1"
+
+
+def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun (CUDA or a process group initialized), indexing never forks."""
+    import sys
+    import types
+
+    import ango_torch._indexing as ix
+
+    for cuda, dist in ((True, False), (False, True)):
+        fake = types.ModuleType("torch")
+        fake.cuda = types.SimpleNamespace(is_initialized=lambda v=cuda: v)  # type: ignore[attr-defined]
+        fake.distributed = types.SimpleNamespace(  # type: ignore[attr-defined]
+            is_available=lambda: True, is_initialized=lambda v=dist: v
+        )
+        monkeypatch.setitem(sys.modules, "torch", fake)
+        assert not ix._fork_ok()
+        assert ix._context().get_start_method() != "fork"
+        assert ix.default_workers(1 << 30) == 1
