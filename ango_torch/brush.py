@@ -18,6 +18,8 @@ from ango_torch.errors import ExportFormatError
 from ango_torch.geometry import BoolArray, IntArray, Offset, _canvas
 
 __all__ = [
+    "BRUSH_TOLERANCE",
+    "UNLISTED",
     "brush_to_class_map",
     "components_to_crops",
     "connected_components",
@@ -61,25 +63,45 @@ def _unpack(packed: npt.NDArray[np.uint32]) -> IntArray:
     return np.stack([p & 0xFF, (p >> 8) & 0xFF, (p >> 16) & 0xFF], axis=1)
 
 
-def brush_to_class_map(rgba: npt.ArrayLike, *, colors: Sequence[RGB]) -> tuple[IntArray, int]:
+BRUSH_TOLERANCE = 16
+"""Largest per-channel RGB difference (``max(|dr|, |dg|, |db|)``) at which a painted pixel
+still takes a listed brush colour (antialiasing, lossy re-encoding); beyond it the pixel
+is *unlisted* (``-1`` in :func:`brush_to_class_map`)."""
+
+UNLISTED = -1
+"""Index of painted pixels whose colour is within the tolerance of no listed colour."""
+
+
+def brush_to_class_map(
+    rgba: npt.ArrayLike, *, colors: Sequence[RGB], tolerance: int | None = BRUSH_TOLERANCE
+) -> tuple[IntArray, int]:
     """Map a brush PNG to class indices by colour.
 
-    A pixel is painted when its alpha is > 0. Each painted pixel takes the class whose
-    colour is nearest in squared RGB distance (ties: the first colour); antialiased or
-    semi-transparent renders thus still map, and such inexact pixels are counted.
+    A pixel is painted when its alpha is > 0.  A painted pixel whose RGB is a listed
+    colour takes it; otherwise it takes the nearest colour (squared RGB distance, ties:
+    the first colour) among those within ``tolerance`` (largest per-channel difference)
+    and is counted as inexact; with none within it, it is :data:`UNLISTED` (``-1``).
+    So a colour nobody listed never becomes the class that happens to be nearest.
 
     Args:
         rgba: ``uint8 [H, W, 4]`` RGBA image.
-        colors: the class colours ``(r, g, b)`` in ``0..255``; must be distinct.
+        colors: the class colours ``(r, g, b)`` in ``0..255``; must be distinct.  Pass
+            every colour the ontology knows (also those of classes left out) so that
+            their pixels are recognised rather than left unlisted.
+        tolerance: :data:`BRUSH_TOLERANCE` by default; ``0`` for exact colours only;
+            ``None`` for the nearest colour at any distance (no pixel is unlisted).
 
     Returns:
-        ``(class_map, inexact)``: ``int64 [H, W]``, 0 for unpainted pixels and ``k`` for
-        ``colors[k - 1]``; and the number of painted pixels whose RGB matched no colour.
+        ``(class_map, inexact)``: ``int64 [H, W]``, 0 for unpainted pixels, ``k`` for
+        ``colors[k - 1]`` and ``-1`` for unlisted ones; and the number of painted pixels
+        mapped to a colour their RGB does not equal.
 
     Raises:
-        ExportFormatError: bad image, bad or duplicate colours, or painted pixels with
-            no colour to map them to.
+        ExportFormatError: bad image, bad or duplicate colours, a negative tolerance, or
+            painted pixels with no colour to map them to.
     """
+    if tolerance is not None and (isinstance(tolerance, bool) or not 0 <= int(tolerance) < 256):
+        raise ExportFormatError(f"tolerance must be None or an int in 0..255, got {tolerance!r}")
     packed = _packed_rgba(rgba)
     out = np.zeros(packed.shape, dtype=np.int64)
     painted = np.flatnonzero(packed >= 1 << 24)
@@ -95,16 +117,25 @@ def brush_to_class_map(rgba: npt.ArrayLike, *, colors: Sequence[RGB]) -> tuple[I
     pos = np.minimum(np.searchsorted(table[order], rgb), len(table) - 1)
     labels = order[pos] + 1
     inexact = table[order][pos] != rgb
-    n_inexact = int(inexact.sum())
-    if n_inexact:
+    n_inexact = 0
+    if inexact.any():
         # Few distinct off-colours (antialiasing): find the nearest class per colour once.
         uniq, inverse = np.unique(rgb[inexact], return_inverse=True)
         ref = _unpack(table)
         nearest = np.empty(len(uniq), dtype=np.int64)
         for s in range(0, len(uniq), 1 << 16):  # bound the [U, K] distance block
             diff = _unpack(uniq[s : s + (1 << 16)])[:, None, :] - ref[None, :, :]
-            nearest[s : s + (1 << 16)] = np.argmin((diff * diff).sum(axis=2), axis=1)
-        labels[inexact] = nearest[inverse.reshape(-1)] + 1
+            dist = (diff * diff).sum(axis=2)
+            if tolerance is not None:
+                far = np.abs(diff).max(axis=2) > tolerance
+                dist[far] = np.iinfo(np.int64).max
+                best = np.argmin(dist, axis=1)
+                nearest[s : s + (1 << 16)] = np.where(far.all(axis=1), UNLISTED - 1, best)
+            else:
+                nearest[s : s + (1 << 16)] = np.argmin(dist, axis=1)
+        off = nearest[inverse.reshape(-1)] + 1
+        labels[inexact] = off
+        n_inexact = int((off != UNLISTED).sum())
     out.reshape(-1)[painted] = labels
     return out, n_inexact
 

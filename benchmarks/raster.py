@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  brush_to_class_map: {t * 1e3:8.2f} ms")
     t = timeit(lambda: br.distinct_colors(brush), repeat)
     print(f"  distinct_colors:    {t * 1e3:8.2f} ms")
-    k = int(np.bincount(class_map.ravel(), minlength=2)[1:].argmax()) + 1  # most painted
+    k = int(np.bincount(np.maximum(class_map, 0).ravel(), minlength=2)[1:].argmax()) + 1
     mask = class_map == k
     _, n = br.connected_components(mask)
     t = timeit(lambda: br.connected_components(mask), repeat)

@@ -362,11 +362,21 @@ def test_brush_matches_brute_force_on_random_image() -> None:
     img[..., 3] *= rng.random((23, 31)) < 0.6
     exact = rng.random((23, 31)) < 0.5
     img[exact, :3] = palette[rng.integers(0, 4, int(exact.sum()))]
-    class_map, inexact = br.brush_to_class_map(img, colors=[tuple(c) for c in palette.tolist()])
-    d = ((img[..., None, :3].astype(np.int64) - palette) ** 2).sum(-1)
+    colors = [tuple(c) for c in palette.tolist()]
+    diff = img[..., None, :3].astype(np.int64) - palette
+    d = (diff**2).sum(-1)
     painted = img[..., 3] > 0
+    class_map, inexact = br.brush_to_class_map(img, colors=colors, tolerance=None)
     assert np.array_equal(class_map, np.where(painted, d.argmin(-1) + 1, 0))
     assert inexact == int((painted & (d.min(-1) > 0)).sum())
+    # with the default tolerance: the nearest colour among those within it, else -1
+    near = np.abs(diff).max(-1) <= br.BRUSH_TOLERANCE
+    d_near = np.where(near, d, np.iinfo(np.int64).max)
+    listed = near.any(-1)
+    class_map, inexact = br.brush_to_class_map(img, colors=colors)
+    expected = np.where(listed, d_near.argmin(-1) + 1, -1)
+    assert np.array_equal(class_map, np.where(painted, expected, 0))
+    assert inexact == int((painted & listed & (d.min(-1) > 0)).sum())
 
 
 def test_distinct_colors() -> None:
