@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .distributed import EvalSampler, gather_predictions
     from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
     from .metrics import SegmentationMeter, SegmentationMetrics
+    from .sanitize import sanitize_labels_getter
 
 # Names whose modules import torch are loaded on first use (PEP 562), so that reading,
 # indexing and validating an export, the CLI's inspect/validate and the parallel
@@ -43,6 +44,7 @@ _LAZY = {
     "predictions_to_coco": ".evaluate",
     "SegmentationMeter": ".metrics",
     "SegmentationMetrics": ".metrics",
+    "sanitize_labels_getter": ".sanitize",
 }
 
 
@@ -96,6 +98,7 @@ __all__ = [
     "load_export",
     "load_ontology",
     "predictions_to_coco",
+    "sanitize_labels_getter",
     "to_coco",
     "write_coco",
 ]

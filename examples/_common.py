@@ -137,7 +137,8 @@ def detection_transforms(cfg: dict[str, Any], *, train: bool) -> Any:
         lo, hi = t["scale_jitter"]
         steps.append(v2.RandomResize(int(t.get("size", 512) * lo), int(t.get("size", 512) * hi)))
     if train:
-        steps.append(v2.SanitizeBoundingBoxes())
+        # every per-instance key (labels, area, iscrowd) filtered with the boxes
+        steps.append(v2.SanitizeBoundingBoxes(labels_getter=ango_torch.sanitize_labels_getter))
     return v2.Compose(steps) if steps else v2.Identity()
 
 

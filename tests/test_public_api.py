@@ -37,6 +37,7 @@ EXPECTED = {
     "load_export",
     "load_ontology",
     "predictions_to_coco",
+    "sanitize_labels_getter",
     "to_coco",
     "write_coco",
 }
