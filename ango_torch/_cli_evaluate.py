@@ -15,7 +15,60 @@ from .cli import _dataset, _report
 from .coco import to_coco
 from .errors import AngoTorchError
 
-__all__ = ["run_evaluate"]
+__all__ = ["ImageIds", "run_evaluate"]
+
+
+class ImageIds:
+    """assetId (and page) → sample index, refusing what names no single sample.
+
+    A multi-page asset gives one sample per annotated page, so its assetId alone does not
+    say which page a prediction belongs to: such results carry ``"page"`` (0-based, as
+    in the export's ``dataset``).  An assetId shared by two assets is refused too.
+    """
+
+    def __init__(self, ds: Any) -> None:
+        self.samples: dict[tuple[str, int], int] = {}
+        self.assets: dict[str, set[int]] = {}
+        self.pages: dict[str, list[int]] = {}
+        for i in range(len(ds)):
+            a, page, _ = ds.sample_location(i)
+            asset_id = ds.asset_id(i)
+            self.samples[(asset_id, page)] = i
+            self.assets.setdefault(asset_id, set()).add(a)
+            if page >= 0:
+                self.pages.setdefault(asset_id, []).append(page)
+
+    def resolve(self, asset_id: str, page: Any, where: str) -> int:
+        """The sample index of ``asset_id`` (and ``page``, for a multi-page asset)."""
+        if asset_id not in self.assets:
+            raise AngoTorchError(
+                f"predictions {where}: image_id {asset_id!r} is no assetId of the export"
+            )
+        if len(self.assets[asset_id]) > 1:
+            raise AngoTorchError(
+                f"predictions {where}: image_id {asset_id!r} is the assetId of "
+                f"{len(self.assets[asset_id])} assets (#{sorted(self.assets[asset_id])}): "
+                "ambiguous, use the sample index as image_id"
+            )
+        if asset_id in self.pages:
+            pages = self.pages[asset_id]
+            if isinstance(page, bool) or not isinstance(page, int):
+                raise AngoTorchError(
+                    f"predictions {where}: image_id {asset_id!r} is a multi-page asset "
+                    f"(annotated pages {pages}): ambiguous without an integer 'page' "
+                    f"(got {page!r}), or use the sample index as image_id"
+                )
+            if (asset_id, page) not in self.samples:
+                raise AngoTorchError(
+                    f"predictions {where}: page {page} of {asset_id!r} is no sample "
+                    f"(annotated pages {pages})"
+                )
+            return self.samples[(asset_id, page)]
+        if page is not None:
+            raise AngoTorchError(
+                f"predictions {where}: image_id {asset_id!r} has no pages, got page {page!r}"
+            )
+        return self.samples[(asset_id, -1)]
 
 
 def _results(path: str, ds: Any) -> list[dict[str, Any]]:
@@ -27,19 +80,14 @@ def _results(path: str, ds: Any) -> list[dict[str, Any]]:
         results = results["annotations"]  # a COCO file holding its results as annotations
     if not isinstance(results, list):
         raise AngoTorchError(f"predictions {path!r}: expected a JSON list of results")
-    by_asset = {ds.asset_id(i): i for i in range(len(ds))}
+    ids = ImageIds(ds)
     for k, r in enumerate(results):
         if not isinstance(r, dict) or "image_id" not in r:
             raise AngoTorchError(
                 f"predictions {path!r}, result #{k}: expected an object with image_id"
             )
         if isinstance(r["image_id"], str):  # assetIds are accepted too
-            if r["image_id"] not in by_asset:
-                raise AngoTorchError(
-                    f"predictions {path!r}, result #{k}: image_id {r['image_id']!r} is no assetId "
-                    "of the export"
-                )
-            r["image_id"] = by_asset[r["image_id"]]
+            r["image_id"] = ids.resolve(r["image_id"], r.get("page"), f"{path!r}, result #{k}")
     return results
 
 

@@ -100,8 +100,13 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
             x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
             x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
             y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+            if x2 <= x1 or y2 <= y1:
+                continue
             segm, area = _segmentation(ds, row, canvas)
-            if area <= 0 or x2 <= x1 or y2 <= y1:
+            # The same instances as the targets: detection keeps every object with a
+            # box inside the image (even a sliver whose polygon covers no pixel
+            # centre), instance and semantic only those with mask pixels.
+            if area <= 0 and ds.task != "detection":
                 continue
             annotations.append(
                 {

@@ -28,7 +28,14 @@ from .export import AngoExport, OnError, load_export
 from .fetch import AssetStore
 from .ontology import Ontology, load_ontology
 from .prefetch import brush_stage_key
-from .selection import DatasetReport, build_samples, object_labels, selected_objects
+from .selection import (
+    DatasetReport,
+    build_samples,
+    object_labels,
+    selected_objects,
+    skip_videos,
+    unplaced_brush,
+)
 from .targets import Instances, Overlap, brush_instances, instances, semantic_map
 
 __all__ = ["AngoDataset", "DatasetReport"]
@@ -125,8 +132,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             self.report.skipped_assets.append(
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
+        rows = skip_videos(idx, rows, self.report)
         self._snap_rows = rows
         self._uses_brush = task == "semantic" or brush_instances is not None
+        if self._uses_brush:
+            self.report.brush_unplaced = unplaced_brush(idx, rows)
         discovered = self._discover_brush_colors(brush_colors) if self._uses_brush else []
         self.class_map: ClassMap = resolve_classes(
             idx,
@@ -286,7 +296,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def _brush_map(self, i: int, canvas: tuple[int, int]) -> npt.NDArray[np.int64] | None:
         """Label map of sample ``i``'s brush PNG (``None`` without one)."""
         a, page, s = (int(v) for v in self._samples[i])
-        if page > 0 or self.export.index.snap_brush[s] < 0 or not self._brush_colors:
+        if page >= 0 or self.export.index.snap_brush[s] < 0 or not self._brush_colors:
             return None
         rgba = self._brush_rgba(a, s)
         if rgba.shape[:2] != canvas:
@@ -329,13 +339,17 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         brush = self._brush_map(i, canvas_size) if self._uses_brush else None
         target: dict[str, Any]
         if self.task == "semantic":
-            sem = semantic_map(idx, rows, labels, canvas_size, brush=brush, overlap=self.overlap)
+            stats = {"empty": 0}
+            sem = semantic_map(
+                idx, rows, labels, canvas_size, brush=brush, overlap=self.overlap, stats=stats
+            )
+            self.report.count_empty(i, stats["empty"])
             target = {"mask": tv_tensors.Mask(torch.from_numpy(sem))}
         else:
             inst = instances(idx, rows, labels, canvas_size, masks=self.task == "instance")
             if brush is not None:
                 inst = Instances.concat([inst, brush_instances(brush)])
-            self.report.empty_after_clipping += inst.dropped_empty
+            self.report.count_empty(i, inst.dropped_empty)
             target = self._instance_target(inst, canvas_size)
             if self.attributes:
                 target["attributes"] = self._attributes(i, inst.rows)

@@ -16,7 +16,24 @@ from .classes import ClassMap, task_kinds
 from .index import ExportIndex
 from .records import ToolKind
 
-__all__ = ["DatasetReport", "build_samples", "object_labels", "selected_objects"]
+__all__ = [
+    "PAGE_OUTSIDE",
+    "VIDEO",
+    "DatasetReport",
+    "build_samples",
+    "object_labels",
+    "selected_objects",
+    "skip_videos",
+    "unplaced_brush",
+    "video_assets",
+]
+
+PAGE_OUTSIDE = "page outside the asset"
+"""Report reason of objects whose ``page`` is not one of the asset's pages."""
+VIDEO = "video asset (not supported yet)"
+"""Report reason of video assets (and their objects), skipped at construction."""
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
+_VIDEO_KEYS = ("frameTotal", "frameRate")
 
 
 @dataclass
@@ -28,7 +45,11 @@ class DatasetReport:
     objects of the selected snapshots that give no instance, by reason.  The runtime
     counters (``empty_after_clipping``, ``brush_inexact_pixels``,
     ``brush_resized``) count what this process has seen in ``__getitem__``; DataLoader
-    workers keep their own.
+    workers keep their own.  ``empty_after_clipping`` counts objects (every task) whose
+    box (detection) or mask (instance, semantic) is empty in the image, once per sample
+    however often it is loaded (``empty_by_sample``: sample index → count).
+    ``brush_unplaced``: multi-page assets whose brush mask was left out (Ango keeps one
+    brush PNG per task, not per page, so no page is known to be its own).
     """
 
     skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
@@ -37,6 +58,8 @@ class DatasetReport:
     empty_after_clipping: int = 0
     brush_inexact_pixels: int = 0
     brush_resized: int = 0
+    empty_by_sample: dict[int, int] = field(default_factory=dict)
+    brush_unplaced: int = 0
 
     def summary(self) -> str:
         """One line per non-zero count."""
@@ -48,10 +71,25 @@ class DatasetReport:
             lines.append(f"objects dropped: {dict(self.dropped_objects)}")
         if self.ignored_objects:
             lines.append(f"objects not used by this task: {dict(self.ignored_objects)}")
-        for name in ("empty_after_clipping", "brush_inexact_pixels", "brush_resized"):
+        for name in (
+            "empty_after_clipping",
+            "brush_inexact_pixels",
+            "brush_resized",
+            "brush_unplaced",
+        ):
             if getattr(self, name):
                 lines.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
         return "\n".join(lines) or "nothing skipped or dropped"
+
+    def count_empty(self, sample: int, n: int) -> None:
+        """Record that sample ``sample`` has ``n`` objects with an empty box or mask.
+
+        Idempotent per sample: loading a sample again (next epoch) does not count twice.
+        """
+        old = self.empty_by_sample.get(sample, 0)
+        if n or old:
+            self.empty_by_sample[sample] = n
+            self.empty_after_clipping += n - old
 
 
 def selected_objects(
@@ -77,7 +115,8 @@ def object_labels(
 
     Counts in ``report`` the selected objects the task does not use (by tool, or of
     other classes) and those dropped: degenerate geometry (fewer than 3 points in every
-    outer ring, or a flat box) and shapes entirely outside the image.
+    outer ring, or a flat box), a ``page`` the multi-page asset does not have, and
+    shapes entirely outside the image.
     """
     idx = index
     title_label = class_map.label_of_titles(idx.titles)
@@ -105,16 +144,69 @@ def object_labels(
     h = idx.asset_height[asset_of] if len(asset_of) else np.zeros(0, np.int32)
     known = (w > 0) & (h > 0)
     outside = known & ((box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
-    live = labels >= 0
+    n_pages = (idx.asset_page_end - idx.asset_page_start)[asset_of]
+    off_page = (n_pages > 0) & (idx.obj_page >= n_pages)
     for name, bad in (
         ("degenerate geometry", degenerate),
-        ("outside the image", outside & ~degenerate),
+        (PAGE_OUTSIDE, off_page),
+        ("outside the image", outside),
     ):
+        live = labels >= 0
         n = int((live & bad).sum())
         if n:
             report.dropped_objects[name] += n
             labels[live & bad] = -1
     return labels.astype(np.int64)
+
+
+def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
+    """Which assets are videos: ``frameTotal``/``frameRate`` in their metadata, or a
+    video file extension (:data:`VIDEO_EXTENSIONS`) on their URL or externalId."""
+    idx = index
+    out = np.zeros(len(idx), bool)
+    for a in range(len(idx)):
+        names = (idx.string(idx.asset_url[a]), idx.string(idx.asset_external_id[a]))
+        if any(n and n.split("?")[0].lower().endswith(VIDEO_EXTENSIONS) for n in names):
+            out[a] = True
+            continue
+        raw = idx.extras.raw(int(idx.asset_extra[a]))
+        if any(k.encode() in raw for k in _VIDEO_KEYS):  # cheap test before decoding
+            meta = idx.extra(int(idx.asset_extra[a])).get("m") or {}
+            out[a] = isinstance(meta, dict) and any(k in meta for k in _VIDEO_KEYS)
+    return out
+
+
+def skip_videos(
+    index: ExportIndex, snapshot_rows: npt.NDArray[np.int32], report: DatasetReport
+) -> npt.NDArray[np.int32]:
+    """``snapshot_rows`` with video assets set to ``-1``, each counted in ``report``.
+
+    A video asset is listed in ``skipped_assets`` and its selected snapshot's objects in
+    ``dropped_objects[VIDEO]`` (until video is supported, one sample would merge every
+    frame's objects and fail to decode).
+    """
+    idx = index
+    rows: npt.NDArray[np.int32] = np.array(snapshot_rows, np.int32)
+    for a in np.flatnonzero(video_assets(idx) & (rows >= 0)).tolist():
+        s = int(rows[a])
+        report.skipped_assets.append((a, idx.string(idx.asset_external_id[a]), VIDEO))
+        n = int(idx.snap_obj_end[s] - idx.snap_obj_start[s])
+        if n:
+            report.dropped_objects[VIDEO] += n
+        rows[a] = -1
+    return rows
+
+
+def unplaced_brush(index: ExportIndex, snapshot_rows: npt.NDArray[np.int32]) -> int:
+    """Multi-page assets whose selected snapshot has a brush mask.
+
+    Ango keeps one brush PNG per task, not per page: which page it was painted on is
+    unknown, so it is applied to none (rather than guessed) and counted.
+    """
+    idx = index
+    a = np.flatnonzero(snapshot_rows >= 0)
+    paged = idx.asset_page_end[a] > idx.asset_page_start[a]
+    return int((paged & (idx.snap_brush[snapshot_rows[a]] >= 0)).sum())
 
 
 def build_samples(

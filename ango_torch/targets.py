@@ -182,19 +182,23 @@ def semantic_map(
     *,
     brush: npt.NDArray[np.int64] | None = None,
     overlap: Overlap = "last",
+    stats: dict[str, int] | None = None,
 ) -> npt.NDArray[np.int64]:
     """``int64 [H, W]``: 0 background, ``k`` for class ``k``, :data:`IGNORE` ignored.
 
     Brush pixels are painted first, then the vector shapes in the export's order.
     ``overlap="last"``: a later shape paints over earlier ones (as the annotator saw
     them stacked).  ``overlap="ignore"``: pixels claimed by two different classes
-    become :data:`IGNORE`.
+    become :data:`IGNORE`.  ``stats["empty"]`` (when given) is increased by the number
+    of shapes that cover no pixel (slivers, self-cancelling outlines).
     """
     h, w = canvas_size
     out = np.zeros((h, w), np.int64) if brush is None else brush.astype(np.int64, copy=True)
     for row, label in zip(rows.tolist(), labels.tolist(), strict=True):
         crop, (y0, x0) = object_crop(index, row, canvas_size)
-        if not crop.size:
+        if not crop.any():
+            if stats is not None:
+                stats["empty"] = stats.get("empty", 0) + 1
             continue
         region = out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
         if overlap == "last":

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -507,3 +508,86 @@ def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert module.main(["--smoke"]) == 0
     out = capsys.readouterr().out
     assert out.count("agree") == 2 and "DISAGREE" not in out
+
+
+# ------------------------------------------------------- assetId image ids, multi-page
+
+
+def _paged_export(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A 3-page asset annotated on pages 0 and 2 (different boxes), and a plain image."""
+    from builders import make_asset, make_box, write_images
+
+    paged = make_asset([make_box(1, 1, 4, 3, page=0), make_box(8, 5, 6, 4, "person", page=2)])
+    paged["dataset"] = [f"https://x/p{p}.png" for p in range(3)]
+    plain = make_asset([make_box(2, 2, 5, 5)])
+    write_images(tmp_path / "images", [plain])
+    pages = tmp_path / "images" / f"{paged['externalId']}.pages"
+    write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(3)])
+    source = tmp_path / "export.json"
+    source.write_text(json.dumps([paged, plain]))
+    return source, [paged, plain]
+
+
+def _cli_evaluate(tmp_path: Path, source: Path, results: list[dict[str, Any]]) -> int:
+    from ango_torch.cli import main
+
+    (tmp_path / "pred.json").write_text(json.dumps(results))
+    args = [str(source), "--root", str(tmp_path / "images"), "--task", "detection"]
+    args += ["--predictions", str(tmp_path / "pred.json"), "--out", str(tmp_path / "m.json")]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PYCOCOTOOLS_NUMPY2, DeprecationWarning)
+        return main(["evaluate", *args])
+
+
+def test_evaluate_asset_ids_with_pages_score_each_page(tmp_path: Path) -> None:
+    """Each page's boxes predicted exactly, keyed by (assetId, page): pycocotools gives
+    AP 1.0.  Sending both pages' boxes to one page (the old assetId lookup) cannot."""
+    pytest.importorskip("pycocotools")
+    source, (paged, plain) = _paged_export(tmp_path)
+    # Hand-written from the builders' boxes (XYWH), classes sorted: car = 1, person = 2.
+    results = [
+        {"image_id": paged["assetId"], "page": 0, "category_id": 1, "bbox": [1, 1, 4, 3]},
+        {"image_id": paged["assetId"], "page": 2, "category_id": 2, "bbox": [8, 5, 6, 4]},
+        {"image_id": plain["assetId"], "category_id": 1, "bbox": [2, 2, 5, 5]},
+    ]
+    results = [{**r, "score": 1.0} for r in results]
+    assert _cli_evaluate(tmp_path, source, results) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["bbox"]["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"page": None}, "multi-page asset .*annotated pages \\[0, 2\\].*ambiguous"),
+        ({"page": 1}, "page 1 of .* is no sample"),
+        ({"image_id": "plain", "page": 0}, "has no pages"),
+    ],
+    ids=["no-page", "unannotated-page", "page-on-plain-image"],
+)
+def test_evaluate_refuses_ambiguous_asset_ids(
+    tmp_path: Path, change: dict[str, Any], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, (paged, plain) = _paged_export(tmp_path)
+    r = {"image_id": paged["assetId"], "category_id": 1, "bbox": [1, 1, 4, 3], "score": 1.0}
+    r.update(change)
+    if r["image_id"] == "plain":
+        r["image_id"] = plain["assetId"]
+    if r.get("page") is None:
+        r.pop("page")
+    assert _cli_evaluate(tmp_path, source, [r]) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_evaluate_refuses_an_asset_id_shared_by_two_assets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from builders import make_asset, make_box, write_images
+
+    a, b = (make_asset([make_box(1, 1, 3, 3)]) for _ in range(2))
+    b["assetId"] = a["assetId"]
+    write_images(tmp_path / "images", [a, b])
+    source = tmp_path / "export.json"
+    source.write_text(json.dumps([a, b]))
+    r = {"image_id": a["assetId"], "category_id": 1, "bbox": [1, 1, 3, 3], "score": 1.0}
+    assert _cli_evaluate(tmp_path, source, [r]) == 2
+    assert "ambiguous" in capsys.readouterr().err
