@@ -22,11 +22,19 @@ import numpy.typing as npt
 
 from ._columns import asset_columns
 from ._progress import progress
-from ._read import RawAsset, decode_raw
+from ._read import RawAsset, check_parsed_depth, decode_raw
 from .errors import ExportFormatError
 from .index import ExportIndex, IndexBuilder
+from .limits import current
 
-__all__ = ["PARALLEL_MIN_BYTES", "Skipped", "default_workers", "index_dicts", "index_raw"]
+__all__ = [
+    "PARALLEL_MIN_BYTES",
+    "SkipLog",
+    "Skipped",
+    "default_workers",
+    "index_dicts",
+    "index_raw",
+]
 
 OnError = Literal["raise", "skip"]
 
@@ -45,13 +53,42 @@ class Skipped:
     object_id: str | None = None
 
 
+class SkipLog:
+    """The first ``keep`` skipped assets (reasons and all), and how many there were.
+
+    Bounded so that a file of a hundred million broken assets cannot fill memory under
+    ``on_error="skip"`` (``limits.max_skipped``).
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = current().max_skipped if keep is None else keep
+        self.kept: list[Skipped] = []
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Skipped]:
+        return iter(self.kept)
+
+    def append(self, s: Skipped) -> None:
+        """Record one skipped asset (kept only while fewer than ``keep`` are)."""
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(s)
+
+    def extend(self, other: SkipLog) -> None:
+        """Add another log's records and count, in order."""
+        for s in other.kept:
+            if len(self.kept) < self.keep:
+                self.kept.append(s)
+        self.count += other.count
+
+
 def _add(
     builder: IndexBuilder,
     raw: Any,
     i: int,
     line: int | None,
     on_error: OnError,
-    skipped: list[Skipped],
+    skipped: SkipLog,
 ) -> None:
     try:
         builder.add_columns(asset_columns(raw, i, line=line))
@@ -64,18 +101,23 @@ def _add(
 
 def index_dicts(
     dicts: Iterable[Any], *, on_error: OnError, progress_bar: bool | None = None
-) -> tuple[ExportIndex, list[Skipped]]:
-    """Index already-parsed asset dicts."""
-    builder, skipped = IndexBuilder(), list[Skipped]()
+) -> tuple[ExportIndex, SkipLog]:
+    """Index already-parsed asset dicts (refusing any nested beyond ``max_depth``)."""
+    builder, skipped = IndexBuilder(), SkipLog()
     for i, raw in enumerate(progress(dicts, desc="indexing", enabled=progress_bar)):
+        check_parsed_depth(raw, i)
         _add(builder, raw, i, None, on_error, skipped)
     return builder.build(), skipped
 
 
 def _index_serial(
-    raws: Iterable[RawAsset], name: str, on_error: OnError, digest: str = ""
-) -> tuple[ExportIndex, list[Skipped]]:
-    builder, skipped = IndexBuilder(), list[Skipped]()
+    raws: Iterable[RawAsset],
+    name: str,
+    on_error: OnError,
+    digest: str = "",
+    keep: int | None = None,
+) -> tuple[ExportIndex, SkipLog]:
+    builder, skipped = IndexBuilder(), SkipLog(keep)
     for chunk in raws:
         try:
             obj = decode_raw(chunk, name)
@@ -89,9 +131,10 @@ def _index_serial(
 
 
 def _work(
-    job: tuple[list[RawAsset], str, OnError],
-) -> tuple[dict[str, npt.NDArray[Any]], list[Skipped]]:
-    index, skipped = _index_serial(*job)
+    job: tuple[list[RawAsset], str, OnError, int],
+) -> tuple[dict[str, npt.NDArray[Any]], SkipLog]:
+    batch, name, on_error, keep = job
+    index, skipped = _index_serial(batch, name, on_error, keep=keep)
     return index.arrays, skipped
 
 
@@ -188,22 +231,22 @@ def index_raw(
     digest: str = "",
     progress_bar: bool | None = None,
     batch_bytes: int = BATCH_BYTES,
-) -> tuple[ExportIndex, list[Skipped]]:
+) -> tuple[ExportIndex, SkipLog]:
     """Index raw assets, with ``workers`` processes when more than one."""
     if workers <= 1:
         return _index_serial(
             progress(raws, desc="indexing", enabled=progress_bar), name, on_error, digest
         )
     parts: list[ExportIndex] = []
-    skipped: list[Skipped] = []
-    jobs = ((batch, name, on_error) for batch in _batches(raws, batch_bytes))
+    skipped = SkipLog()
+    jobs = ((batch, name, on_error, skipped.keep) for batch in _batches(raws, batch_bytes))
     # A bounded window of batches in flight keeps memory flat; results come back in
     # order, and a worker's ExportFormatError is raised here, in order.  A worker that
     # cannot start raises BrokenProcessPool instead of hanging (load_export then indexes
     # in one process).
     executor = ProcessPoolExecutor(workers, mp_context=_context())
     try:
-        pending: deque[Future[tuple[dict[str, npt.NDArray[Any]], list[Skipped]]]] = deque()
+        pending: deque[Future[tuple[dict[str, npt.NDArray[Any]], SkipLog]]] = deque()
         batches = progress(jobs, desc="indexing (batches)", enabled=progress_bar)
         for job in batches:
             pending.append(executor.submit(_work, job))

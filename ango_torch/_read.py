@@ -12,13 +12,23 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
-from .errors import AssetFetchError, ExportFormatError, missing_filesystem, where
+from .errors import (
+    ArchiveError,
+    AssetFetchError,
+    DecompressionBombError,
+    ExportFormatError,
+    LimitError,
+    missing_filesystem,
+    where,
+)
+from .limits import Limits, current, hint
 
 try:  # orjson is the [fast] extra: ~3x faster than json on exports.
     import orjson
@@ -29,9 +39,11 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _loads = json.loads
     _DecodeErrors = (ValueError,)
 
-__all__ = ["RawAsset", "iter_raw_assets", "loads", "open_export"]
+__all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
 
 CHUNK = 8 << 20
+INFLATE_STEP = 1 << 20
+"""Decompressed bytes per read, so the expansion ratio is checked every MiB."""
 _QUOTE, _BSLASH = ord('"'), ord("\\")
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[ord("{"), ord("[")]] = 1
@@ -133,28 +145,47 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
-def iter_raw_assets(f: IO[bytes], name: str) -> Iterator[RawAsset]:
+def iter_raw_assets(
+    f: IO[bytes], name: str, limits: Limits | None = None, *, _layers: tuple[str, ...] = ()
+) -> Iterator[RawAsset]:
     """Yield every asset of an export stream, undecoded, in file order.
 
-    Detects ZIP (one ``.json``/``.ndjson`` member), gzip, JSON array and NDJSON by
-    content, not by file name.
+    Detects ZIP (one ``.json``/``.ndjson``/``.json.gz`` member), gzip, JSON array and
+    NDJSON by content, not by file name.  Enforces ``limits`` (default: the ones in
+    force, :func:`ango_torch.limits.current`) on the bytes, before anything is decoded.
+
+    Raises:
+        ArchiveError: a corrupt, truncated, encrypted or nested archive.
+        DecompressionBombError: the data expands beyond ``max_expansion_ratio``.
+        LimitError: one asset beyond ``max_asset_bytes`` or ``max_depth``.
+        ExportFormatError: not an export, or an element that is not an object.
     """
+    lim = limits or current()
     stream: Any = f
     head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
     if not head:
         buffered = io.BufferedReader(stream, CHUNK)
         head, stream = buffered.peek(64)[:64], buffered
     kind = _sniff(head)
+    if kind in ("zip", "gzip") and _layers and (kind == "zip" or kind in _layers):
+        # ZIP needs random access, so only the outermost file may be one; gzip may
+        # appear once.  Anything deeper is how ZIP and gzip bombs nest.
+        raise ArchiveError(
+            f"export {name!r}: a {kind} archive inside a {_layers[-1]} archive; nested "
+            "archives are not read (only a ZIP holding one .json.gz is); unpack it first"
+        )
     if kind == "zip":
-        yield from _iter_zip(stream, name)
+        yield from _iter_zip(stream, name, lim, (*_layers, kind))
     elif kind == "gzip":
-        with gzip.GzipFile(fileobj=stream) as g:
-            gz: Any = io.BufferedReader(g, CHUNK)
-            yield from iter_raw_assets(gz, f"{name} (gzip)")
+        counted = _Counted(stream)
+        with gzip.GzipFile(fileobj=counted) as g:
+            gz = io.BufferedReader(_Inflated(g, counted, "gzip", lim), CHUNK)
+            inner = f"{name} (gzip)"
+            yield from _located(iter_raw_assets(gz, inner, lim, _layers=(*_layers, kind)), inner)
     elif kind == "array":
-        yield from _iter_array(stream, name)
+        yield from _iter_array(stream, name, lim)
     elif kind == "ndjson":
-        yield from _iter_ndjson(stream, name)
+        yield from _iter_ndjson(stream, name, lim)
     elif kind == "empty":
         raise ExportFormatError(f"export {name!r}: the file is empty, expected a JSON array")
     else:
@@ -164,12 +195,103 @@ def iter_raw_assets(f: IO[bytes], name: str) -> Iterator[RawAsset]:
         )
 
 
-def _iter_zip(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
-    data = stream.read()
+class _Fault(Exception):
+    """A decompression failure, turned into ``cls`` by :func:`_located`."""
+
+    def __init__(self, cls: type[ExportFormatError], text: str) -> None:
+        super().__init__(text)
+        self.cls, self.text = cls, text
+
+
+def _located(assets: Iterator[RawAsset], name: str) -> Iterator[RawAsset]:
+    """Re-raise a decompression fault naming the asset being read when it happened."""
+    following = 0
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise ExportFormatError(f"export {name!r}: corrupt ZIP ({exc})") from exc
+        for raw in assets:
+            following = raw.index + 1
+            yield raw
+    except _Fault as fault:
+        loc = where(index=following)
+        raise fault.cls(f"export {name!r}, {loc}: {fault.text}") from fault.__cause__
+
+
+class _Counted(io.RawIOBase):
+    """Pass-through reader that counts the (compressed) bytes read through it."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.count = f, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        data: bytes = self.f.read(-1 if n is None else n)
+        self.count += len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return bool(self.f.seekable())
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return int(self.f.seek(pos, whence))
+
+    def tell(self) -> int:
+        return int(self.f.tell())
+
+
+class _Inflated(io.RawIOBase):
+    """A decompressing stream with typed errors and an expansion-ratio check.
+
+    Reads at most :data:`INFLATE_STEP` bytes at a time, so a bomb is caught after a
+    MiB or so of output past ``expansion_grace_bytes``, never after the whole member.
+    """
+
+    def __init__(self, inner: Any, counted: _Counted, kind: str, lim: Limits) -> None:
+        self.inner, self.counted, self.kind, self.lim = inner, counted, kind, lim
+        self.out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        kind = self.kind
+        try:
+            n = int(self.inner.readinto(memoryview(b)[:INFLATE_STEP]))
+        except EOFError as exc:
+            raise _Fault(ArchiveError, f"truncated {kind} ({exc})") from exc
+        except (zlib.error, gzip.BadGzipFile, zipfile.BadZipFile) as exc:
+            raise _Fault(ArchiveError, f"corrupt {kind} ({exc})") from exc
+        except (RuntimeError, NotImplementedError) as exc:  # zipfile: password, method
+            raise _Fault(ArchiveError, f"unreadable {kind} member ({exc})") from exc
+        self.out += n
+        lim, compressed = self.lim, max(self.counted.count, 1)
+        if self.out > lim.expansion_grace_bytes and self.out > lim.max_expansion_ratio * compressed:
+            raise _Fault(
+                DecompressionBombError,
+                f"{kind} data expands more than max_expansion_ratio="
+                f"{lim.max_expansion_ratio:g} times ({self.out} bytes from {compressed}; "
+                f"a decompression bomb?); {hint('max_expansion_ratio')}",
+            )
+        return n
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
+def _iter_zip(stream: Any, name: str, lim: Limits, layers: tuple[str, ...]) -> Iterator[RawAsset]:
+    # ZipFile reads the central directory at the end: seek in the file when it can,
+    # read it into memory only when the stream cannot seek.
+    seekable = hasattr(stream, "seekable") and stream.seekable()
+    counted = _Counted(stream if seekable else io.BytesIO(stream.read()))
+    try:
+        zf = zipfile.ZipFile(counted)
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise ArchiveError(f"export {name!r}: corrupt ZIP ({exc})") from exc
     members = [
         i
         for i in zf.infolist()
@@ -187,18 +309,94 @@ def _iter_zip(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
         raise ExportFormatError(
             f"export {name!r}: the ZIP holds {len(members)} export files ({listed}), expected one"
         )
-    with zf.open(members[0]) as inner:
-        reader: Any = io.BufferedReader(inner, CHUNK)
-        yield from iter_raw_assets(reader, f"{name}!{members[0].filename}")
+    m = members[0]
+    inner = f"{name}!{m.filename}"
+    if m.flag_bits & 0x1:
+        raise ArchiveError(f"export {inner!r}: the ZIP member is encrypted; decrypt it first")
+    if m.compress_type not in _ZIP_METHODS:
+        raise ArchiveError(
+            f"export {inner!r}: ZIP compression method {m.compress_type} is not supported "
+            "(stored, deflate, bzip2 and LZMA are); re-zip it with deflate"
+        )
+    if m.file_size > lim.expansion_grace_bytes and m.file_size > lim.max_expansion_ratio * max(
+        m.compress_size, 1
+    ):
+        raise DecompressionBombError(
+            f"export {inner!r}: the ZIP member declares {m.file_size} bytes from "
+            f"{m.compress_size}, more than max_expansion_ratio={lim.max_expansion_ratio:g} "
+            f"times (a decompression bomb?); {hint('max_expansion_ratio')}"
+        )
+    try:
+        opened = zf.open(m)
+    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, EOFError) as exc:
+        raise ArchiveError(f"export {inner!r}: unreadable ZIP member ({exc})") from exc
+    with opened:
+        reader = io.BufferedReader(_Inflated(opened, counted, "ZIP", lim), CHUNK)
+        yield from _located(iter_raw_assets(reader, inner, lim, _layers=layers), inner)
 
 
-def _iter_ndjson(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
-    index = 0
-    for lineno, line in enumerate(stream, start=1):
+def _too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:
+    return LimitError(
+        f"export {name!r}, {where(index=index, line=line)}: the asset's JSON is larger than "
+        f"max_asset_bytes={lim.max_asset_bytes}; {hint('max_asset_bytes')}"
+    )
+
+
+def _too_deep(name: str, lim: Limits, loc: str) -> LimitError:
+    return LimitError(
+        f"export {name!r}, {loc}: JSON nested more than {lim.max_depth} levels deep "
+        f"(max_depth); {hint('max_depth')}"
+    )
+
+
+def _iter_ndjson(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
+    index = lineno = 0
+    cap = lim.max_asset_bytes
+    while line := stream.readline(cap + 1):  # bounded: never one unbounded line
+        lineno += 1
+        if len(line) > cap and not line.endswith(b"\n"):
+            raise _too_large(name, lim, index, lineno)
         if not line.strip():
             continue
+        if line.count(b"{") + line.count(b"[") > lim.max_depth and (
+            _max_depth(line) > lim.max_depth
+        ):
+            raise _too_deep(name, lim, where(index=index, line=lineno))
         yield RawAsset(index, line, lineno)
         index += 1
+
+
+def _max_depth(data: bytes) -> int:
+    """Deepest nesting of objects/arrays in one JSON text (strings and escapes skipped)."""
+    a = np.frombuffer(data, np.uint8)
+    special = np.flatnonzero(_SPECIAL[a])
+    kinds = a[special]
+    quotes = special[kinds == _QUOTE]
+    if (kinds == _BSLASH).any():
+        quotes, _ = _escaped_quotes(a, quotes, False)
+    marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+    marks = marks[(np.searchsorted(quotes, marks) & 1) == 0]
+    if not len(marks):
+        return 0
+    return int(np.cumsum(_OPEN[a[marks]], dtype=np.int64).max())
+
+
+def check_parsed_depth(raw: Any, index: int, limits: Limits | None = None) -> None:
+    """Refuse an already-parsed asset nested deeper than ``max_depth`` (iteratively).
+
+    Raises:
+        LimitError: naming the asset's externalId and index.
+    """
+    lim = limits or current()
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > lim.max_depth:
+            ext = raw.get("externalId") if isinstance(raw, dict) else None
+            name = ext if isinstance(ext, str) else None
+            raise _too_deep("<list>", lim, where(asset=name, index=index))
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list, tuple)))
 
 
 def _escaped_quotes(
@@ -216,19 +414,27 @@ def _escaped_quotes(
     return quotes[~esc[quotes]], bool(esc[-1])
 
 
-def _iter_array(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
+# Events at the array's top level, to find an element that is not an object.
+_START, _ELEM, _CLOSE, _COMMA, _END = range(5)
+
+
+def _iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
     """Split a JSON array into its elements, tracking strings and depth sparsely.
 
     Only the positions of quotes, brackets and commas are examined (numpy over each
     chunk): a bracket or comma is structural when an even number of unescaped quotes
-    precede it, and the depth is the running sum of the structural brackets.
+    precede it, and the depth is the running sum of the structural brackets.  The
+    depth limit and the size limit of one element are checked here, on the bytes.
     """
     depth = 0
     in_string = False
     escaped = False
     pending: list[bytes] = []
+    pending_bytes = 0
     started = closed = False
     index = commas = offset = 0
+    last_event, blank = _START, True  # blank: nothing yet between '[' and the 1st event
+    cap, max_level = lim.max_asset_bytes, lim.max_depth + 1  # the array is level 1
     while chunk := stream.read(CHUNK):
         a = np.frombuffer(chunk, np.uint8)
         # One gather finds every quote, backslash, bracket and comma of the chunk.
@@ -245,37 +451,58 @@ def _iter_array(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
         marks = marks[outside]
         step = _OPEN[a[marks]]
         dcum = np.cumsum(step, dtype=np.int64) + depth
+        body = 0  # where this chunk's part of the array body starts
         if not started:
             if not len(marks) or a[marks[0]] != ord("["):
                 raise ExportFormatError(f"export {name!r}: expected a JSON array of assets")
-            started = True
+            started, body = True, int(marks[0]) + 1
         is_open, is_close = step > 0, step < 0
         starts = marks[is_open & (dcum == 2)].tolist()
         ends = marks[is_close & (dcum == 1)].tolist()
-        commas += int(np.count_nonzero((step == 0) & (dcum == 1)))
+        if len(dcum) and dcum.max() > max_level:
+            at = int(marks[np.argmax(dcum > max_level)])
+            j = int(np.searchsorted(np.asarray(starts, np.int64), at))
+            bad = index + j - (0 if pending else 1)
+            raise _too_deep(name, lim, where(index=bad))
+        top = (step == 0) & (dcum == 1)
+        commas_before = commas
+        commas += int(np.count_nonzero(top))
         top_close = marks[is_close & (dcum <= 0)]
         if len(top_close):
             closed = True
             last = int(top_close[0])
             if chunk[last + 1 :].strip() or stream.read(1).strip():
                 raise ExportFormatError(f"export {name!r}: unexpected data after the array")
+        last_event, blank = _check_elements(
+            name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
+        )
         e_i = 0
         if pending:
             if not ends:
                 pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes > cap:
+                    raise _too_large(name, lim, index)
             else:
                 pending.append(chunk[: ends[0] + 1])
+                if pending_bytes + ends[0] + 1 > cap:
+                    raise _too_large(name, lim, index)
                 yield RawAsset(index, b"".join(pending))
                 index += 1
-                pending = []
+                pending, pending_bytes = [], 0
                 e_i = 1
         for start in starts:
             if e_i < len(ends):
+                if ends[e_i] + 1 - start > cap:
+                    raise _too_large(name, lim, index)
                 yield RawAsset(index, chunk[start : ends[e_i] + 1])
                 index += 1
                 e_i += 1
             else:
                 pending = [chunk[start:]]
+                pending_bytes = len(chunk) - start
+                if pending_bytes > cap:
+                    raise _too_large(name, lim, index)
         if len(dcum):
             depth = int(dcum[-1])
         in_string = bool((len(quotes) + in_string) & 1)
@@ -295,6 +522,51 @@ def _iter_array(stream: IO[bytes], name: str) -> Iterator[RawAsset]:
             f"export {name!r}: the JSON array holds {commas + 1} elements but only {index} "
             "are objects; every asset must be a JSON object"
         )
+
+
+def _check_elements(
+    name: str,
+    chunk: bytes,
+    body: int,
+    marks: np.ndarray,
+    step: np.ndarray,
+    dcum: np.ndarray,
+    top: np.ndarray,
+    last_event: int,
+    blank: bool,
+    commas_before: int,
+) -> tuple[int, bool]:
+    """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``).
+
+    Between two commas, after ``[`` or before ``]`` there must be an element that
+    opens with a bracket; returns the last top-level event and whether the array body
+    is still blank, both carried to the next chunk.
+    """
+    events = np.full(len(marks), -1, np.int8)
+    events[(step > 0) & (dcum == 2)] = _ELEM
+    events[(step < 0) & (dcum == 1)] = _CLOSE
+    events[top] = _COMMA
+    events[(step < 0) & (dcum == 0)] = _END
+    keep = events >= 0
+    ev, pos = events[keep], marks[keep]
+    if not len(ev):
+        if last_event == _START and chunk[body:].strip():
+            blank = False
+        return last_event, blank
+    prev = np.concatenate([np.array([last_event], np.int8), ev[:-1]])
+    bad = ((ev == _COMMA) & ((prev == _COMMA) | (prev == _START))) | (
+        (ev == _END) & (prev == _COMMA)
+    )
+    if last_event == _START and ev[0] == _END and (not blank or chunk[body : pos[0]].strip()):
+        bad[0] = True
+    if bad.any():
+        k = int(np.argmax(bad))
+        element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        raise ExportFormatError(
+            f"export {name!r}: the JSON array's element #{element} is not an object; every "
+            "asset must be a JSON object"
+        )
+    return int(ev[-1]), blank
 
 
 def decode_raw(raw: RawAsset, name: str) -> Any:

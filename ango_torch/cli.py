@@ -144,6 +144,8 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
     )
     # Assets the reader could not parse have no files here: they count as failures.
     failures = [f"unreadable asset #{s.index}: {s.reason}" for s in export.skipped]
+    if export.skipped_count > len(export.skipped):  # reasons kept: limits.max_skipped
+        failures.append(f"{export.skipped_count - len(export.skipped)} more unreadable assets")
     failures += [message for _, message in report.failed]
     print(
         f"{args.export} → {args.to}: {report.fetched} fetched, "
@@ -244,7 +246,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ango-torch``."""
     parser = argparse.ArgumentParser(
-        prog="ango-torch", description="Ango Hub exports as PyTorch training data."
+        prog="ango-torch",
+        description="Ango Hub exports as PyTorch training data.",
+        epilog=(
+            "Exit status: 0 ok, 1 problems found (validate, prefetch failures), 2 bad "
+            "input or a safety limit reached (a one-line error on stderr)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -410,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AngoTorchError as exc:
-        print(f"ango-torch {args.command}: error: {exc}", file=sys.stderr)
+        # Exit 2 for bad input of any kind (1 means "problems found"): one line, no
+        # traceback, whatever the message holds.
+        message = " ".join(str(exc).splitlines())
+        print(f"ango-torch {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 __all__ = [
     "AngoTorchError",
     "AngoTorchWarning",
+    "ArchiveError",
     "AssetFetchError",
     "DecodeError",
+    "DecompressionBombError",
     "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
+    "LimitError",
     "MissingDependencyError",
     "OntologyError",
     "SizeMismatchError",
@@ -32,6 +35,20 @@ class AngoTorchError(Exception):
 
 class ExportFormatError(AngoTorchError, ValueError):
     """The export (or one asset, object or field in it) is not what the format allows."""
+
+
+class ArchiveError(ExportFormatError):
+    """A gzip or ZIP export is corrupt, truncated, encrypted, nested or uses an unsupported
+    compression method."""
+
+
+class LimitError(ExportFormatError):
+    """The input goes beyond a safety limit of :mod:`ango_torch.limits` (one asset too
+    large or nested too deep); the message names the limit and how to raise it."""
+
+
+class DecompressionBombError(LimitError):
+    """A compressed export expands far more than real exports do (a decompression bomb)."""
 
 
 class OntologyError(AngoTorchError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import hashlib
 import os
@@ -20,10 +21,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ._fields import parse_time
-from ._indexing import Skipped, default_workers, index_dicts, index_raw
+from ._indexing import SkipLog, Skipped, default_workers, index_dicts, index_raw
 from ._read import file_digest, file_size, file_stamp, iter_raw_assets, open_export
 from .errors import AngoTorchError, AngoTorchWarning, ExportFormatError, StageNotFoundError
 from .index import ExportIndex
+from .limits import Limits, override
 from .records import Asset
 
 __all__ = ["AngoExport", "Skipped", "load_export"]
@@ -35,15 +37,25 @@ class AngoExport:
     """A loaded export: a sequence of read-only :class:`~ango_torch.records.Asset` records.
 
     Backed by a compact :class:`~ango_torch.index.ExportIndex`; records are rebuilt on
-    access.  ``skipped`` lists the assets left out under ``on_error="skip"``.
+    access.  ``skipped`` lists the assets left out under ``on_error="skip"`` (the first
+    ``limits.max_skipped`` of them); ``skipped_count`` counts them all.
     """
 
     def __init__(
-        self, index: ExportIndex, *, source: str = "<list>", skipped: Sequence[Skipped] = ()
+        self,
+        index: ExportIndex,
+        *,
+        source: str = "<list>",
+        skipped: Sequence[Skipped] | SkipLog = (),
     ) -> None:
         self.index = index
         self.source = source
-        self.skipped: tuple[Skipped, ...] = tuple(skipped)
+        if isinstance(skipped, SkipLog):
+            self.skipped: tuple[Skipped, ...] = tuple(skipped.kept)
+            self.skipped_count: int = skipped.count
+        else:
+            self.skipped = tuple(skipped)
+            self.skipped_count = len(self.skipped)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -55,7 +67,7 @@ class AngoExport:
         return iter(self.index)
 
     def __repr__(self) -> str:
-        return f"AngoExport({self.source!r}, assets={len(self)}, skipped={len(self.skipped)})"
+        return f"AngoExport({self.source!r}, assets={len(self)}, skipped={self.skipped_count})"
 
     @property
     def titles(self) -> list[str]:
@@ -169,6 +181,7 @@ def load_export(
     on_error: OnError = "raise",
     progress_bar: bool | None = None,
     workers: int | None = None,
+    limits: Limits | None = None,
 ) -> AngoExport:
     """Read an Ango export.
 
@@ -185,13 +198,28 @@ def load_export(
         workers: processes that index in parallel (the main process splits the file
             into assets and hands them out in batches).  Default: up to 4 for files of
             64 MiB and more, else 1 (in-process).
+        limits: safety limits for this call (default: :func:`ango_torch.limits.current`).
 
     Raises:
         ExportFormatError: a malformed file or asset, naming the asset and field.
+        ArchiveError: a corrupt, truncated, encrypted or nested gzip/ZIP.
+        LimitError: an asset beyond a safety limit (size, nesting depth), or a
+            decompression bomb (:class:`~ango_torch.errors.DecompressionBombError`);
+            raised whatever ``on_error`` says.
         AssetFetchError: the file cannot be opened.
     """
     if isinstance(source, AngoExport):
         return source
+    if limits is not None:
+        with override(**dataclasses.asdict(limits)):
+            return load_export(
+                source,
+                storage_options=storage_options,
+                cache_dir=cache_dir,
+                on_error=on_error,
+                progress_bar=progress_bar,
+                workers=workers,
+            )
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if not isinstance(source, (str, os.PathLike)):
@@ -227,7 +255,7 @@ def load_export(
         )
         index, skipped = _index_file(name, storage_options, on_error, 1, digest, progress_bar)
     _release_freed_memory()
-    if cache_dir is not None and not skipped:
+    if cache_dir is not None and not skipped.count:
         index.save(_cache_path(cache_dir, digest))
         # Use the saved, memory-mapped columns from now on: pages shared by every
         # process, and a pickle (for spawn workers) that carries only the path.
@@ -242,7 +270,7 @@ def _index_file(
     workers: int,
     digest: str,
     progress_bar: bool | None,
-) -> tuple[ExportIndex, list[Skipped]]:
+) -> tuple[ExportIndex, SkipLog]:
     f, _ = open_export(name, storage_options)
     with f, _gc_paused():
         return index_raw(

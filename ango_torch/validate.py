@@ -135,6 +135,9 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
     """
     idx = export.index
     out = [Problem("malformed", s.reason, s.index, s.asset, s.object_id) for s in export.skipped]
+    if export.skipped_count > len(export.skipped):  # reasons kept: limits.max_skipped
+        more = export.skipped_count - len(export.skipped)
+        out.append(Problem("malformed", f"{more} more unreadable assets (reasons not kept)"))
     flags = _object_flags(export, ontology)
     order = ("unknown-tool", "unknown-class", "too-few-points", "zero-area", "outside-image")
     bad = np.zeros(len(idx.obj_kind), bool)
@@ -237,7 +240,7 @@ def summarize(export: AngoExport, *, stage: str | None = None) -> dict[str, Any]
     return {
         "source": export.source,
         "assets": len(idx),
-        "skipped": len(export.skipped),
+        "skipped": export.skipped_count,
         "stage": stage or "answer",
         "assets_with_stage": len(sel),
         "objects": int(sum(per_tool.values())),

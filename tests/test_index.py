@@ -163,7 +163,7 @@ def test_parallel_indexing_matches_serial(tmp_path: Path, on_error: str) -> None
             )
 
     (serial, s1), (parallel, s2) = run(1), run(2)
-    assert len(parallel) == len(serial) == len(raws) and s1 == s2 == []
+    assert len(parallel) == len(serial) == len(raws) and list(s1) == list(s2) == []
     for i in range(len(serial)):
         assert repr(parallel.asset(i)) == repr(serial.asset(i))
     # Numeric columns are identical; string tables differ in layout (no cross-batch dedup).
