@@ -17,24 +17,56 @@ __all__ = ["output_paths", "run_convert"]
 
 
 def output_paths(ds: Any, out: str, suffix: str) -> list[Path]:
-    """``out/<externalId with suffix>`` per sample; the full name where stems collide."""
+    """One output file per sample, no two on one path (compared up to case).
+
+    ``out/<name><suffix>`` with ``<name>`` the sample's file under ``root``
+    (:mod:`ango_torch._layout`: its externalId where unique, else
+    ``_assets/<assetId>/<externalId>``; pages as ``<name>.pages/<p>``) with its
+    extension replaced by ``suffix``, or appended where that would make two names meet
+    (``a.jpg`` and ``a.png`` → ``a.jpg.png`` and ``a.png.png``).
+
+    Raises:
+        AngoTorchError: Two samples would still share a file (assets with the same
+            assetId and externalId).
+    """
     from .fetch import asset_path
+    from .prefetch import shared_assets
 
     idx = ds.export.index
+    shared = shared_assets(idx)
     names = []
     for i in range(len(ds)):
-        page = ds.sample_location(i)[1]
-        external_id = idx.string(idx.asset_external_id[ds.asset_index(i)]) or ds.asset_id(i)
+        a, page = ds.asset_index(i), ds.sample_location(i)[1]
+        external_id = idx.string(idx.asset_external_id[a]) or ds.asset_id(i)
         # asset_path refuses ids that would leave `out` ('..', absolute paths).
         path = asset_path(
-            out, asset_id=ds.asset_id(i), external_id=external_id, page=None if page < 0 else page
+            out,
+            asset_id=ds.asset_id(i),
+            external_id=external_id,
+            page=None if page < 0 else page,
+            shared=bool(shared[a]),
         )
         names.append(path)
-    stems = Counter(PurePosixPath(n).with_suffix("") for n in names)
-    return [
-        Path(n + suffix if stems[PurePosixPath(n).with_suffix("")] > 1 else n).with_suffix(suffix)
-        for n in names
-    ]
+    full = [False] * len(names)
+    while True:  # append the suffix wherever replacing the extension makes names meet
+        paths = [
+            n + suffix if f else str(PurePosixPath(n).with_suffix(suffix))
+            for n, f in zip(names, full, strict=True)
+        ]
+        counts = Counter(p.casefold() for p in paths)
+        clash = [not f and counts[p.casefold()] > 1 for p, f in zip(paths, full, strict=True)]
+        if not any(clash):
+            break
+        full = [f or c for f, c in zip(full, clash, strict=True)]
+    owner: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        j = owner.setdefault(p.casefold(), i)
+        if j != i:
+            raise AngoTorchError(
+                f"{ds._label(j)} and {ds._label(i)} would both be written to {p!r} (the same "
+                "assetId and externalId twice: see ango-torch validate)"
+            )
+    return [Path(p) for p in paths]
 
 
 def _convert_masks(args: argparse.Namespace) -> int:

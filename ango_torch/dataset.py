@@ -22,12 +22,12 @@ from torchvision import tv_tensors
 from ._expiry import expiry_report
 from .brush import brush_to_class_map, distinct_colors, resize_nearest
 from .classes import TASKS, ClassMap, resolve_classes
-from .decode import decode_image, decode_rgba, image_size
+from .decode import decode_image, decode_rgba, exif_transposed, image_size
 from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMismatchError, where
 from .export import AngoExport, OnError, load_export
 from .fetch import AssetStore
 from .ontology import Ontology, load_ontology
-from .prefetch import brush_stage_key
+from .prefetch import brush_content_key, brush_stage_key, shared_assets
 from .selection import (
     DatasetReport,
     build_samples,
@@ -120,6 +120,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self.attributes = attributes
         self.brush_instances = brush_instances
         self.store = AssetStore(root=root, storage_options=storage_options, cache_dir=cache_dir)
+        self._shared = shared_assets(self.export.index)  # externalIds that name no one file
         self.ontology = (
             None if ontology is None else load_ontology(ontology, storage_options=storage_options)
         )
@@ -277,6 +278,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             url=url,
             page=None if page < 0 else page,
             kind="image",
+            shared=bool(self._shared[a]),
             label=self._label(i),
         )
 
@@ -289,6 +291,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             url=idx.string(idx.snap_brush[s]),
             kind="brush",
             stage_key=brush_stage_key(idx, s),
+            content_key=brush_content_key(idx, s),
             label=where(asset=name, index=a, field="brushDataUrl"),
         )
         return decode_rgba(data, label=where(asset=name, index=a, field="brushDataUrl"))
@@ -317,6 +320,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         idx = self.export.index
         eh, ew = int(idx.asset_height[a]), int(idx.asset_width[a])
         if page < 0 and eh > 0 and ew > 0 and (eh, ew) != (h, w):
+            # An EXIF-rotated photo: the export may record its stored (pre-rotation) size;
+            # the pixels (and annotations) are the displayed, transposed ones.
+            if (eh, ew) == (w, h) and exif_transposed(self._fetch_image(i)):
+                return
             raise SizeMismatchError(
                 f"{self._label(i)}: the image is {w}×{h} but the export says {ew}×{eh}; "
                 "its annotations were drawn on an image of the exported size (is root "

@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 
 from .errors import DecodeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "decode_image", "decode_rgba", "image_size"]
+__all__ = ["DEFAULT_MAX_PIXELS", "decode_image", "decode_rgba", "exif_transposed", "image_size"]
 
 #: Default pixel limit of :func:`decode_image` and :func:`decode_rgba`:
 #: Pillow's own hard limit (2 × ``Image.MAX_IMAGE_PIXELS`` ≈ 179 megapixels).
@@ -218,6 +218,24 @@ def image_size(data: bytes, *, label: str = "") -> tuple[int, int]:
     """
     im = _open(data, label, None)
     width, height = im.size
+    if _transposed(im) and not (im.format == "TIFF" and _tiff_size_oriented()):
+        width, height = height, width
+    return height, width
+
+
+def exif_transposed(data: bytes, *, label: str = "") -> bool:
+    """Whether the image's EXIF orientation (5-8) transposes it: its displayed size
+    (what :func:`decode_image` returns) is its stored size with width and height swapped.
+
+    Reads the header only.
+
+    Raises:
+        DecodeError: Bytes whose header is not a recognised image.
+    """
+    return _transposed(_open(data, label, None))
+
+
+def _transposed(im: Image.Image) -> bool:
     try:
         if im.format == "PNG":
             # PngImageFile.getexif() decodes the whole image to look for a trailing
@@ -231,9 +249,7 @@ def image_size(data: bytes, *, label: str = "") -> tuple[int, int]:
         orientation = exif.get(_ORIENTATION_TAG, 1)
     except Exception:
         orientation = 1  # unreadable EXIF: decode_image's exif_transpose ignores it too
-    if orientation in _SWAPS_AXES and not (im.format == "TIFF" and _tiff_size_oriented()):
-        width, height = height, width
-    return height, width
+    return orientation in _SWAPS_AXES
 
 
 @functools.cache

@@ -10,12 +10,10 @@ filesystem: pre-signed URLs need no credentials, and a plain request exposes the
 status *and body* of a failure, which is how an expired signature (S3's
 ``Request has expired``, GCS's ``ExpiredToken``) is told from a real 403.
 
-Layout under ``root`` (and written by :func:`ango_torch.prefetch.prefetch`)::
-
-    ROOT/<externalId>                    the image
-    ROOT/<externalId>.pages/<p>          page p of a multi-page asset
-    ROOT/_brush/<assetId>.png            the exported brush mask
-    ROOT/_brush/<assetId>@<stage>.png    a stage snapshot's brush mask
+Layout under ``root`` (and written by :func:`ango_torch.prefetch.prefetch`): see
+:mod:`ango_torch._layout` (``ROOT/<externalId>`` where externalIds are unique,
+``ROOT/_assets/<assetId>/<externalId>`` where they are not, brush masks under
+``ROOT/_brush/`` named by their content).
 """
 
 from __future__ import annotations
@@ -33,16 +31,11 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from ._expiry import url_expiry
-from .errors import (
-    AssetFetchError,
-    ExpiredURLError,
-    UnsafePathError,
-    missing_filesystem,
-    where,
-)
+from ._layout import Kind, asset_path, cache_name
+from .errors import AssetFetchError, ExpiredURLError, missing_filesystem, where
 
 __all__ = [
     "AssetStore",
@@ -51,12 +44,9 @@ __all__ = [
     "asset_path",
 ]
 
-Kind = Literal["image", "brush"]
-
 _USER_AGENT: Final = "ango_torch"
 _RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 _EXPIRED_BODY: Final = re.compile(rb"expired|expiredtoken", re.IGNORECASE)
-_DRIVE: Final = re.compile(r"^[A-Za-z]:")
 _HINT: Final = (
     "signed URLs in an Ango export are only valid for a limited time (about 33 hours); "
     "download a fresh export and pass root= pointing at a copy of the images, e.g. one "
@@ -120,85 +110,6 @@ def redact(url: str) -> str:
     if parts.query:
         return urllib.parse.urlunsplit(parts._replace(query="…"))
     return url
-
-
-def _check_component(value: str, *, what: str, label: str) -> None:
-    """Refuse ids that could leave ``root``: ``..``, absolute paths, drives, NUL."""
-    problem = None
-    if not value:
-        problem = "is empty"
-    elif "\x00" in value:
-        problem = "contains a NUL byte"
-    else:
-        for candidate in {value, urllib.parse.unquote(value)}:
-            parts = re.split(r"[\\/]", candidate)
-            if candidate.startswith(("/", "\\")):
-                problem = "is an absolute path"
-            elif _DRIVE.match(candidate) or "://" in candidate:
-                problem = "names a drive or protocol"
-            elif ".." in parts:
-                problem = "has a '..' component"
-            elif candidate.startswith("~"):
-                problem = "starts with '~'"
-            if problem:
-                break
-    if problem:
-        raise UnsafePathError(
-            f"{label}: {what} {value!r} {problem}; it would resolve outside root, refusing"
-        )
-
-
-def _quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-def asset_path(
-    base: str,
-    *,
-    asset_id: str,
-    external_id: str,
-    page: int | None = None,
-    kind: Kind = "image",
-    stage_key: str | None = None,
-    label: str = "",
-) -> str:
-    """Where an asset lives under ``base`` (a folder, fsspec path or template).
-
-    ``base`` may contain ``{externalId}`` or ``{assetId}``; then it names the image
-    itself and brush masks go to ``_brush/`` in the folder before the first
-    placeholder.  Returns ``/``-joined paths; ids are checked not to escape ``base``.
-
-    Raises:
-        UnsafePathError: ``external_id`` (or ``asset_id``) would escape ``base``.
-    """
-    label = label or where(asset=external_id)
-    if page is not None and (not isinstance(page, int) or page < 0):
-        raise ValueError(f"{label}: page must be an int ≥ 0, got {page!r}")
-    templated = "{externalId}" in base or "{assetId}" in base
-    if kind == "brush":
-        folder = base[: base.index("{")].rsplit("/", 1)[0] if templated else base
-        name = _quote(asset_id) + ("" if stage_key is None else "@" + _quote(stage_key))
-        return f"{folder.rstrip('/')}/_brush/{name}.png"
-    if kind != "image":
-        raise ValueError(f"{label}: kind must be 'image' or 'brush', got {kind!r}")
-    if templated:
-        if "{externalId}" in base:
-            _check_component(external_id, what="externalId", label=label)
-        if "{assetId}" in base:
-            _check_component(asset_id, what="assetId", label=label)
-        path = base.replace("{externalId}", external_id).replace("{assetId}", asset_id)
-    else:
-        _check_component(external_id, what="externalId", label=label)
-        path = f"{base.rstrip('/')}/{external_id}"
-    return path if page is None else f"{path}.pages/{page}"
-
-
-def _cache_name(asset_id: str, page: int | None, kind: Kind, stage_key: str | None) -> str:
-    # Keyed by assetId, never by URL: signed URLs change with every export.
-    name = _quote(asset_id)
-    if kind == "brush":
-        return f"_brush/{name}" + ("" if stage_key is None else "@" + _quote(stage_key)) + ".png"
-    return name if page is None else f"{name}.pages/{page}"
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -284,26 +195,38 @@ class AssetStore:
         return local
 
     def _fs(self, url: str) -> tuple[Any, str]:
-        """(filesystem, path) for an fsspec URL, the filesystem made once per process."""
+        """(filesystem, path) for an fsspec URL, the filesystem made once per process
+        per (protocol, options): the options are ``storage_options`` plus those fsspec
+        reads from the URL itself (host, user, account of ``ftp://``, ``sftp://``,
+        ``abfs://``...), so two hosts or accounts never share one filesystem."""
         import fsspec.core
 
         local = self._state()
-        key = url.split("::")[0].split("://")[0] if "://" in url else "file"
-        cache: dict[str, Any] = local["fs"]
-        with local["lock"]:
-            fs = cache.get(key) if "::" not in url else None
-            if fs is None:
-                # skip_instance_cache: never share an instance (and its event loop or
-                # session) with the caller's code or with a forked parent.
-                try:
+        cache: dict[Any, Any] = local["fs"]
+        try:
+            key = None if "::" in url else self._fs_key(url)
+            with local["lock"]:
+                fs = None if key is None else cache.get(key)
+                if fs is None:
+                    # skip_instance_cache: never share an instance (and its event loop or
+                    # session) with the caller's code or with a forked parent.
                     fs, _ = fsspec.core.url_to_fs(
                         url, skip_instance_cache=True, **self.storage_options
                     )
-                except ImportError as exc:
-                    raise missing_filesystem(url, exc) from exc
-                if "::" not in url:
-                    cache[key] = fs
+                    if key is not None:
+                        cache[key] = fs
+        except ImportError as exc:
+            raise missing_filesystem(url, exc) from exc
         return fs, fs._strip_protocol(url)
+
+    def _fs_key(self, url: str) -> tuple[str, str]:
+        import fsspec
+        import fsspec.core
+        import fsspec.utils
+
+        protocol = fsspec.core.split_protocol(url)[0] or "file"
+        from_url = fsspec.get_filesystem_class(protocol)._get_kwargs_from_urls(url)
+        return protocol, fsspec.utils.tokenize(protocol, from_url, self.storage_options)
 
     # -- destinations (what prefetch writes) ---------------------------------------------
 
@@ -337,6 +260,8 @@ class AssetStore:
         page: int | None = None,
         kind: Kind = "image",
         stage_key: str | None = None,
+        content_key: str | None = None,
+        shared: bool = False,
         label: str = "",
     ) -> bytes:
         """The bytes of one image, page or brush PNG.
@@ -344,27 +269,41 @@ class AssetStore:
         Looks in ``cache_dir``, then under ``root``, then downloads ``url``.
 
         Args:
-            asset_id: The asset's ``assetId`` (cache key).
+            asset_id: The asset's ``assetId`` (cache key of images).
             external_id: The asset's ``externalId`` (file name under ``root``).
             url: The export's URL for this file, or ``None``.
             page: Page index of a multi-page asset (``url`` is that page's URL).
             kind: ``"image"`` or ``"brush"`` (the task's or a stage's brush PNG).
             stage_key: For brush masks of a stage snapshot: the stage's key.
+            content_key: Required for brush masks: what names their content
+                (:func:`ango_torch.prefetch.brush_content_key`); the cache and ``root``
+                file of a brush mask are keyed by it, never by the assetId alone.
+            shared: Another asset of the export has this externalId (up to case):
+                the image is at ``root/_assets/<assetId>/<externalId>``
+                (:func:`ango_torch._layout.shared_external_ids`).
             label: Location for error messages, e.g. ``"asset 'a.jpg' (#3)"``.
 
         Raises:
             UnsafePathError: ``external_id`` would escape ``root``.
             ExpiredURLError: The signed URL has expired (HTTP 400/403 saying so).
             AssetFetchError: Missing everywhere, or failed after all retries.
+            ValueError: A brush mask without ``content_key``.
         """
         label = label or where(asset=external_id)
         if page is not None:
             label += f", page {page}"
         if kind == "brush":
             label += ", brush mask" + ("" if stage_key is None else f" of stage {stage_key!r}")
+        if kind == "brush" and not content_key:
+            raise ValueError(
+                f"{label}: brush masks are keyed by their content: pass content_key "
+                "(ango_torch.prefetch.brush_content_key), never the assetId alone"
+            )
+        keys = {"page": page, "kind": kind, "stage_key": stage_key, "content_key": content_key}
         cache_path = None
         if self.cache_dir is not None:
-            cache_path = os.path.join(self.cache_dir, _cache_name(asset_id, page, kind, stage_key))
+            name = cache_name(asset_id, external_id, label=label, **keys)  # type: ignore[arg-type]
+            cache_path = os.path.join(self.cache_dir, name)
             try:
                 with open(cache_path, "rb") as f:
                     return f.read()
@@ -378,10 +317,9 @@ class AssetStore:
                 self.root,
                 asset_id=asset_id,
                 external_id=external_id,
-                page=page,
-                kind=kind,
-                stage_key=stage_key,
+                shared=shared,
                 label=label,
+                **keys,  # type: ignore[arg-type]
             )
             try:
                 data = self._get(path, label)

@@ -2,7 +2,7 @@
 
 :func:`prefetch_items` lists the files of an export (every image or page, and the
 brush mask of the selected stage); :func:`prefetch` downloads them with a thread pool
-into the layout of :func:`ango_torch.fetch.asset_path`, resumably: files already at
+into the layout of :mod:`ango_torch._layout` (the one ``root=`` reads), resumably: files already at
 the destination are skipped.  :func:`expiry_of_export` says how many of an export's
 signed URLs have expired or expire soon.
 """
@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from ._expiry import ExpiryReport, expiry_report
+from ._fields import parse_time
+from ._layout import Kind, asset_path, content_key, shared_external_ids
 from .errors import UnsafePathError, where
-from .fetch import AssetStore, Kind, RetryPolicy, asset_path
+from .fetch import AssetStore, RetryPolicy
 
 if TYPE_CHECKING:
     from .export import AngoExport
@@ -30,10 +33,12 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "PrefetchItem",
     "PrefetchReport",
+    "brush_content_key",
     "brush_stage_key",
     "expiry_of_export",
     "prefetch",
     "prefetch_items",
+    "shared_assets",
 ]
 
 DEFAULT_CONCURRENCY: Final = 16
@@ -44,7 +49,11 @@ _DEFAULT_RETRY: Final = RetryPolicy()
 
 @dataclass(frozen=True, slots=True)
 class PrefetchItem:
-    """One file for :func:`prefetch` to download (where: :func:`~ango_torch.fetch.asset_path`)."""
+    """One file for :func:`prefetch` to download (where: :func:`~ango_torch.fetch.asset_path`).
+
+    ``content_key`` (brush masks: :func:`brush_content_key`) and ``shared`` (the
+    externalId is not unique: :func:`shared_assets`) choose its name.
+    """
 
     asset_id: str
     external_id: str
@@ -52,6 +61,8 @@ class PrefetchItem:
     kind: Kind = "image"
     page: int | None = None
     stage_key: str | None = None
+    content_key: str | None = None
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,40 @@ def brush_stage_key(index: ExportIndex, row: int) -> str | None:
     return index.string(index.snap_stage_id[row]) or index.string(index.snap_stage[row])
 
 
+def _time(value: object) -> str:
+    # Both parse paths must give one key: compare instants, not their spelling.
+    try:
+        parsed = parse_time(value)
+    except Exception:  # a malformed time still keys the file, by its text
+        parsed = None
+    return "" if value is None else parsed.isoformat() if parsed else str(value)
+
+
+def brush_content_key(index: ExportIndex, row: int) -> str:
+    """What names snapshot row ``row``'s brush mask in the cache and under ``root``.
+
+    :func:`ango_torch._layout.content_key` of the brush URL without its query, with
+    the task id and ``updatedAt`` for the exported answer, or the stage id and
+    ``completedAt`` for a stageHistory snapshot: a re-export whose strokes changed
+    (a new URL path, or a later update) never reads the old mask.
+    """
+    asset = int(index.snap_asset[row])
+    url = index.string(index.snap_brush[row])
+    if row == int(index.asset_snap_start[asset]):
+        task = index.extra(int(index.asset_extra[asset])).get("t") or [None] * 4
+        return content_key(url, "task", str(task[0] or ""), _time(task[2]))
+    extra = index.extra(int(index.snap_extra[row]))
+    stage = index.string(index.snap_stage_id[row]) or index.string(index.snap_stage[row])
+    return content_key(url, "stage", stage, _time(extra.get("completedAt")))
+
+
+def shared_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
+    """Per asset, whether its externalId is shared (up to case) with another asset, so
+    that its image is laid out as ``_assets/<assetId>/<externalId>``
+    (:func:`ango_torch._layout.shared_external_ids`)."""
+    return shared_external_ids(index.string(i) or "" for i in index.asset_external_id.tolist())
+
+
 def prefetch_items(
     export: AngoExport, *, stage: str | None = None, brush: bool = True
 ) -> list[PrefetchItem]:
@@ -114,6 +159,7 @@ def prefetch_items(
     """
     idx = export.index
     rows = export.snapshot_rows(stage)
+    shared = shared_assets(idx).tolist()
     items: list[PrefetchItem] = []
     for i in range(len(idx)):
         asset_id = idx.string(idx.asset_asset_id[i]) or ""
@@ -121,17 +167,33 @@ def prefetch_items(
         p0, p1 = int(idx.asset_page_start[i]), int(idx.asset_page_end[i])
         if p1 > p0:
             items.extend(
-                PrefetchItem(asset_id, external_id, idx.string(idx.page_urls[p]) or None, page=k)
+                PrefetchItem(
+                    asset_id,
+                    external_id,
+                    idx.string(idx.page_urls[p]) or None,
+                    page=k,
+                    shared=shared[i],
+                )
                 for k, p in enumerate(range(p0, p1))
             )
         else:
-            items.append(PrefetchItem(asset_id, external_id, idx.string(idx.asset_url[i])))
+            items.append(
+                PrefetchItem(asset_id, external_id, idx.string(idx.asset_url[i]), shared=shared[i])
+            )
         row = int(rows[i])
         if brush and row >= 0:
             url = idx.string(idx.snap_brush[row])
             if url:
-                key = brush_stage_key(idx, row)
-                items.append(PrefetchItem(asset_id, external_id, url, kind="brush", stage_key=key))
+                items.append(
+                    PrefetchItem(
+                        asset_id,
+                        external_id,
+                        url,
+                        kind="brush",
+                        stage_key=brush_stage_key(idx, row),
+                        content_key=brush_content_key(idx, row),
+                    )
+                )
     return items
 
 
@@ -196,6 +258,8 @@ def prefetch(
                 page=item.page,
                 kind=item.kind,
                 stage_key=item.stage_key,
+                content_key=item.content_key,
+                shared=item.shared,
                 label=_item_label(item),
             )
         except (UnsafePathError, ValueError) as exc:
@@ -214,6 +278,8 @@ def prefetch(
             page=item.page,
             kind=item.kind,
             stage_key=item.stage_key,
+            content_key=item.content_key,
+            shared=item.shared,
             label=label,
         )
         if verify:

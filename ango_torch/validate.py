@@ -116,8 +116,42 @@ def _ring_areas(idx: Any) -> npt.NDArray[np.float64]:
     nxt[ends] = rv[:-1][live]  # each ring closes on its first vertex
     nxt = np.minimum(nxt, len(v) - 1)
     cross = v[:, 0] * v[nxt, 1] - v[nxt, 0] * v[:, 1]
+    # reduceat sums from one live ring's start to the next one's: the vertices of short
+    # rings (points, 2-point polylines) in between must add nothing.
+    cross[int(rv[0]) : int(rv[-1])][~np.repeat(live, ring_len)] = 0.0
     areas[live] = np.abs(np.add.reduceat(cross, rv[:-1][live])) / 2
     return areas
+
+
+def _duplicate_ids(idx: Any) -> list[Problem]:
+    """Assets sharing an externalId (up to case: one file on macOS/Windows) or an assetId."""
+    names = [idx.string(i) or "" for i in idx.asset_external_id.tolist()]
+    ids = [idx.string(i) or "" for i in idx.asset_asset_id.tolist()]
+    out = []
+    for code, keys in (
+        ("duplicate-external-id", [n.casefold() for n in names]),
+        ("duplicate-asset-id", [i or None for i in ids]),
+    ):
+        groups: dict[str | None, list[int]] = {}
+        for a, key in enumerate(keys):
+            groups.setdefault(key, []).append(a)
+        for key, members in groups.items():
+            if key is None or len(members) < 2:
+                continue
+            for a in members:
+                others = [b for b in members if b != a]
+                listed = ", ".join(f"#{b} {names[b]!r} (assetId {ids[b]!r})" for b in others[:5])
+                more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+                if code == "duplicate-asset-id":
+                    msg = f"assetId {ids[a]!r} also used by asset {listed}{more}"
+                else:
+                    same = "also used" if all(names[b] == names[a] for b in others) else "shared"
+                    msg = (
+                        f"externalId {same} (up to case) by asset {listed}{more}: it names no "
+                        "single file; their images are laid out as _assets/<assetId>/<externalId>"
+                    )
+                out.append(Problem(code, msg, a, names[a]))
+    return out
 
 
 _MESSAGES = {
@@ -138,6 +172,7 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
     if export.skipped_count > len(export.skipped):  # reasons kept: limits.max_skipped
         more = export.skipped_count - len(export.skipped)
         out.append(Problem("malformed", f"{more} more unreadable assets (reasons not kept)"))
+    out += _duplicate_ids(idx)
     flags = _object_flags(export, ontology)
     order = ("unknown-tool", "unknown-class", "too-few-points", "zero-area", "outside-image")
     bad = np.zeros(len(idx.obj_kind), bool)

@@ -176,8 +176,8 @@ def test_cache_keys_pages_and_brush_apart(server: LoopbackServer, tmp_path: Path
     calls = [
         ({"page": 0}, "/p0"),
         ({"page": 1}, "/p1"),
-        ({"kind": "brush"}, "/brush"),
-        ({"kind": "brush", "stage_key": "Label"}, "/brush-label"),
+        ({"kind": "brush", "content_key": "k1"}, "/brush"),
+        ({"kind": "brush", "stage_key": "Label", "content_key": "k2"}, "/brush-label"),
     ]
     for _ in range(2):
         for kw, path in calls:
@@ -228,15 +228,15 @@ def test_memory_root_and_fallback_to_url(server: LoopbackServer, memroot: str) -
     fs.pipe(f"{memroot}/a.jpg", b"from-root")
     fs.pipe(f"{memroot}/sub/b.jpg", b"nested")
     fs.pipe(f"{memroot}/a.jpg.pages/1", b"page-1")
-    fs.pipe(f"{memroot}/_brush/id-a.png", b"brush")
-    fs.pipe(f"{memroot}/_brush/id-a@Label.png", b"brush-label")
+    fs.pipe(f"{memroot}/_brush/id-a.k1.png", b"brush")
+    fs.pipe(f"{memroot}/_brush/id-a@Label.k2.png", b"brush-label")
     server.files["/c.jpg"] = b"from-url"
     store = AssetStore(root=memroot, retry=FAST)
     assert fetch(store, server.url("/a.jpg")) == b"from-root"
     assert fetch(store, None, external_id="sub/b.jpg") == b"nested"
     assert fetch(store, None, page=1) == b"page-1"
-    assert fetch(store, None, kind="brush") == b"brush"
-    assert fetch(store, None, kind="brush", stage_key="Label") == b"brush-label"
+    assert fetch(store, None, kind="brush", content_key="k1") == b"brush"
+    assert fetch(store, None, kind="brush", stage_key="Label", content_key="k2") == b"brush-label"
     assert server.counts["/a.jpg"] == 0
     assert fetch(store, server.url("/c.jpg"), external_id="c.jpg") == b"from-url"
     with pytest.raises(AssetFetchError, match=r"asset 'd.jpg'.*no URL.*not found at"):
@@ -248,14 +248,14 @@ def test_local_root_and_template(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "a.jpg").write_bytes(b"by-external-id")
     (tmp_path / "imgs" / "id-a").write_bytes(b"by-asset-id")
     (tmp_path / "imgs" / "_brush").mkdir()
-    (tmp_path / "imgs" / "_brush" / "id-a.png").write_bytes(b"brush")
+    (tmp_path / "imgs" / "_brush" / "id-a.k.png").write_bytes(b"brush")
     cache = tmp_path / "cache"
     assert fetch(AssetStore(root=tmp_path / "imgs", cache_dir=cache), None) == b"by-external-id"
     assert not cache.exists()  # a local root is not duplicated into the cache
     assert fetch(AssetStore(root=f"{tmp_path}/imgs/{{assetId}}"), None) == b"by-asset-id"
     template = AssetStore(root=f"file://{tmp_path}/imgs/{{externalId}}")
     assert fetch(template, None) == b"by-external-id"
-    assert fetch(template, None, kind="brush") == b"brush"
+    assert fetch(template, None, kind="brush", content_key="k") == b"brush"
 
 
 ESCAPES = [
@@ -313,9 +313,14 @@ def test_root_escapes(
 
 def test_brush_ids_cannot_escape(tmp_path: Path) -> None:
     path = asset_path(
-        str(tmp_path), asset_id="../../x", external_id="a", kind="brush", stage_key="../y"
+        str(tmp_path),
+        asset_id="../../x",
+        external_id="a",
+        kind="brush",
+        stage_key="../y",
+        content_key="../z",
     )
-    assert path == f"{tmp_path}/_brush/..%2F..%2Fx@..%2Fy.png"
+    assert path == f"{tmp_path}/_brush/..%2F..%2Fx@..%2Fy...%2Fz.png"
 
 
 def test_store_pickles_and_forks(memroot: str) -> None:
@@ -390,8 +395,15 @@ def test_prefetch_layout_resume_and_failures(server: LoopbackServer, tmp_path: P
         PrefetchItem("id-a", "sub/a.jpg", server.url("/a", "sig=1")),
         PrefetchItem("id-m", "m.tif", server.url("/p0"), page=0),
         PrefetchItem("id-m", "m.tif", server.url("/p1"), page=1),
-        PrefetchItem("id-a", "sub/a.jpg", server.url("/b"), kind="brush"),
-        PrefetchItem("id-a", "sub/a.jpg", server.url("/bl"), kind="brush", stage_key="Label"),
+        PrefetchItem("id-a", "sub/a.jpg", server.url("/b"), kind="brush", content_key="k1"),
+        PrefetchItem(
+            "id-a",
+            "sub/a.jpg",
+            server.url("/bl"),
+            kind="brush",
+            stage_key="Label",
+            content_key="k2",
+        ),
         PrefetchItem("id-x", "x.jpg", server.url("/gone")),
         PrefetchItem("id-j", "j.jpg", server.url("/junk")),
         PrefetchItem("id-e", "../evil.jpg", server.url("/a")),
@@ -407,14 +419,17 @@ def test_prefetch_layout_resume_and_failures(server: LoopbackServer, tmp_path: P
     assert "outside root" in failed["../evil.jpg"] and "no URL" in failed["n.jpg"]
     assert (out / "sub/a.jpg").read_bytes() == server.files["/a"]
     assert (out / "m.tif.pages/1").read_bytes() == server.files["/p1"]
-    assert (out / "_brush/id-a@Label.png").read_bytes() == server.files["/bl"]
+    assert (out / "_brush/id-a@Label.k2.png").read_bytes() == server.files["/bl"]
     assert not (out / "j.jpg").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     # root= reads the result with no request.
     before = sum(server.counts.values())
     store = AssetStore(root=out)
     assert store.fetch(asset_id="id-m", external_id="m.tif", url=None, page=0) == png(2)
-    assert store.fetch(asset_id="id-a", external_id="sub/a.jpg", url=None, kind="brush") == png(4)
+    brush = store.fetch(
+        asset_id="id-a", external_id="sub/a.jpg", url=None, kind="brush", content_key="k1"
+    )
+    assert brush == png(4)
     # Resume: complete files are skipped, only failures are retried.
     (out / "m.tif.pages/1").unlink()
     again = prefetch(items, to=out, retry=FAST, progress=False)

@@ -224,8 +224,16 @@ def test_cli_prefetch_end_to_end(
         ({"external_id": "doc.tif", "kind": "brush", "stage_key": "L"}, "/doc-label.png"),
         ({"external_id": "plain.png"}, "/plain.png"),
     ]
+    keys = {  # brush masks are named by their content (prefetch_items says which)
+        (i.external_id, i.stage_key): i.content_key
+        for stage in (None, "Label")
+        for i in prefetch_items(load_export(export), stage=stage)
+        if i.kind == "brush"
+    }
     before = sum(server.counts.values())
     for kw, served in expect:
+        if kw.get("kind") == "brush":
+            kw = {**kw, "content_key": keys[kw["external_id"], kw.get("stage_key")]}
         got = store.fetch(asset_id=asset_ids[kw["external_id"]], url=None, **kw)
         assert got == server.files[served], kw
     assert sum(server.counts.values()) == before

@@ -920,10 +920,21 @@ def main(argv=None):
     onto = ontology()
     (HERE / "sample_export.json").write_text(dumps_compact(export) + "\n")
     (HERE / "ontology.json").write_text(json.dumps(onto, indent=2) + "\n")
-    (IMAGES / "_brush").mkdir(exist_ok=True)
-    Image.fromarray(brush, "RGBA").save(
-        IMAGES / "_brush" / f"{coffee['assetId']}.png", optimize=True
+    # Where `ango-torch prefetch` puts it: _brush/<assetId>.<content key>.png.
+    from ango_torch import load_export
+    from ango_torch.prefetch import prefetch_items
+    from ango_torch.fetch import asset_path
+
+    (item,) = [i for i in prefetch_items(load_export(export)) if i.kind == "brush"]
+    name = asset_path(
+        str(IMAGES),
+        asset_id=item.asset_id,
+        external_id=item.external_id,
+        kind="brush",
+        content_key=item.content_key,
     )
+    Path(name).parent.mkdir(exist_ok=True)
+    Image.fromarray(brush, "RGBA").save(name, optimize=True)
     if args.preview:
         preview(export, onto, {coffee["assetId"]: brush}, args.preview)
 

@@ -1,0 +1,210 @@
+"""Where an asset's files live: under ``root``, in a prefetch folder and in the cache.
+
+Pure string functions (no IO), shared by the store (:mod:`.fetch`), ``prefetch`` and
+``convert`` so that what one writes the others read.  Layout under a folder::
+
+    DIR/<externalId>                         the image, where the externalId is unique
+    DIR/_assets/<assetId>/<externalId>       the image, where another asset shares it
+    DIR/<name>.pages/<p>                     page p of a multi-page asset (name as above)
+    DIR/_brush/<assetId>.<key>.png           the exported brush mask
+    DIR/_brush/<assetId>@<stage>.<key>.png   a stage snapshot's brush mask
+
+An externalId is a file name the uploader chose, not a key: two assets may share one,
+and two that differ only in case are one file on macOS and Windows.  Such assets (and
+externalIds under the reserved ``_assets/`` or ``_brush/`` folders) get the
+``_assets/<assetId>/`` name; unique externalIds keep ``DIR/<externalId>``, so existing
+``root`` folders keep working.  ``<key>`` names a brush mask's *content* (see
+:func:`content_key`): a re-export with changed strokes gets a new file, never the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterable
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import UnsafePathError, where
+
+__all__ = [
+    "Kind",
+    "asset_path",
+    "cache_name",
+    "content_key",
+    "shared_external_ids",
+]
+
+Kind = Literal["image", "brush"]
+
+ASSETS_DIR: Final = "_assets"
+BRUSH_DIR: Final = "_brush"
+_RESERVED: Final = frozenset({ASSETS_DIR, BRUSH_DIR})
+_DRIVE: Final = re.compile(r"^[A-Za-z]:")
+
+
+def _check_component(value: str, *, what: str, label: str) -> None:
+    """Refuse ids that could leave ``root``: ``..``, absolute paths, drives, NUL."""
+    problem = None
+    if not value:
+        problem = "is empty"
+    elif "\x00" in value:
+        problem = "contains a NUL byte"
+    else:
+        for candidate in {value, urllib.parse.unquote(value)}:
+            parts = re.split(r"[\\/]", candidate)
+            if candidate.startswith(("/", "\\")):
+                problem = "is an absolute path"
+            elif _DRIVE.match(candidate) or "://" in candidate:
+                problem = "names a drive or protocol"
+            elif ".." in parts:
+                problem = "has a '..' component"
+            elif candidate.startswith("~"):
+                problem = "starts with '~'"
+            if problem:
+                break
+    if problem:
+        raise UnsafePathError(
+            f"{label}: {what} {value!r} {problem}; it would resolve outside root, refusing"
+        )
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _id_of(asset_id: str, external_id: str) -> str:
+    # Assets without an assetId (hand-made exports) are keyed by their externalId.
+    return _quote(asset_id or external_id)
+
+
+def shared_external_ids(external_ids: Iterable[str]) -> npt.NDArray[np.bool_]:
+    """Per asset, whether its externalId cannot name its file alone.
+
+    True where another asset of the export has the same externalId up to case
+    (``casefold``), or where it starts with a reserved folder (``_assets/``,
+    ``_brush/``); those assets are laid out as ``_assets/<assetId>/<externalId>``.
+
+    Args:
+        external_ids: Every asset's externalId, in export order.
+
+    Returns:
+        ``bool [N]``.
+    """
+    folded = [e.casefold() for e in external_ids]
+    counts = Counter(folded)
+    return np.array(
+        [counts[f] > 1 or re.split(r"[\\/]", f, maxsplit=1)[0] in _RESERVED for f in folded],
+        dtype=bool,
+    ).reshape(-1)
+
+
+def content_key(url: str | None, *parts: str | None) -> str:
+    """16 hex digits naming an annotation-derived file (a brush mask) by its content.
+
+    Hashes the URL without its query (signatures change with every export; the path
+    does when the file does) and ``parts`` (task id and update time, or stage id and
+    completion time), so that a re-export with changed strokes never reuses the old file.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    if url:
+        split = urllib.parse.urlsplit(url)
+        url = urllib.parse.urlunsplit(split._replace(query="", fragment=""))
+    for part in (url, *parts):
+        h.update((part or "").encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()
+
+
+def _brush_name(
+    asset_id: str, external_id: str, stage_key: str | None, key: str | None, label: str
+) -> str:
+    if not key:
+        raise ValueError(
+            f"{label}: brush masks are named by their content: pass content_key "
+            "(ango_torch.prefetch.brush_content_key), never the assetId alone"
+        )
+    stage = "" if stage_key is None else "@" + _quote(stage_key)
+    return f"{BRUSH_DIR}/{_id_of(asset_id, external_id)}{stage}.{_quote(key)}.png"
+
+
+def asset_path(
+    base: str,
+    *,
+    asset_id: str,
+    external_id: str,
+    page: int | None = None,
+    kind: Kind = "image",
+    stage_key: str | None = None,
+    content_key: str | None = None,
+    shared: bool = False,
+    label: str = "",
+) -> str:
+    """Where an asset's file lives under ``base`` (a folder, fsspec path or template).
+
+    ``base`` may contain ``{externalId}`` or ``{assetId}``; then it names the image
+    itself and brush masks go to ``_brush/`` in the folder before the first
+    placeholder.  Returns ``/``-joined paths; ids are checked not to escape ``base``.
+
+    Args:
+        base: Folder, fsspec URL or template.
+        asset_id: The asset's assetId.
+        external_id: The asset's externalId.
+        page: Page of a multi-page asset.
+        kind: ``"image"`` or ``"brush"``.
+        stage_key: A stage snapshot's id (brush masks of stages), else ``None``.
+        content_key: Required for brush masks: :func:`content_key` of the mask.
+        shared: The externalId is not unique in its export
+            (:func:`shared_external_ids`): the image goes to ``_assets/<assetId>/``.
+        label: Location for error messages.
+
+    Raises:
+        UnsafePathError: ``external_id`` (or ``asset_id``) would escape ``base``.
+        ValueError: A bad ``page`` or ``kind``, or a brush mask without ``content_key``.
+    """
+    label = label or where(asset=external_id)
+    if page is not None and (not isinstance(page, int) or page < 0):
+        raise ValueError(f"{label}: page must be an int ≥ 0, got {page!r}")
+    templated = "{externalId}" in base or "{assetId}" in base
+    folder = base[: base.index("{")].rsplit("/", 1)[0] if templated else base
+    if kind == "brush":
+        name = _brush_name(asset_id, external_id, stage_key, content_key, label)
+        return f"{folder.rstrip('/')}/{name}"
+    if kind != "image":
+        raise ValueError(f"{label}: kind must be 'image' or 'brush', got {kind!r}")
+    if "{externalId}" in base or not templated:
+        _check_component(external_id, what="externalId", label=label)
+    # A shared externalId names no single file: it moves under the asset's own folder.
+    name = f"{ASSETS_DIR}/{_id_of(asset_id, external_id)}/{external_id}" if shared else external_id
+    if "{assetId}" in base:  # collision-free already
+        _check_component(asset_id, what="assetId", label=label)
+        path = base.replace("{externalId}", external_id).replace("{assetId}", asset_id)
+    elif templated:
+        path = base.replace("{externalId}", name)
+    else:
+        path = f"{base.rstrip('/')}/{name}"
+    return path if page is None else f"{path}.pages/{page}"
+
+
+def cache_name(
+    asset_id: str,
+    external_id: str,
+    *,
+    page: int | None = None,
+    kind: Kind = "image",
+    stage_key: str | None = None,
+    content_key: str | None = None,
+    label: str = "",
+) -> str:
+    """The file name of an asset's file in ``cache_dir`` (relative, ``/``-joined).
+
+    Images and pages by assetId (an asset's pixels never change; signed URLs do),
+    brush masks by :func:`content_key` as in :func:`asset_path`.
+    """
+    if kind == "brush":
+        return _brush_name(asset_id, external_id, stage_key, content_key, label)
+    name = _id_of(asset_id, external_id)
+    return name if page is None else f"{name}.pages/{page}"
