@@ -127,3 +127,25 @@ def write_brush(path: Any, size: tuple[int, int], paint: dict[str, Any]) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgba, "RGBA").save(path)
     return path
+
+
+def brush_path(root: Any, asset: dict[str, Any], stage: str | None = None) -> Any:
+    """Where ``root=`` looks for ``asset``'s brush PNG (named by its content, as
+    ``ango-torch prefetch`` writes it): ``root/_brush/<assetId>[@stage].<key>.png``."""
+    from pathlib import Path
+
+    from ango_torch import load_export
+    from ango_torch.fetch import asset_path
+    from ango_torch.prefetch import prefetch_items
+
+    (item,) = [i for i in prefetch_items(load_export([asset]), stage=stage) if i.kind == "brush"]
+    return Path(
+        asset_path(
+            str(root),
+            asset_id=item.asset_id,
+            external_id=item.external_id,
+            kind="brush",
+            stage_key=item.stage_key,
+            content_key=item.content_key,
+        )
+    )

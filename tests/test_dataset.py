@@ -11,6 +11,7 @@ import torch
 from builders import (
     H,
     W,
+    brush_path,
     make_asset,
     make_box,
     make_polygon,
@@ -175,7 +176,7 @@ def test_brush_semantic_and_components(tmp_path: Path) -> None:
     asset["task"]["brushDataUrl"] = "https://bucket.s3.amazonaws.com/brush.png"
     images = write_images(tmp_path / "images", [asset])
     write_brush(
-        images / "_brush" / f"{asset['assetId']}.png",
+        brush_path(images, asset),
         (H, W),
         {"#f44336": (slice(0, 3), slice(0, 4)), "#00ff00": (slice(5, 8), slice(0, 3))},
     )
@@ -213,7 +214,7 @@ def test_brush_of_another_size_is_resized_with_a_warning(tmp_path: Path) -> None
     asset["task"]["brushDataUrl"] = "https://b/x.png"
     images = write_images(tmp_path / "images", [asset])
     write_brush(
-        images / "_brush" / f"{asset['assetId']}.png",
+        brush_path(images, asset),
         (2 * H, 2 * W),
         {"#ff0000": (slice(0, 4), slice(0, 4))},
     )
