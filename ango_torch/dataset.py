@@ -134,8 +134,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
         rows = skip_videos(idx, rows, self.report)
+        rows = skip_videos(idx, rows, self.report)
         self._snap_rows = rows
         self._uses_brush = task == "semantic" or brush_instances is not None
+        if self._uses_brush:
+            self.report.brush_unplaced = unplaced_brush(idx, rows)
         if self._uses_brush:
             self.report.brush_unplaced = unplaced_brush(idx, rows)
         discovered = self._discover_brush_colors(brush_colors) if self._uses_brush else []
