@@ -20,8 +20,8 @@ import torch
 from torchvision import tv_tensors
 
 from ._expiry import expiry_report
-from .brush import brush_to_class_map, distinct_colors, resize_nearest
-from .classes import TASKS, ClassMap, resolve_classes
+from .brush import distinct_colors, resize_nearest
+from .classes import TASKS, ClassMap, brush_color_source, label_brush, resolve_classes
 from .decode import decode_image, decode_rgba, exif_transposed, image_size
 from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMismatchError, where
 from .export import AngoExport, OnError, load_export
@@ -36,7 +36,7 @@ from .selection import (
     skip_videos,
     unplaced_brush,
 )
-from .targets import Instances, Overlap, brush_instances, instances, semantic_map
+from .targets import IGNORE, Instances, Overlap, brush_instances, instances, semantic_map
 
 __all__ = ["AngoDataset", "DatasetReport"]
 
@@ -65,10 +65,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         cache_dir: local cache for the index, remote images and brush masks.
         on_error: ``"raise"`` or ``"skip"`` (malformed assets are left out and listed
             in :attr:`report`).
-        brush_colors: ``{"#rrggbb": title}`` for brush masks when there is no ontology;
-            without either, each distinct brush colour becomes a class named by it.
+        brush_colors: ``{"#rrggbb": title}`` for brush masks when there is no ontology
+            (over the ontology's colours when there is); without either, or when the
+            ontology names no brush colour, each distinct brush colour becomes a class
+            named by it, with a warning.
         brush_instances: ``"components"`` adds one detection/instance per connected
             component of each brush class; ``None`` (default) leaves brush to semantic.
+        brush_unlisted: semantic label of brush pixels of no kept class (colours of
+            classes left out by ``classes``, or near no known colour): ``"ignore"``
+            (default, 255) or ``"background"`` (0).  They never make instances.
         overlap: semantic overlap policy: ``"last"`` (later shapes paint over earlier
             ones) or ``"ignore"`` (pixels two classes claim become 255).
         attributes: add ``target["attributes"]`` (each instance's nested
@@ -95,6 +100,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         on_error: OnError = "raise",
         brush_colors: Mapping[str, str] | None = None,
         brush_instances: Literal["components"] | None = None,
+        brush_unlisted: Literal["ignore", "background"] = "ignore",
         overlap: Overlap = "last",
         attributes: bool = False,
     ) -> None:
@@ -105,6 +111,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         if brush_instances not in (None, "components"):
             raise ValueError(
                 f"brush_instances must be None or 'components', got {brush_instances!r}"
+            )
+        if brush_unlisted not in ("ignore", "background"):
+            raise ValueError(
+                f"brush_unlisted must be 'ignore' or 'background', got {brush_unlisted!r}"
             )
         if cache_dir is not None:
             cache_dir = os.path.expanduser(cache_dir)
@@ -134,14 +144,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
         rows = skip_videos(idx, rows, self.report)
-        rows = skip_videos(idx, rows, self.report)
         self._snap_rows = rows
         self._uses_brush = task == "semantic" or brush_instances is not None
         if self._uses_brush:
             self.report.brush_unplaced = unplaced_brush(idx, rows)
-        if self._uses_brush:
-            self.report.brush_unplaced = unplaced_brush(idx, rows)
-        discovered = self._discover_brush_colors(brush_colors) if self._uses_brush else []
+        discovered = self._discover_brush_colors(brush_colors, classes) if self._uses_brush else []
         self.class_map: ClassMap = resolve_classes(
             idx,
             task=task,
@@ -152,8 +159,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             discovered_brush=discovered,
             brush=self._uses_brush,
         )
-        self._brush_colors = list(self.class_map.brush)
-        self._brush_labels = np.array([0, *self.class_map.brush.values()], np.int64)
+        # Brush pixels of no kept class: 255 or 0 in semantic maps, never an instance.
+        self._brush_fill = IGNORE if task == "semantic" and brush_unlisted == "ignore" else 0
+        self._brush_counted: set[int] = set()
         self._obj_label = object_labels(
             idx, selected_objects(idx, rows), self.class_map, task=task, report=self.report
         )
@@ -176,18 +184,28 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             if idx.snap_brush[s] >= 0
         ]
 
-    def _discover_brush_colors(self, brush_colors: Mapping[str, str] | None) -> list[str]:
-        """Distinct brush colours, when neither ontology nor ``brush_colors`` names them."""
-        if brush_colors is not None or (self.ontology is not None and self.ontology.brush_colors()):
+    def _discover_brush_colors(
+        self, brush_colors: Mapping[str, str] | None, classes: Sequence[str] | None
+    ) -> list[str]:
+        """Distinct brush colours, when neither ``brush_colors`` nor the ontology names any."""
+        if brush_color_source(self.ontology, brush_colors) != "discovered":
             return []
         found: Counter[str] = Counter()
         for a, s in self._brush_urls():
             for (r, g, b), n in distinct_colors(self._brush_rgba(a, s)):
                 found[f"#{r:02x}{g:02x}{b:02x}"] += n
         if found:
+            if self.ontology is None:
+                why = "no ontology or brush_colors"
+            else:
+                why = "the ontology names no brush colours"
+                colourless = [t.title for t in self.ontology.tools if t.tool == "brush"]
+                if colourless:
+                    why += f" (its brush classes {colourless} have none)"
+            kept = "" if classes is None else "; those not in classes= are left out and counted"
             warnings.warn(
-                f"no ontology or brush_colors: {len(found)} brush colours became classes "
-                f"named by colour ({', '.join(sorted(found))})",
+                f"{why}: {len(found)} brush colours became classes named by colour "
+                f"({', '.join(sorted(found))}){kept}",
                 AngoTorchWarning,
                 stacklevel=3,
             )
@@ -302,7 +320,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def _brush_map(self, i: int, canvas: tuple[int, int]) -> npt.NDArray[np.int64] | None:
         """Label map of sample ``i``'s brush PNG (``None`` without one)."""
         a, page, s = (int(v) for v in self._samples[i])
-        if page >= 0 or self.export.index.snap_brush[s] < 0 or not self._brush_colors:
+        if page >= 0 or self.export.index.snap_brush[s] < 0:
             return None
         rgba = self._brush_rgba(a, s)
         if rgba.shape[:2] != canvas:
@@ -314,9 +332,17 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
                 stacklevel=3,
             )
             rgba = np.asarray(resize_nearest(rgba, size=canvas), np.uint8)
-        index_map, inexact = brush_to_class_map(rgba, colors=self._brush_colors)
-        self.report.brush_inexact_pixels += inexact
-        return self._brush_labels[index_map]
+        labels, counts = label_brush(rgba, self.class_map, fill=self._brush_fill)
+        if i in self._brush_counted:  # count a sample's pixels once, not every epoch
+            return labels
+        self._brush_counted.add(i)
+        report = self.report
+        report.brush_inexact_pixels += counts.inexact
+        report.brush_unlisted_pixels += sum(counts.unlisted.values())
+        report.brush_unlisted_colors.update(counts.unlisted)
+        report.brush_excluded_pixels += sum(counts.excluded.values())
+        report.brush_excluded_classes.update(counts.excluded)
+        return labels
 
     def _check_size(self, i: int, h: int, w: int) -> None:
         a, page, _ = (int(v) for v in self._samples[i])
@@ -382,7 +408,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             masks = _worker_tensor((len(inst), *canvas), torch.uint8)
             inst.masks(canvas, out=masks.numpy())
             target["masks"] = tv_tensors.Mask(masks)
-        target["area"] = torch.from_numpy(inst.areas())
+        # detection: box areas; instance: mask pixels (brush components included)
+        target["area"] = torch.from_numpy(inst.areas(masks=self.task == "instance"))
         target["iscrowd"] = torch.zeros(len(inst), dtype=torch.int64)
         return target
 

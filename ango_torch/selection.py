@@ -50,6 +50,12 @@ class DatasetReport:
     however often it is loaded (``empty_by_sample``: sample index → count).
     ``brush_unplaced``: multi-page assets whose brush mask was left out (Ango keeps one
     brush PNG per task, not per page, so no page is known to be its own).
+    Brush pixels (counted once per sample): ``brush_inexact_pixels`` took a class
+    colour within the tolerance but not equal to it; ``brush_unlisted_pixels`` were
+    near no known colour (``brush_unlisted_colors``: ``"#rrggbb"`` → pixels);
+    ``brush_excluded_pixels`` are of brush classes left out by ``classes=``
+    (``brush_excluded_classes``: title → pixels).  Both became 255 in semantic masks
+    (0 with ``brush_unlisted="background"``) and no instance.
     """
 
     skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
@@ -60,6 +66,10 @@ class DatasetReport:
     brush_resized: int = 0
     empty_by_sample: dict[int, int] = field(default_factory=dict)
     brush_unplaced: int = 0
+    brush_unlisted_pixels: int = 0
+    brush_unlisted_colors: Counter[str] = field(default_factory=Counter)
+    brush_excluded_pixels: int = 0
+    brush_excluded_classes: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         """One line per non-zero count."""
@@ -79,6 +89,16 @@ class DatasetReport:
         ):
             if getattr(self, name):
                 lines.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
+        if self.brush_unlisted_pixels:
+            lines.append(
+                f"brush unlisted pixels: {self.brush_unlisted_pixels} "
+                f"{dict(self.brush_unlisted_colors.most_common(10))}"
+            )
+        if self.brush_excluded_pixels:
+            lines.append(
+                f"brush excluded pixels: {self.brush_excluded_pixels} "
+                f"{dict(self.brush_excluded_classes)}"
+            )
         return "\n".join(lines) or "nothing skipped or dropped"
 
     def count_empty(self, sample: int, n: int) -> None:

@@ -48,12 +48,21 @@ class Instances:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def areas(self) -> npt.NDArray[np.float32]:
-        """Mask pixel counts where there are masks, else box areas."""
-        if self.crops:
+    def areas(self, *, masks: bool | None = None) -> npt.NDArray[np.float32]:
+        """``float32 [N]``: one area per instance.
+
+        ``masks=True``: mask pixel counts (every instance must have a crop);
+        ``masks=False``: box areas; ``None``: mask pixels when every instance has a
+        crop, else box areas (never a mix: a box-only instance has no mask area).
+        """
+        if masks is None:
+            masks = len(self.crops) == len(self) > 0
+        if masks:
+            if len(self.crops) != len(self):
+                raise ValueError(f"{len(self)} instances but {len(self.crops)} mask crops")
             return np.array([c.sum() for c in self.crops], np.float32).reshape(-1)
         b = self.boxes
-        return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), np.float32)
+        return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), np.float32).reshape(-1)
 
     def masks(
         self, canvas_size: tuple[int, int], *, out: npt.NDArray[np.uint8] | None = None
