@@ -7,22 +7,19 @@ own and peak memory grows with one asset, not with the object tree of the file.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
+from ._archive import CHUNK, Fault, open_gzip, open_zip_member
 from .errors import (
     ArchiveError,
     AssetFetchError,
-    DecompressionBombError,
     ExportFormatError,
     LimitError,
     missing_filesystem,
@@ -41,9 +38,6 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
 
 __all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
 
-CHUNK = 8 << 20
-INFLATE_STEP = 1 << 20
-"""Decompressed bytes per read, so the expansion ratio is checked every MiB."""
 _QUOTE, _BSLASH = ord('"'), ord("\\")
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[ord("{"), ord("[")]] = 1
@@ -174,14 +168,14 @@ def iter_raw_assets(
             f"export {name!r}: a {kind} archive inside a {_layers[-1]} archive; nested "
             "archives are not read (only a ZIP holding one .json.gz is); unpack it first"
         )
-    if kind == "zip":
-        yield from _iter_zip(stream, name, lim, (*_layers, kind))
-    elif kind == "gzip":
-        counted = _Counted(stream)
-        with gzip.GzipFile(fileobj=counted) as g:
-            gz = io.BufferedReader(_Inflated(g, counted, "gzip", lim), CHUNK)
-            inner = f"{name} (gzip)"
-            yield from _located(iter_raw_assets(gz, inner, lim, _layers=(*_layers, kind)), inner)
+    if kind in ("zip", "gzip"):
+        if kind == "zip":
+            reader, inner = open_zip_member(stream, name, lim)
+        else:
+            reader, inner = open_gzip(stream, lim), f"{name} (gzip)"
+        with reader:
+            layers = (*_layers, kind)
+            yield from _located(iter_raw_assets(reader, inner, lim, _layers=layers), inner)
     elif kind == "array":
         yield from _iter_array(stream, name, lim)
     elif kind == "ndjson":
@@ -195,14 +189,6 @@ def iter_raw_assets(
         )
 
 
-class _Fault(Exception):
-    """A decompression failure, turned into ``cls`` by :func:`_located`."""
-
-    def __init__(self, cls: type[ExportFormatError], text: str) -> None:
-        super().__init__(text)
-        self.cls, self.text = cls, text
-
-
 def _located(assets: Iterator[RawAsset], name: str) -> Iterator[RawAsset]:
     """Re-raise a decompression fault naming the asset being read when it happened."""
     following = 0
@@ -210,129 +196,9 @@ def _located(assets: Iterator[RawAsset], name: str) -> Iterator[RawAsset]:
         for raw in assets:
             following = raw.index + 1
             yield raw
-    except _Fault as fault:
+    except Fault as fault:
         loc = where(index=following)
         raise fault.cls(f"export {name!r}, {loc}: {fault.text}") from fault.__cause__
-
-
-class _Counted(io.RawIOBase):
-    """Pass-through reader that counts the (compressed) bytes read through it."""
-
-    def __init__(self, f: Any) -> None:
-        self.f, self.count = f, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        data: bytes = self.f.read(-1 if n is None else n)
-        self.count += len(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def seekable(self) -> bool:
-        return bool(self.f.seekable())
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        return int(self.f.seek(pos, whence))
-
-    def tell(self) -> int:
-        return int(self.f.tell())
-
-
-class _Inflated(io.RawIOBase):
-    """A decompressing stream with typed errors and an expansion-ratio check.
-
-    Reads at most :data:`INFLATE_STEP` bytes at a time, so a bomb is caught after a
-    MiB or so of output past ``expansion_grace_bytes``, never after the whole member.
-    """
-
-    def __init__(self, inner: Any, counted: _Counted, kind: str, lim: Limits) -> None:
-        self.inner, self.counted, self.kind, self.lim = inner, counted, kind, lim
-        self.out = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        kind = self.kind
-        try:
-            n = int(self.inner.readinto(memoryview(b)[:INFLATE_STEP]))
-        except EOFError as exc:
-            raise _Fault(ArchiveError, f"truncated {kind} ({exc})") from exc
-        except (zlib.error, gzip.BadGzipFile, zipfile.BadZipFile) as exc:
-            raise _Fault(ArchiveError, f"corrupt {kind} ({exc})") from exc
-        except (RuntimeError, NotImplementedError) as exc:  # zipfile: password, method
-            raise _Fault(ArchiveError, f"unreadable {kind} member ({exc})") from exc
-        self.out += n
-        lim, compressed = self.lim, max(self.counted.count, 1)
-        if self.out > lim.expansion_grace_bytes and self.out > lim.max_expansion_ratio * compressed:
-            raise _Fault(
-                DecompressionBombError,
-                f"{kind} data expands more than max_expansion_ratio="
-                f"{lim.max_expansion_ratio:g} times ({self.out} bytes from {compressed}; "
-                f"a decompression bomb?); {hint('max_expansion_ratio')}",
-            )
-        return n
-
-
-_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-
-
-def _iter_zip(stream: Any, name: str, lim: Limits, layers: tuple[str, ...]) -> Iterator[RawAsset]:
-    # ZipFile reads the central directory at the end: seek in the file when it can,
-    # read it into memory only when the stream cannot seek.
-    seekable = hasattr(stream, "seekable") and stream.seekable()
-    counted = _Counted(stream if seekable else io.BytesIO(stream.read()))
-    try:
-        zf = zipfile.ZipFile(counted)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        raise ArchiveError(f"export {name!r}: corrupt ZIP ({exc})") from exc
-    members = [
-        i
-        for i in zf.infolist()
-        if not i.is_dir()
-        and not i.filename.startswith(("__MACOSX/", "."))
-        and i.filename.lower().endswith((".json", ".ndjson", ".jsonl", ".json.gz"))
-    ]
-    if not members:
-        listed = ", ".join(i.filename for i in zf.infolist()) or "nothing"
-        raise ExportFormatError(
-            f"export {name!r}: the ZIP holds no .json or .ndjson file (it holds {listed})"
-        )
-    if len(members) > 1:
-        listed = ", ".join(m.filename for m in members)
-        raise ExportFormatError(
-            f"export {name!r}: the ZIP holds {len(members)} export files ({listed}), expected one"
-        )
-    m = members[0]
-    inner = f"{name}!{m.filename}"
-    if m.flag_bits & 0x1:
-        raise ArchiveError(f"export {inner!r}: the ZIP member is encrypted; decrypt it first")
-    if m.compress_type not in _ZIP_METHODS:
-        raise ArchiveError(
-            f"export {inner!r}: ZIP compression method {m.compress_type} is not supported "
-            "(stored, deflate, bzip2 and LZMA are); re-zip it with deflate"
-        )
-    if m.file_size > lim.expansion_grace_bytes and m.file_size > lim.max_expansion_ratio * max(
-        m.compress_size, 1
-    ):
-        raise DecompressionBombError(
-            f"export {inner!r}: the ZIP member declares {m.file_size} bytes from "
-            f"{m.compress_size}, more than max_expansion_ratio={lim.max_expansion_ratio:g} "
-            f"times (a decompression bomb?); {hint('max_expansion_ratio')}"
-        )
-    try:
-        opened = zf.open(m)
-    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, EOFError) as exc:
-        raise ArchiveError(f"export {inner!r}: unreadable ZIP member ({exc})") from exc
-    with opened:
-        reader = io.BufferedReader(_Inflated(opened, counted, "ZIP", lim), CHUNK)
-        yield from _located(iter_raw_assets(reader, inner, lim, _layers=layers), inner)
 
 
 def _too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:

@@ -8,7 +8,9 @@ real Ango exports stay far below; a file that goes beyond one raises a
 
 Raise a limit for one call (``load_export(path, limits=Limits(max_depth=200))``), for
 a block of code (``with ango_torch.limits.override(max_asset_bytes=2 << 30): ...``), or
-read the ones in force with :func:`current`.
+for a process and the ``ango-torch`` command line with the environment variable
+``ANGO_TORCH_LIMITS="max_depth=128,max_asset_bytes=2147483648"``; read the ones in
+force with :func:`current`.
 
 Example:
     >>> from ango_torch.limits import Limits, current, override
@@ -22,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_DEPTH_CEILING", "Limits", "current", "override"]
+__all__ = ["ENV", "MAX_DEPTH_CEILING", "Limits", "current", "override"]
 
 MAX_DEPTH_CEILING = 255
 """The highest ``max_depth`` allowed: orjson refuses to encode deeper values."""
@@ -74,7 +77,10 @@ class Limits:
             )
 
 
-_DEFAULT = Limits()
+ENV = "ANGO_TORCH_LIMITS"
+"""Environment variable with ``name=value`` pairs, comma-separated, over the defaults."""
+
+_from_env: tuple[str, Limits] = ("", Limits())
 _CURRENT: contextvars.ContextVar[Limits | None] = contextvars.ContextVar(
     "ango_torch_limits", default=None
 )
@@ -82,7 +88,27 @@ _CURRENT: contextvars.ContextVar[Limits | None] = contextvars.ContextVar(
 
 def current() -> Limits:
     """The limits in force (the defaults unless :func:`override` is active)."""
-    return _CURRENT.get() or _DEFAULT
+    return _CURRENT.get() or _defaults()
+
+
+def _defaults() -> Limits:
+    """The defaults, with :data:`ENV` applied (parsed again only when it changes)."""
+    global _from_env
+    text = os.environ.get(ENV, "")
+    if text != _from_env[0]:
+        changes: dict[str, Any] = {}
+        names = {f.name: f.type for f in dataclasses.fields(Limits)}
+        for pair in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = pair.partition("=")
+            key = key.strip()
+            if key not in names:
+                raise ValueError(f"{ENV}: unknown limit {key!r} (known: {', '.join(names)})")
+            try:
+                changes[key] = float(value) if names[key] == "float" else int(value)
+            except ValueError:
+                raise ValueError(f"{ENV}: {key}={value!r} is not a number") from None
+        _from_env = (text, Limits(**changes))
+    return _from_env[1]
 
 
 @contextlib.contextmanager
@@ -102,6 +128,6 @@ def override(**changes: Any) -> Iterator[Limits]:
 def hint(name: str) -> str:
     """The sentence that tells how to raise the limit ``name``."""
     return (
-        f"raise it with ango_torch.limits.override({name}=...) or "
-        f"load_export(..., limits=Limits({name}=...)) if the file is trusted"
+        f"if the file is trusted, raise it with load_export(..., limits=Limits({name}=...)), "
+        f"ango_torch.limits.override({name}=...) or {ENV}='{name}=...'"
     )

@@ -12,7 +12,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from ango_torch.errors import (
     ExportFormatError,
     LimitError,
 )
-from ango_torch.limits import Limits, current, override
+from ango_torch.limits import ENV, Limits, current, override
 
 
 def _array() -> bytes:
@@ -372,3 +375,35 @@ def test_validate_and_inspect_count_skipped_beyond_the_kept_reasons(tmp_path: Pa
     assert summarize(export)["skipped"] == 50
     malformed = [p for p in find_problems(export) if p.code == "malformed"]
     assert len(malformed) == 6 and "45 more unreadable assets" in malformed[-1].message
+
+
+def test_cli_subprocess_exit_2_and_env_override(tmp_path: Path) -> None:
+    # The deep file of the table (604 JSON levels) against the default max_depth=64,
+    # then a 204-level one with the limit raised through ANGO_TORCH_LIMITS.
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(_deep_array_file())
+    cmd = [sys.executable, "-m", "ango_torch", "inspect", str(deep)]
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "max_depth" in done.stderr
+    ok = tmp_path / "ok.json"
+    ok.write_bytes(json.dumps([make_asset([]), _deep_classification(100)]).encode())
+    cmd[-1] = str(ok)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    env[ENV] = "max_depth=204"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "assets       2 (0 unreadable)" in done.stdout
+
+
+def test_env_limits_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV, "max_depth=12, max_expansion_ratio=50.5")
+    assert (current().max_depth, current().max_expansion_ratio) == (12, 50.5)
+    monkeypatch.setenv(ENV, "max_dpth=12")
+    with pytest.raises(ValueError, match="unknown limit 'max_dpth'"):
+        current()
+    monkeypatch.setenv(ENV, "max_depth=lots")
+    with pytest.raises(ValueError, match="not a number"):
+        current()
