@@ -132,7 +132,10 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
                             "image_id": i,
                             "category_id": int(inst.labels[k]),
                             "bbox": [bx1, by1, bx2 - bx1, by2 - by1],
-                            "area": float(m.sum()),
+                            # as the targets: box area in detection, else mask pixels
+                            "area": float(m.sum())
+                            if ds.task != "detection"
+                            else (bx2 - bx1) * (by2 - by1),
                             "iscrowd": 0,
                             "segmentation": mask_to_rle(m),
                         }

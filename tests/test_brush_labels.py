@@ -18,7 +18,7 @@ import torch
 from builders import H, W, make_asset, make_box, make_polygon, write_images
 from PIL import Image
 
-from ango_torch import AngoDataset, AngoTorchWarning
+from ango_torch import AngoDataset, AngoTorchWarning, to_coco
 from ango_torch import brush as br
 from ango_torch.errors import OntologyError
 from ango_torch.targets import IGNORE
@@ -161,6 +161,10 @@ def test_unlisted_and_excluded_pixels_give_no_instance(tmp_path: Path, task: str
         if task == "instance":
             assert t["masks"].sum(dim=(1, 2)).tolist() == [77, 13]
         assert ds.report.brush_unlisted_pixels + ds.report.brush_excluded_pixels == 9
+        # to_coco agrees instance for instance (same hand-computed areas)
+        coco = to_coco(ds)
+        assert [a["area"] for a in coco["annotations"]] == t["area"].tolist()
+        assert [a["category_id"] for a in coco["annotations"]] == [1, 2]
 
 
 def test_brush_unlisted_is_checked() -> None:
