@@ -7,9 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import ango_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -168,3 +172,59 @@ def test_torchrun_two_processes_train_and_evaluate_each_image_once(tmp_path: Pat
     (record,) = json.loads((tmp_path / "metrics.json").read_text())
     # 3 images over 2 ranks: 2 + 1, not 2 + 2 as DistributedSampler's padding would give.
     assert record["eval"]["images"] == 3
+
+
+def test_detection_evaluation_gathers_rle_not_float_masks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """train_detection.evaluate hands the gather COCO results with RLE masks, per image,
+    never the model's float masks; pycocotools decodes them to the thresholded mask."""
+    mask_api = pytest.importorskip("pycocotools.mask")
+    import _common as c
+    import torch
+    import train_detection
+
+    cfg = c.load_config(str(ROOT / "configs" / "sample_maskrcnn.toml"), [])
+    ds = c.build_dataset(cfg, train=False, transforms=c.detection_transforms(cfg, train=False))
+
+    class Fake(torch.nn.Module):
+        """One detection per image: a float mask, > 0.5 on a 3×2 block (hand-made)."""
+
+        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            out = []
+            for im in images:
+                h, w = im.shape[-2:]
+                m = torch.full((1, 1, h, w), 0.25)
+                m[0, 0, 4:6, 10:13] = 0.75
+                box = torch.tensor([[10.0, 4.0, 13.0, 6.0]])
+                out.append(
+                    {"boxes": box, "labels": torch.tensor([1]), "scores": torch.tensor([0.9])}
+                    | {"masks": m}
+                )
+            return out
+
+    seen: list[dict[int, object]] = []
+
+    def spy(local: dict[int, object]) -> dict[int, object]:
+        seen.append(local)
+        return dict(local)
+
+    monkeypatch.setattr(train_detection, "gather_predictions", spy)
+    gt = ango_torch.to_coco(ds)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        metrics = train_detection.evaluate(Fake(), ds, cfg, torch.device("cpu"), gt)
+    assert metrics["images"] == len(ds) == 3
+    (local,) = seen
+    assert sorted(local) == [0, 1, 2]
+    for image_id, results in local.items():
+        assert isinstance(results, list) and len(results) == 1
+        seg = results[0]["segmentation"]
+        assert isinstance(seg, dict) and not any(isinstance(v, torch.Tensor) for v in seg.values())
+        h, w = ds.get_height_and_width(image_id)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            decoded = mask_api.decode({**seg, "counts": seg["counts"].encode()})
+        expected = np.zeros((h, w), np.uint8)
+        expected[4:6, 10:13] = 1
+        np.testing.assert_array_equal(decoded, expected)
