@@ -290,3 +290,14 @@ def test_per_instance_keys_have_equal_lengths_with_brush(
         2 if brush and task != "semantic" else 0
     )
     assert _check_lengths(ds) == expected
+
+
+def test_no_brush_colour_at_all_leaves_every_pixel_unlisted(tmp_path: Path) -> None:
+    # brush_colors={} names no colour: all 12 + 1 + 9 painted pixels are unlisted (were
+    # silently background), by colour.
+    asset, images = _setup(tmp_path)
+    ds = AngoDataset([asset], root=images, brush_colors={}, task="semantic")
+    assert ds.classes == ["__background__", "car"]
+    assert torch.equal(ds[0][1]["mask"], _expected_semantic(IGNORE, IGNORE, 1, near_label=IGNORE))
+    assert ds.report.brush_unlisted_pixels == 22
+    assert dict(ds.report.brush_unlisted_colors) == {"#f44336": 12, "#00ff00": 9, "#f04632": 1}
