@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -254,15 +254,16 @@ def check_parsed_depth(raw: Any, index: int, limits: Limits | None = None) -> No
         LimitError: naming the asset's externalId and index.
     """
     lim = limits or current()
-    stack: list[tuple[Any, int]] = [(raw, 1)]
+    containers = (Mapping, list, tuple)
+    stack: list[tuple[Any, int]] = [(raw, 1)] if isinstance(raw, containers) else []
     while stack:
         value, depth = stack.pop()
         if depth > lim.max_depth:
-            ext = raw.get("externalId") if isinstance(raw, dict) else None
+            ext = raw.get("externalId") if isinstance(raw, Mapping) else None
             name = ext if isinstance(ext, str) else None
             raise _too_deep("<list>", lim, where(asset=name, index=index))
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list, tuple)))
+        children = value.values() if isinstance(value, Mapping) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, containers))
 
 
 def _escaped_quotes(

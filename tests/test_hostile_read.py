@@ -407,3 +407,10 @@ def test_env_limits_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "max_depth=lots")
     with pytest.raises(ValueError, match="not a number"):
         current()
+
+
+@pytest.mark.parametrize("element", [5, None, "x"], ids=["int", "null", "str"])
+def test_parsed_list_with_a_non_object_is_a_format_error(element: Any) -> None:
+    # Not a dict: malformed by the format's definition (each asset is a JSON object).
+    with pytest.raises(ExportFormatError):
+        ango_torch.load_export([make_asset([]), element])
