@@ -168,7 +168,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self._samples = build_samples(idx, rows)
         if root is None:
             self._warn_expiry()
-        if self.report.skipped_assets or self.report.dropped_objects:
+        report = self.report
+        if report.skipped_assets or report.dropped_objects or report.brush_unplaced:
             warnings.warn(
                 f"AngoDataset({self.export.source!r}): {self.report.summary()}",
                 AngoTorchWarning,

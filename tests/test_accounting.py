@@ -147,6 +147,7 @@ def test_every_object_is_in_a_target_or_in_the_report(
     in_targets = _in_targets(ds, task)
     assert in_targets + _in_report(ds) == total, ds.report.summary()
     if which == "synthetic":
+        assert len(ds) == 4  # the image and pages 0, 1, 2; no video sample
         kept, empty, dropped, ignored = SYNTHETIC[task]
         assert (in_targets, ds.report.empty_after_clipping) == (kept, empty)
         assert dict(ds.report.dropped_objects) == dropped
@@ -169,3 +170,21 @@ def test_semantic_counts_empty_masks_like_instance(tmp_path: Path) -> None:
         counts[task] = ds.report.empty_after_clipping
     # sliver and twice-traced triangle: no pixel centre inside (pycocotools agrees: 0 pixels)
     assert counts == {"instance": 2, "semantic": 2}
+
+
+def test_brush_on_a_multi_page_asset_is_counted_not_guessed(tmp_path: Path) -> None:
+    """One brush PNG per task, pages unknown: applied to no page, counted per asset.
+
+    The brush URL is unreachable: fetching it would raise, so none is fetched."""
+    asset = make_asset([make_polygon(SQUARE, page=1)], brushDataUrl="https://nowhere.invalid/b.png")
+    asset["dataset"] = [f"https://x/p{p}.png" for p in range(2)]
+    pages = tmp_path / "images" / f"{asset['externalId']}.pages"
+    write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(2)])
+    with pytest.warns(AngoTorchWarning, match="brush unplaced: 1"):
+        ds = ango_torch.AngoDataset(
+            [asset], task="semantic", root=tmp_path / "images", brush_colors={"#ff0000": "car"}
+        )
+    assert len(ds) == 1 and ds.sample_location(0)[1] == 1  # page 1 only: no brush-only page
+    mask = ds[0][1]["mask"]
+    # hand-computed: SQUARE covers x 2..7, y 2..6 → 30 pixels of "car" (label 1), no brush
+    assert int((mask == 1).sum()) == 30 and int((mask != 0).sum()) == 30
