@@ -129,7 +129,7 @@ def _duplicate_ids(idx: Any) -> list[Problem]:
     ids = [idx.string(i) or "" for i in idx.asset_asset_id.tolist()]
     out = []
     for code, keys in (
-        ("duplicate-external-id", [n.casefold() for n in names]),
+        ("duplicate-external-id", [n.casefold() or None for n in names]),
         ("duplicate-asset-id", [i or None for i in ids]),
     ):
         groups: dict[str | None, list[int]] = {}

@@ -316,3 +316,39 @@ def test_zero_area_ignores_short_rings_between_polygons() -> None:
     assert _ring_areas(export.index).tolist() == [0.0, 2.0, 0.0, 8.0, 0.0, 0.0, 4.5]
     zero = [p.object_id for p in find_problems(export) if p.code == "zero-area"]
     assert zero == [c["objectId"]]
+
+
+@pytest.mark.parametrize(
+    ("base", "shared", "external_id", "expected"),
+    [
+        ("/r", False, "a/b.jpg", "/r/a/b.jpg"),
+        ("/r", True, "a/b.jpg", "/r/_assets/id%2F1/a/b.jpg"),
+        ("s3://b/imgs/{externalId}.jpg", False, "x", "s3://b/imgs/x.jpg"),
+        ("s3://b/imgs/{externalId}.jpg", True, "x", "s3://b/imgs/_assets/id%2F1/x.jpg"),
+        ("s3://b/{assetId}.jpg", True, "x", "s3://b/id/1.jpg"),  # collision-free already
+    ],
+    ids=["unique", "shared", "template", "template-shared", "assetid-template"],
+)
+def test_image_paths_by_hand(base: str, shared: bool, external_id: str, expected: str) -> None:
+    from ango_torch.fetch import asset_path
+
+    got = asset_path(base, asset_id="id/1", external_id=external_id, shared=shared)
+    assert got == expected
+
+
+def test_reserved_and_case_folded_names_are_shared() -> None:
+    from ango_torch._layout import shared_external_ids
+
+    names = ["a.jpg", "A.JPG", "b.jpg", "_assets/x.jpg", "_Brush/y.png", "c/_assets.png"]
+    assert shared_external_ids(names).tolist() == [True, True, False, True, True, False]
+
+
+def test_convert_names_never_meet_after_the_extension_is_replaced(tmp_path: Path) -> None:
+    # 'a.b.jpg' → 'a.b.png', but 'a.b' and 'a.c' share the stem 'a' and keep their full
+    # names: 'a.b.png' again. Worked by hand: the clash makes 'a.b.jpg' keep its too.
+    assets = [make_asset([make_box(1, 1, 2, 2)], external_id=n) for n in ("a.b.jpg", "a.b", "a.c")]
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps(assets))
+    assert main(["convert", str(export), "--to", "masks", "--out", str(tmp_path / "m")]) == 0
+    written = sorted(p.name for p in (tmp_path / "m").glob("*.png"))
+    assert written == ["a.b.jpg.png", "a.b.png", "a.c.png"]
