@@ -151,6 +151,12 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
         f"{args.export} → {args.to}: {report.fetched} fetched, "
         f"{report.skipped} skipped (already complete), {len(failures)} failed"
     )
+    shared = sum(item.shared for item in items if item.kind == "image" and not item.page)
+    if shared:
+        print(
+            f"{shared} assets share an externalId with another (up to case): their images "
+            f"are under {args.to}/_assets/<assetId>/ (see ango-torch validate)"
+        )
     for message in failures[:_FAILURE_LINES]:
         print(f"  {message}")
     if len(failures) > _FAILURE_LINES:

@@ -352,3 +352,16 @@ def test_convert_names_never_meet_after_the_extension_is_replaced(tmp_path: Path
     assert main(["convert", str(export), "--to", "masks", "--out", str(tmp_path / "m")]) == 0
     written = sorted(p.name for p in (tmp_path / "m").glob("*.png"))
     assert written == ["a.b.jpg.png", "a.b.png", "a.c.png"]
+
+
+def test_cli_prefetch_says_which_names_are_shared(
+    mem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assets, _ = _twins(mem)  # 'img.png' twice and 'IMG.PNG': three shared names
+    export = tmp_path / "e.json"
+    export.write_text(json.dumps(assets))
+    out = tmp_path / "imgs"
+    assert main(["prefetch", str(export), "--to", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "4 fetched" in text and "3 assets share an externalId" in text
+    assert f"{out}/_assets/<assetId>/" in text
