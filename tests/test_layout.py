@@ -365,3 +365,20 @@ def test_cli_prefetch_says_which_names_are_shared(
     text = capsys.readouterr().out
     assert "4 fetched" in text and "3 assets share an externalId" in text
     assert f"{out}/_assets/<assetId>/" in text
+
+
+def test_brush_key_follows_the_instant_not_its_spelling() -> None:
+    # The two parse paths may keep updatedAt as exported or as isoformat: one instant,
+    # one key (1704067200000 ms = 2024-01-01T00:00:00Z); a later instant, a new key.
+    from ango_torch.prefetch import brush_content_key
+
+    def key(updated: Any) -> str:
+        a = make_asset([], brushDataUrl="https://b/x.png?sig=1", updatedAt=updated)
+        a["assetId"], a["externalId"], a["task"]["taskId"] = "id", "x.png", "t"
+        return brush_content_key(load_export([a]).index, 0)
+
+    same = {
+        key(t) for t in ("2024-01-01T00:00:00.000Z", "2024-01-01T00:00:00+00:00", 1704067200000)
+    }
+    assert len(same) == 1
+    assert key("2024-01-01T00:00:01Z") not in same
