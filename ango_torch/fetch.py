@@ -153,11 +153,13 @@ class AssetStore:
         root: Where the images already are: a local folder, an fsspec URL
             (``memory://imgs``, ``s3://bucket/x``) or a template containing
             ``{externalId}`` or ``{assetId}`` (``s3://bucket/imgs/{externalId}``).
-            A plain root means ``root/<externalId>``.  Files missing under root
-            fall back to the asset's URL.
+            A plain root means ``root/<externalId>`` (``root/_assets/<assetId>/
+            <externalId>`` for shared externalIds).  Files missing under root fall
+            back to the asset's URL.
         storage_options: Passed to fsspec for ``root`` and non-HTTP URLs.
-        cache_dir: Local folder caching fetched bytes by assetId (a second pass over
-            the data makes no request).  Not used for files read from a local root.
+        cache_dir: Local folder caching fetched images by assetId and brush masks by
+            their content key (a second pass over the data makes no request).  Not
+            used for files read from a local root.
         retry: Retry policy for transient failures.
     """
 
