@@ -12,17 +12,31 @@ records into the same columns.  Both paths are tested to produce identical colum
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._parse import ENVELOPE_KEYS, parse_asset
+from ._fields import _list, _Loc
+from ._parse import (
+    ENVELOPE_KEYS,
+    asset_fields,
+    parse_asset,
+    snapshot_envelope,
+    snapshot_tools,
+    task_fields,
+    tool_envelope,
+    tool_id,
+)
+from ._parse_geometry import _bounding_box, _point, _rotated_box, vertex_array
 from ._tables import class_raw, meta_raw, relation_raw
 from .records import (
     Asset,
     BoundingBox,
+    Classification,
     Ner,
     OtherGeometry,
     Pdf,
@@ -46,7 +60,6 @@ _BOX, _ROT, _POLY, _LINE, _PT, _SEG = (
     int(ToolKind.POINT),
     int(ToolKind.SEGMENTATION),
 )
-_NUM = (int, float)
 
 
 @dataclass(slots=True)
@@ -91,197 +104,96 @@ def _ring_pts(value: Any, pts: list[Any], cols: AssetColumns, zone: int, hole: b
     cols.ring_hole.append(hole)
 
 
-def _snapshot(raw: Any, cols: AssetColumns, pts: list[Any], tools_key: str) -> None:
-    if type(raw) is not dict:
-        raise _GiveUp
-    tools = raw.get(tools_key)
-    if tools is None:
-        tools = []
-    elif type(tools) is not list:
-        raise _GiveUp
-    kinds, titles, opages, bbox = cols.kinds, cols.titles, cols.opages, cols.bbox
-    obj_rings, obj_extra = cols.obj_rings, cols.obj_extra
-    for t in tools:
+def _fast_geometry(
+    t: dict[str, Any], cols: AssetColumns, pts: list[Any], loc: _Loc
+) -> tuple[int, Any]:
+    """Append the rings and box of one object's geometry; its kind and geometry extra.
+
+    Scalars (boxes, points, rotated-box fields) go through the parser's own functions;
+    vertex lists are collected raw and converted once per asset by :func:`_finish`.
+    """
+    extra = t.keys() - ENVELOPE_KEYS
+    if len(extra) != 1:
+        raise _GiveUp  # no geometry, two of them, or an unknown key: the parser decides
+    (key,) = extra
+    value = t[key]
+    if key == "bounding-box":
+        cols.bbox += _bounding_box(value, loc).xyxy()
+        return _BOX, None
+    if key == "polygon" or key == "polyline":
+        _ring_pts(value, pts, cols, 0, False)
+        cols.bbox += (NAN, NAN, NAN, NAN)
+        return (_POLY if key == "polygon" else _LINE), None
+    if key == "segmentation":
+        zones = value.get("zones") if type(value) is dict else None
+        if type(zones) is not list or not zones:
+            raise _GiveUp
+        for z, zone in enumerate(zones):
+            if type(zone) is not dict:
+                raise _GiveUp
+            _ring_pts(zone.get("region"), pts, cols, z, False)
+            holes = zone.get("holes")
+            if holes:
+                if type(holes) is not list or type(holes[0]) is not list:
+                    raise _GiveUp
+                if holes[0] and type(holes[0][0]) is not list:
+                    raise _GiveUp  # a flat hole ring: the parser's quirk
+                for hring in holes:
+                    _ring_pts(hring, pts, cols, z, True)
+            elif holes is not None and type(holes) is not list:
+                raise _GiveUp
+        cols.bbox += (NAN, NAN, NAN, NAN)
+        return _SEG, None
+    if key == "point":
+        p = _point(value, loc)
+        cols.bbox += (p.x, p.y, p.x, p.y)
+        return _PT, None
+    if key == "rotated-bounding-box":
+        r = _rotated_box(value, loc)
+        _ring_pts(r.corners.tolist(), pts, cols, 0, False)
+        cols.bbox += (NAN, NAN, NAN, NAN)
+        return _ROT, [r.x, r.y, r.width, r.height, r.rotation]
+    raise _GiveUp  # ner, pdf, unknown tools: rare in images, parsed fully
+
+
+def _snapshot(raw: Any, cols: AssetColumns, pts: list[Any], loc: _Loc, field: str) -> None:
+    tools, tf = snapshot_tools(raw, loc, field, "tools")
+    before = len(cols.kinds)
+    for k, t in enumerate(tools):
         if type(t) is not dict:
             raise _GiveUp
-        oid, title = t.get("objectId"), t.get("title")
-        if type(oid) is not str or not oid or type(title) is not str:
-            raise _GiveUp
-        page = t.get("page")
-        if page is not None and type(page) is not int:
-            raise _GiveUp
+        oid = tool_id(t, k, loc, tf)
         n_rings = len(cols.ring_len)
-        gx: Any = None
-        if "bounding-box" in t:
-            b = t["bounding-box"]
-            if type(b) is not dict:
-                raise _GiveUp
-            x: Any = b.get("x")
-            y: Any = b.get("y")
-            w: Any = b.get("width")
-            h: Any = b.get("height")
-            if (
-                type(x) not in _NUM
-                or type(y) not in _NUM
-                or type(w) not in _NUM
-                or type(h) not in _NUM
-            ):
-                raise _GiveUp
-            if w < 0:
-                x, w = x + w, -w
-            if h < 0:
-                y, h = y + h, -h
-            kind = _BOX
-            bbox += (x, y, x + w, y + h)
-        elif "polygon" in t:
-            kind = _POLY
-            _ring_pts(t["polygon"], pts, cols, 0, False)
-            bbox += (NAN, NAN, NAN, NAN)
-        elif "segmentation" in t:
-            kind = _SEG
-            s = t["segmentation"]
-            zones = s.get("zones") if type(s) is dict else None
-            if type(zones) is not list or not zones:
-                raise _GiveUp
-            for z, zone in enumerate(zones):
-                if type(zone) is not dict:
-                    raise _GiveUp
-                _ring_pts(zone.get("region"), pts, cols, z, False)
-                holes = zone.get("holes")
-                if holes:
-                    if type(holes) is not list or type(holes[0]) is not list:
-                        raise _GiveUp
-                    if holes[0] and type(holes[0][0]) is not list:
-                        raise _GiveUp  # a flat hole ring: the parser's quirk
-                    for hring in holes:
-                        _ring_pts(hring, pts, cols, z, True)
-            bbox += (NAN, NAN, NAN, NAN)
-        elif "point" in t:
-            p = t["point"]
-            if (
-                type(p) is not list
-                or len(p) < 2
-                or type(p[0]) not in _NUM
-                or type(p[1]) not in _NUM
-            ):
-                raise _GiveUp
-            kind = _PT
-            bbox += (p[0], p[1], p[0], p[1])
-        elif "rotated-bounding-box" in t:
-            r = t["rotated-bounding-box"]
-            if type(r) is not dict or type(r.get("corners")) is not list or len(r["corners"]) != 4:
-                raise _GiveUp
-            kind = _ROT
-            _ring_pts(r["corners"], pts, cols, 0, False)
-            bbox += (NAN, NAN, NAN, NAN)
-            gx = [r.get(k) for k in ("x", "y", "width", "height", "rotation")]
-            if any(v is not None and type(v) not in _NUM for v in gx):
-                raise _GiveUp
-        elif "polyline" in t:
-            kind = _LINE
-            _ring_pts(t["polyline"], pts, cols, 0, False)
-            bbox += (NAN, NAN, NAN, NAN)
-        else:
-            raise _GiveUp  # ner, pdf, unknown tools: rare in images, parsed fully
-        if not t.keys() <= _ALLOWED_KEYS:
-            raise _GiveUp  # an extra, unknown key: let the parser decide what it is
-        kinds.append(kind)
-        titles.append(title)
-        opages.append(-1 if page is None else page)
-        obj_rings.append(len(cols.ring_len) - n_rings)
-        classifications = t.get("classifications") or None
-        if classifications is not None and type(classifications) is not list:
-            raise _GiveUp
-        meta = t.get("metadata")
-        if meta is not None and type(meta) is not dict:
-            raise _GiveUp
-        interp = t.get("interpolationStopped")
-        obj_extra.append([oid, t.get("schemaId"), classifications, meta, gx, bool(interp)])
-        if type(obj_extra[-1][1]) not in (str, type(None)):
-            raise _GiveUp
+        kind, gx = _fast_geometry(t, cols, pts, loc)
+        title, schema_id, classifications, page, interp, meta = tool_envelope(t, loc)
+        loc.obj = None
+        cols.kinds.append(kind)
+        cols.titles.append(title)
+        cols.opages.append(-1 if page is None else page)
+        cols.obj_rings.append(len(cols.ring_len) - n_rings)
+        cols.obj_extra.append(_object_extra(oid, schema_id, classifications, meta, gx, interp))
+    cols.snaps.append(_record_snap(snapshot_envelope(raw, loc, field), len(cols.kinds) - before))
 
 
-_ALLOWED_KEYS = ENVELOPE_KEYS | {
-    "bounding-box",
-    "polygon",
-    "segmentation",
-    "point",
-    "rotated-bounding-box",
-    "polyline",
-}
+def _fast(raw: Any, index: int = -1, line: int | None = None) -> AssetColumns:
+    """The columns of a well-formed v3 asset, reading its vertices in one conversion.
 
-
-def _snap_row(raw: dict[str, Any], n: int) -> tuple[Any, ...]:
-    extra = {
-        k: raw[k]
-        for k in ("classifications", "relations", "completedAt", "completedBy")
-        if raw.get(k)
-    }
-    for k in ("classifications", "relations"):
-        if k in extra and type(extra[k]) is not list:
-            raise _GiveUp
-    for k in ("stage", "stageId", "brushDataUrl", "medicalBrushDataUrl"):
-        v = raw.get(k)
-        if v is not None and type(v) is not str:
-            raise _GiveUp
-    return (
-        raw.get("stage") or None,
-        raw.get("stageId") or None,
-        raw.get("brushDataUrl") or None,
-        raw.get("medicalBrushDataUrl") or None,
-        n,
-        extra,
-    )
-
-
-def _fast(raw: Any) -> AssetColumns:
-    if type(raw) is not dict or "task" not in raw or type(raw["task"]) is not dict:
-        raise _GiveUp
-    aid, eid, url = raw.get("assetId"), raw.get("externalId"), raw.get("asset")
-    if type(aid) is not str or type(eid) is not str or not aid or not eid:
-        raise _GiveUp
-    if url is not None and type(url) is not str:
-        raise _GiveUp
-    meta = raw.get("metadata") or {}
-    if type(meta) is not dict:
-        raise _GiveUp
-    w, h = meta.get("width"), meta.get("height")
-    if (w is not None and type(w) is not int) or (h is not None and type(h) is not int):
-        raise _GiveUp
-    pages = raw.get("dataset") or []
-    batches = raw.get("batches") or []
-    if type(pages) is not list or type(batches) is not list:
-        raise _GiveUp
-    if any(type(p) is not str for p in pages) or any(type(b) is not str for b in batches):
-        raise _GiveUp
+    Every field but the vertex lists goes through the parser's own functions (so the
+    same rules raise the same errors); anything else unusual raises :class:`_GiveUp`.
+    """
+    if type(raw) is not dict or type(raw.get("task")) is not dict:
+        raise _GiveUp  # legacy v2, or something the parser will name
+    loc = _Loc(None, index, line)
+    eid, aid, url, meta, w, h, pages, batches = asset_fields(raw, loc)
     task = raw["task"]
-    history = task.get("stageHistory") or []
-    if type(history) is not list:
-        raise _GiveUp
     cols = AssetColumns(
-        aid,
-        eid,
-        url or None,
-        -1 if w is None else w,
-        -1 if h is None else h,
-        pages,
-        {
-            "m": meta,
-            "b": batches,
-            "g": 3,
-            "t": [
-                task.get("taskId"),
-                task.get("type"),
-                task.get("updatedAt"),
-                task.get("updatedBy"),
-            ],
-        },
+        aid, eid, url, -1 if w is None else w, -1 if h is None else h, list(pages), {}
     )
     pts: list[Any] = []
-    for snap in (task, *history):
-        before = len(cols.kinds)
-        _snapshot(snap, cols, pts, "tools")
-        cols.snaps.append(_snap_row(snap, len(cols.kinds) - before))
+    _snapshot(task, cols, pts, loc, "task")
+    for k, snap in enumerate(_list(task.get("stageHistory"), loc, "stageHistory")):
+        _snapshot(snap, cols, pts, loc, f"stageHistory[{k}]")
+    cols.extra = _asset_extra(meta, batches, 3, task_fields(task, loc))
     _finish(cols, pts)
     return cols
 
@@ -289,17 +201,12 @@ def _fast(raw: Any) -> AssetColumns:
 def _finish(cols: AssetColumns, pts: list[Any]) -> None:
     """Convert the vertices at once and fill in the boxes of ring-based objects."""
     if pts:
-        arr = np.array(pts)
-        if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "fi":
-            raise _GiveUp
-        verts = arr.astype(np.float32)
-        if not np.isfinite(verts).all():
-            raise _GiveUp
+        verts = vertex_array(pts)  # the parser's conversion rule
+        if verts is None or verts.shape[1] != 2:
+            raise _GiveUp  # the parser names the bad vertex (or drops extra coordinates)
     else:
         verts = np.zeros((0, 2), np.float32)
     box = np.asarray(cols.bbox, np.float64).reshape(-1, 4)
-    if not np.isfinite(box[~np.isnan(box).all(axis=1)]).all():
-        raise _GiveUp
     obj_rings = np.asarray(cols.obj_rings, np.int64)
     need = np.flatnonzero(obj_rings > 0)
     if len(need):
@@ -317,6 +224,43 @@ def _finish(cols: AssetColumns, pts: list[Any]) -> None:
     cols.verts = verts
 
 
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _asset_extra(
+    meta: Mapping[str, Any],
+    batches: Sequence[str],
+    generation: int,
+    task: tuple[str | None, str | None, datetime | None, str | None],
+) -> dict[str, Any]:
+    task_id, task_type, updated_at, updated_by = task
+    return {
+        "m": dict(meta),
+        "b": list(batches),
+        "g": generation,
+        "t": [task_id, task_type, _iso(updated_at), updated_by],
+    }
+
+
+def _object_extra(
+    object_id: str,
+    schema_id: str | None,
+    classifications: tuple[Classification, ...],
+    meta: dict[str, Any] | None,
+    gx: Any,
+    interp: bool,
+) -> list[Any]:
+    return [
+        object_id,
+        schema_id,
+        [class_raw(c) for c in classifications] or None,
+        meta,
+        gx,
+        interp,
+    ]
+
+
 def from_record(asset: Asset) -> AssetColumns:
     """The columns of a fully parsed asset (the path for quirks and legacy exports)."""
     t = asset.task
@@ -327,17 +271,12 @@ def from_record(asset: Asset) -> AssetColumns:
         -1 if asset.width is None else asset.width,
         -1 if asset.height is None else asset.height,
         list(asset.pages),
-        {
-            "m": dict(asset.metadata),
-            "b": list(asset.batches),
-            "g": asset.generation,
-            "t": [
-                t.task_id,
-                t.type,
-                t.updated_at.isoformat() if t.updated_at else None,
-                t.updated_by,
-            ],
-        },
+        _asset_extra(
+            asset.metadata,
+            asset.batches,
+            asset.generation,
+            (t.task_id, t.type, t.updated_at, t.updated_by),
+        ),
     )
     rings: list[npt.NDArray[np.float32]] = []
     for snap in (t.answer, *t.history):
@@ -348,7 +287,8 @@ def from_record(asset: Asset) -> AssetColumns:
     return cols
 
 
-def _record_snap(s: Snapshot) -> tuple[Any, ...]:
+def _record_snap(s: Snapshot, n: int | None = None) -> tuple[Any, ...]:
+    """A snapshot row (``n``: its number of objects, where ``s.tools`` is not filled)."""
     extra: dict[str, Any] = {}
     if s.classifications:
         extra["classifications"] = [class_raw(c) for c in s.classifications]
@@ -358,7 +298,7 @@ def _record_snap(s: Snapshot) -> tuple[Any, ...]:
         extra["completedAt"] = s.completed_at.isoformat()
     if s.completed_by is not None:
         extra["completedBy"] = s.completed_by
-    n = len(s.tools)
+    n = len(s.tools) if n is None else n
     return (s.stage, s.stage_id, s.brush_url, s.medical_brush_url, n, extra)
 
 
@@ -403,14 +343,14 @@ def _record_object(cols: AssetColumns, t: Any, rings: list[npt.NDArray[np.float3
     cols.bbox += np.asarray(box, np.float32).tolist()
     cols.obj_rings.append(len(cols.ring_len) - n0)
     cols.obj_extra.append(
-        [
+        _object_extra(
             t.object_id,
             t.schema_id,
-            [class_raw(c) for c in t.classifications] or None,
+            t.classifications,
             meta_raw(t.metadata) if t.metadata is not None else None,
             gx,
             t.interpolation_stopped,
-        ]
+        )
     )
 
 
@@ -426,13 +366,17 @@ def _bounds(rings: list[npt.NDArray[np.float32]]) -> tuple[float, float, float, 
 def asset_columns(raw: Any, index: int, *, line: int | None = None) -> AssetColumns:
     """The index columns of one raw asset (fast path, else the full parser).
 
+    The fast path (:func:`_fast`) takes well-formed v3 assets; whatever it gives up on,
+    or refuses, goes through the full parser, whose error is the one raised (it reads
+    the asset in order, so it names the first problem).
+
     Raises:
         ExportFormatError: from the full parser, naming the asset, object and field.
     """
     try:
-        return _fast(raw)
+        return _fast(raw, index, line)
     except _GiveUp:
         pass
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
-        pass
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError):
+        pass  # ExportFormatError is a ValueError
     return from_record(parse_asset(raw, index, line=line))

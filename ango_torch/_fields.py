@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,6 +38,8 @@ def _type(value: Any) -> str:
 
 
 def _str(value: Any, loc: _Loc, field: str, *, required: bool = False) -> str | None:
+    if type(value) is str and (value or not required):
+        return value
     if value is None or value == "":
         if required:
             raise loc.error(field, "is missing, expected a string")
@@ -49,14 +52,99 @@ def _str(value: Any, loc: _Loc, field: str, *, required: bool = False) -> str | 
 
 
 def _num(value: Any, loc: _Loc, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if type(value) is float:  # the common case first (indexing speed)
+        if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+            return value
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         if value is None:
             raise loc.error(field, "is missing, expected a number")
         raise loc.error(field, f"expected a number, got {_type(value)} {value!r:.40}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # a JSON integer beyond any float
+        raise loc.error(
+            field, f"expected a finite number, got an integer of {len(str(value))} digits"
+        ) from None
     if not math.isfinite(f):
         raise loc.error(field, f"expected a finite number, got {f}")
     return f
+
+
+# Doubles at or beyond this magnitude round to infinity as float32 (the index's dtype).
+_F32_LIMIT = 2.0**128 - 2.0**103
+
+
+def _coord(value: Any, loc: _Loc, field: str) -> float:
+    """A coordinate: a finite number that stays finite as float32."""
+    f = _num(value, loc, field)
+    if not -_F32_LIMIT < f < _F32_LIMIT:
+        raise loc.error(field, f"expected a finite number within the float32 range, got {f}")
+    return f
+
+
+def _opt_index(value: Any, loc: _Loc, field: str) -> int | None:
+    """An optional count or position stored in an ``int32`` column: ``0 ≤ value < 2**31``."""
+    if value is None:
+        return None
+    n = _opt_int(value, loc, field)
+    if n is not None and not 0 <= n < 2**31:
+        raise loc.error(field, f"expected an integer ≥ 0 (and < 2**31), got {n}")
+    return n
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is plain JSON as :func:`_json` accepts it (the quick check)."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is float:
+        return bool(value - value == 0.0)  # finite
+    if t is int:
+        return bool(-(2**63) <= value < 2**64)
+    if t is list:
+        return all(map(_plain, value))
+    if t is dict:
+        return all(type(k) is str for k in value) and all(map(_plain, value.values()))
+    return False
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(map(_tupled, value)) if type(value) is list else value
+
+
+def _json(value: Any, loc: _Loc, field: str, *, tuples: bool = False) -> Any:
+    """A free-form JSON value the index stores as is: finite numbers, 64-bit integers,
+    string keys (lists, also nested in lists, become tuples with ``tuples``)."""
+    if _plain(value):
+        if tuples:
+            return _tupled(value)
+        return dict(value) if type(value) is dict else list(value) if type(value) is list else value
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return value
+    if t is dict and not value:
+        return {}
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise loc.error(
+                field, f"expected an integer within 64 bits, got {len(str(value))} digits"
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise loc.error(field, f"expected a finite number, got {value}")
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_json(v, loc, f"{field}[{k}]", tuples=tuples) for k, v in enumerate(value)]
+        return tuple(items) if tuples else items
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise loc.error(field, f"expected string keys, got {_type(k)} {k!r:.40}")
+            out[k] = _json(v, loc, f"{field}.{k}")
+        return out
+    raise loc.error(field, f"expected a JSON value, got {_type(value)}")
 
 
 def _opt_int(value: Any, loc: _Loc, field: str) -> int | None:

@@ -7,13 +7,15 @@ points given as ``{"x", "y"}`` objects, and tools this version does not know.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ._fields import _EMPTY, _Loc, _num, _opt_int, _type
+from ._fields import _EMPTY, _coord, _json, _Loc, _num, _opt_int, _type
 from .records import (
     BoundingBox,
     Geometry,
@@ -30,7 +32,7 @@ from .records import (
     Zone,
 )
 
-__all__ = ["ENVELOPE_KEYS", "parse_geometry"]
+__all__ = ["ENVELOPE_KEYS", "geometry_key", "parse_geometry", "vertex_array"]
 
 # Keys of a tool object that are not its geometry.
 ENVELOPE_KEYS = frozenset(
@@ -53,50 +55,77 @@ ENVELOPE_KEYS = frozenset(
 
 
 def _points(value: Any, loc: _Loc, field: str, *, min_points: int = 0) -> Points:
-    """``[[x, y], ...]`` (or ``[{"x":..,"y":..}, ...]``) → read-only float32 ``[N, 2]``."""
+    """``[[x, y], ...]`` (or ``[{"x":..,"y":..}, ...]``) → read-only float32 ``[N, 2]``.
+
+    Every coordinate must be a number (not a bool or a numeric string) that stays finite
+    as float32; extra coordinates beyond ``x, y`` are dropped.
+    """
     if not isinstance(value, list):
         raise loc.error(field, f"expected a list of [x, y] points, got {_type(value)}")
     if not value:
         return _EMPTY
     if isinstance(value[0], Mapping):
         value = [[p.get("x"), p.get("y")] if isinstance(p, Mapping) else p for p in value]
-    try:
-        arr = np.array(value, dtype=np.float32)
-    except (ValueError, TypeError):
-        arr = None
-    if arr is None or arr.ndim != 2 or arr.shape[1] < 2:
+    arr = vertex_array(value)
+    if arr is None:
         for k, p in enumerate(value):
             if not isinstance(p, (list, tuple)) or len(p) < 2:
                 raise loc.error(f"{field}[{k}]", f"expected an [x, y] pair, got {p!r:.60}")
-            _num(p[0], loc, f"{field}[{k}][0]")
-            _num(p[1], loc, f"{field}[{k}][1]")
+            for j, v in enumerate(p):
+                _coord(v, loc, f"{field}[{k}][{j}]")
         raise loc.error(field, "points have inconsistent lengths")
     if arr.shape[1] != 2:
         arr = np.ascontiguousarray(arr[:, :2])
-    if not np.isfinite(arr).all():
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise loc.error(f"{field}[{bad}]", "coordinates must be finite numbers")
-    if isinstance(value[0][0], (str, bool)) or isinstance(value[0][1], (str, bool)):
-        raise loc.error(f"{field}[0]", f"expected numbers, got {value[0]!r:.60}")
     if len(arr) < min_points:
         raise loc.error(field, f"has {len(arr)} points, expected ≥ {min_points}")
     arr.flags.writeable = False
     return arr
 
 
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def vertex_array(points: list[Any]) -> npt.NDArray[np.float32] | None:
+    """Points as float32 ``[N, k ≥ 2]``, or ``None`` unless every point is a list of ≥ 2
+    numbers (``int``/``float``, not ``bool``) of one length, finite as float32.
+
+    The one conversion rule of both parse paths (the fast path calls it once per asset):
+    numbers become doubles, then float32.
+    """
+    try:
+        types = set(map(type, itertools.chain.from_iterable(points)))
+    except TypeError:  # a point that is not a list
+        return None
+    if not types <= _NUMBER_TYPES or set(map(type, points)) != {list}:
+        return None
+    try:
+        arr = np.array(points, np.float64)
+    except (ValueError, TypeError, OverflowError):  # ragged, or an integer beyond doubles
+        return None
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        return None
+    with np.errstate(over="ignore"):
+        out = arr.astype(np.float32)
+    if not np.isfinite(out).all():
+        return None
+    return out
+
+
 def _bounding_box(value: Any, loc: _Loc) -> BoundingBox:
     key = "bounding-box"
     if not isinstance(value, Mapping):
         raise loc.error(key, f"expected an object with x, y, width, height, got {_type(value)}")
-    x = _num(value.get("x"), loc, f"{key}.x")
-    y = _num(value.get("y"), loc, f"{key}.y")
-    w = _num(value.get("width"), loc, f"{key}.width")
-    h = _num(value.get("height"), loc, f"{key}.height")
+    x = _coord(value.get("x"), loc, f"{key}.x")
+    y = _coord(value.get("y"), loc, f"{key}.y")
+    w = _coord(value.get("width"), loc, f"{key}.width")
+    h = _coord(value.get("height"), loc, f"{key}.height")
     # x, y is the first-clicked corner: a box dragged leftwards or upwards is negative.
     if w < 0:
         x, w = x + w, -w
     if h < 0:
         y, h = y + h, -h
+    _coord(x + w, loc, f"{key}.width")  # the far corner, as stored (XYXY float32)
+    _coord(y + h, loc, f"{key}.height")
     return BoundingBox(x, y, w, h)
 
 
@@ -123,7 +152,10 @@ def _rotated_box(value: Any, loc: _Loc) -> RotatedBox:
         c, s = math.cos(t), math.sin(t)
         pts = [(-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)]
         corners = np.array([[cx + px * c - py * s, cy + px * s + py * c] for px, py in pts])
-        corners = corners.astype(np.float32)
+        with np.errstate(over="ignore"):
+            corners = corners.astype(np.float32)
+        if not np.isfinite(corners).all():
+            raise loc.error(f"{key}.corners", "computed corners exceed the float32 range")
         corners.flags.writeable = False
     else:
         raise loc.error(f"{key}.corners", "is missing (and x, y, width, height are incomplete)")
@@ -165,10 +197,10 @@ def _is_point(v: Any) -> bool:
 
 def _point(value: Any, loc: _Loc) -> Point:
     if isinstance(value, Mapping):
-        return Point(_num(value.get("x"), loc, "point.x"), _num(value.get("y"), loc, "point.y"))
+        return Point(_coord(value.get("x"), loc, "point.x"), _coord(value.get("y"), loc, "point.y"))
     if not isinstance(value, list) or len(value) < 2:
         raise loc.error("point", f"expected [x, y], got {value!r:.60}")
-    return Point(_num(value[0], loc, "point[0]"), _num(value[1], loc, "point[1]"))
+    return Point(_coord(value[0], loc, "point[0]"), _coord(value[1], loc, "point[1]"))
 
 
 def _ner(value: Any, loc: _Loc) -> Ner:
@@ -195,18 +227,30 @@ def _pdf(value: Any, loc: _Loc) -> Pdf:
             rect = tuple(
                 _num(br[k], loc, f"pdf.boundingRect.{k}") for k in ("x1", "y1", "x2", "y2")
             )
-    return Pdf(page, rect, dict(value))  # type: ignore[arg-type]
+    return Pdf(page, rect, _json(dict(value), loc, "pdf"))  # type: ignore[arg-type]
+
+
+def geometry_key(obj: Mapping[str, Any], loc: _Loc) -> str | None:
+    """The key holding the object's geometry: its one known tool key, else its first
+    unknown non-envelope key (a tool this version does not know), else ``None``.
+
+    Raises:
+        ExportFormatError: the object has two known geometry keys (which is its shape?).
+    """
+    known = [k for k in obj if k not in ENVELOPE_KEYS and k in _KNOWN_KEYS]
+    if len(known) > 1:
+        names = ", ".join(repr(k) for k in known)
+        raise loc.error(known[1], f"has two geometries ({names}), expected one")
+    if known:
+        return known[0]
+    return next((k for k in obj if k not in ENVELOPE_KEYS), None)
+
+
+_KNOWN_KEYS = frozenset(k.key for k in ToolKind if k is not ToolKind.OTHER)
 
 
 def parse_geometry(obj: Mapping[str, Any], loc: _Loc) -> tuple[ToolKind, Geometry]:
-    key = None
-    for k in obj:
-        if k not in ENVELOPE_KEYS:
-            if ToolKind.from_key(k) is not ToolKind.OTHER:
-                key = k
-                break
-            if key is None:
-                key = k
+    key = geometry_key(obj, loc)
     if key is None:
         return ToolKind.OTHER, OtherGeometry("", None)
     kind = ToolKind.from_key(key)
@@ -229,5 +273,5 @@ def parse_geometry(obj: Mapping[str, Any], loc: _Loc) -> tuple[ToolKind, Geometr
     elif kind is ToolKind.PDF:
         geometry = _pdf(value, loc)
     else:
-        geometry = OtherGeometry(key, value)
+        geometry = OtherGeometry(key, _json(value, loc, key))
     return kind, geometry

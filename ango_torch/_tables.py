@@ -118,7 +118,10 @@ def class_raw(c: Classification) -> dict[str, Any]:
 
 
 def meta_raw(m: ObjectMeta) -> dict[str, Any]:
-    """Object metadata back in the export's raw form (times as ISO strings)."""
+    """Object metadata back in the export's raw form: as exported where known, else
+    rebuilt (times as ISO strings)."""
+    if m.raw is not None:
+        return dict(m.raw)
     d = dict(m.extra)
     if m.created_at is not None:
         d["createdAt"] = m.created_at.isoformat()

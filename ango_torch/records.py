@@ -193,11 +193,16 @@ Geometry: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class ObjectMeta:
-    """Object metadata; ``created_at`` parsed from an ISO string or epoch ms."""
+    """Object metadata; ``created_at`` parsed from an ISO string or epoch ms.
+
+    ``raw`` is the metadata as exported (checked to be plain JSON at load), which is what
+    the index stores; it takes no part in comparisons.
+    """
 
     created_at: datetime | None = None
     created_by: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

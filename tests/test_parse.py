@@ -267,7 +267,7 @@ BAD: list[tuple[Any, str]] = [
     ),
     (
         {"externalId": "x.png", "task": {"tools": [tool("polygon", [[1, float("nan")]])]}},
-        r"field 'polygon\[0\]'.*finite",
+        r"field 'polygon\[0\]\[1\]'.*finite",
     ),
     (
         {
