@@ -1,12 +1,15 @@
 """Raw asset dict → index columns, fast: the parser's bulk path.
 
 Indexing a large export must not build a Python record per annotation.  This module
-reads the common, well-formed shapes straight into flat per-asset lists (one numpy
-conversion per asset for all its vertices).  Anything unusual (a quirk, a wrong type,
-a non-finite number) makes it give up on that asset, and the asset goes through the
-full parser (:func:`ango_torch._parse.parse_asset`), which either accepts the quirk or
-raises an error naming the asset, object and field; :func:`from_record` then turns the
-records into the same columns.  Both paths are tested to produce identical columns.
+reads well-formed v3 assets straight into flat per-asset lists, with one numpy
+conversion per asset for all its vertices.  It has no rules of its own: every field
+goes through the parser's functions (:func:`._parse.asset_fields`, ``tool_envelope``,
+``snapshot_envelope``, the box/point/rotated-box readers, and ``vertex_array``, the one
+vertex rule), so malformed input raises the same errors.  Shapes it does not read
+(legacy v2, text/PDF/unknown tools, quirks such as flat hole rings) make it give up,
+and the asset goes through the full parser (:func:`._parse.parse_asset`), whose
+records :func:`from_record` turns into the same columns.  ``tests/test_parse_paths.py``
+feeds generated assets through both and compares every column.
 """
 
 from __future__ import annotations
