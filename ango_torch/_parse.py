@@ -140,7 +140,9 @@ def tool_id(obj: Any, k: int, loc: _Loc, field: str) -> str:
     loc.obj = None
     if not isinstance(obj, Mapping):
         raise loc.error(f"{field}[{k}]", f"expected a tool object, got {_type(obj)}")
-    object_id = _str(obj.get("objectId"), loc, f"{field}[{k}].objectId") or f"#{k}"
+    object_id = obj.get("objectId")
+    if type(object_id) is not str or not object_id:  # the field name is built only here
+        object_id = _str(object_id, loc, f"{field}[{k}].objectId") or f"#{k}"
     loc.obj = object_id
     return object_id
 
