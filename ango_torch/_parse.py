@@ -221,10 +221,10 @@ def _snapshot(raw: Any, loc: _Loc, field: str, tools_key: str) -> Snapshot:
 AssetFields = tuple[
     str,
     str,
-    "str | None",
+    str | None,
     dict[str, Any],
-    "int | None",
-    "int | None",
+    int | None,
+    int | None,
     tuple[str, ...],
     tuple[str, ...],
 ]
