@@ -414,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="write the metrics as JSON here")
     p.set_defaults(func=cmd_evaluate)
+
+    from ._cli_split import add_split_parser, run_split
+
+    add_split_parser(sub, _add_source).set_defaults(func=run_split)
     return parser
 
 

@@ -20,6 +20,7 @@ import torch
 from torchvision import tv_tensors
 
 from ._expiry import expiry_report
+from ._groups import Where, filter_assets
 from .brush import distinct_colors, resize_nearest
 from .classes import TASKS, ClassMap, brush_color_source, label_brush, resolve_classes
 from .decode import decode_image, decode_rgba, exif_transposed, image_size
@@ -79,6 +80,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         attributes: add ``target["attributes"]`` (each instance's nested
             classifications as ``{title: answer}``) and ``target["classifications"]``
             (the image-level ones).
+        batches: keep only assets in at least one of these Ango batches.
+        where: keep only assets whose ``metadata`` matches ``{key: value}`` (a list
+            or set of values: any of them), or for which ``where(asset)`` is true
+            (``asset``: an :class:`~ango_torch.Asset` record).  Assets left out by
+            ``batches``/``where`` are counted in ``report.filtered_assets``.
 
     Samples follow the export's asset order; a multi-page asset gives one sample per
     annotated page, in page order.  ``classes[0] == "__background__"`` and label ``k``
@@ -103,6 +109,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         brush_unlisted: Literal["ignore", "background"] = "ignore",
         overlap: Overlap = "last",
         attributes: bool = False,
+        batches: Sequence[str] | None = None,
+        where: Where | None = None,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -144,6 +152,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
         rows = skip_videos(idx, rows, self.report)
+        unfiltered = rows  # the class list ignores batches=/where=: filtered sets share labels
+        kept, left_out = filter_assets(idx, rows, batches=batches, where=where)
+        for reason, gone in left_out.items():  # asked for: counted, not an error or warning
+            snaps = rows[gone]
+            self.report.filtered_assets[reason] += len(gone)
+            self.report.filtered_objects += int(
+                (idx.snap_obj_end[snaps] - idx.snap_obj_start[snaps]).sum()
+            )
+        rows = kept
         self._snap_rows = rows
         self._uses_brush = task == "semantic" or brush_instances is not None
         if self._uses_brush:
@@ -152,7 +169,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self.class_map: ClassMap = resolve_classes(
             idx,
             task=task,
-            snapshot_rows=rows,
+            snapshot_rows=unfiltered,
             ontology=self.ontology,
             classes=classes,
             brush_colors=brush_colors,

@@ -56,6 +56,8 @@ class DatasetReport:
     ``brush_excluded_pixels`` are of brush classes left out by ``classes=``
     (``brush_excluded_classes``: title → pixels).  Both became 255 in semantic masks
     (0 with ``brush_unlisted="background"``) and no instance.
+    ``filtered_assets``: assets left out on purpose by ``batches=``/``where=``, by
+    reason (no warning); ``filtered_objects``: the objects of their selected snapshots.
     """
 
     skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
@@ -70,6 +72,8 @@ class DatasetReport:
     brush_unlisted_colors: Counter[str] = field(default_factory=Counter)
     brush_excluded_pixels: int = 0
     brush_excluded_classes: Counter[str] = field(default_factory=Counter)
+    filtered_assets: Counter[str] = field(default_factory=Counter)
+    filtered_objects: int = 0
 
     def summary(self) -> str:
         """One line per non-zero count."""
@@ -98,6 +102,11 @@ class DatasetReport:
             lines.append(
                 f"brush excluded pixels: {self.brush_excluded_pixels} "
                 f"{dict(self.brush_excluded_classes)}"
+            )
+        if self.filtered_assets:
+            lines.append(
+                f"assets filtered out: {dict(self.filtered_assets)} "
+                f"({self.filtered_objects} objects)"
             )
         return "\n".join(lines) or "nothing skipped or dropped"
 
