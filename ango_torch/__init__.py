@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from .distributed import EvalSampler, gather_predictions
     from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
     from .metrics import SegmentationMeter, SegmentationMetrics
+    from .samplers import GroupedBatchSampler, RepeatFactorSampler
     from .sanitize import sanitize_labels_getter
+    from .splits import split
 
 # Names whose modules import torch are loaded on first use (PEP 562), so that reading,
 # indexing and validating an export, the CLI's inspect/validate and the parallel
@@ -45,6 +47,9 @@ _LAZY = {
     "SegmentationMeter": ".metrics",
     "SegmentationMetrics": ".metrics",
     "sanitize_labels_getter": ".sanitize",
+    "GroupedBatchSampler": ".samplers",
+    "RepeatFactorSampler": ".samplers",
+    "split": ".splits",
 }
 
 
@@ -79,10 +84,12 @@ __all__ = [
     "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
+    "GroupedBatchSampler",
     "MissingDependencyError",
     "Ontology",
     "OntologyClass",
     "OntologyError",
+    "RepeatFactorSampler",
     "SegmentationMeter",
     "SegmentationMetrics",
     "SizeMismatchError",
@@ -99,6 +106,7 @@ __all__ = [
     "load_ontology",
     "predictions_to_coco",
     "sanitize_labels_getter",
+    "split",
     "to_coco",
     "write_coco",
 ]

@@ -86,7 +86,7 @@ def test_no_group_straddles_a_split_dataset_and_export(by: Any) -> None:
     assert len(ds) == 50
     # the export form: asset positions, same sides
     lists = ango_torch.split(raw, FRACTIONS, by=by, seed=3)
-    assert sorted(sum(lists.values(), [])) == list(range(40))
+    assert sorted(i for lst in lists.values() for i in lst) == list(range(40))
     for name, subset in out.items():
         assert sorted({ds.asset_index(i) for i in subset.indices}) == lists[name]
 
@@ -96,9 +96,8 @@ def test_adding_ten_percent_new_assets_moves_no_existing_asset(by: Any) -> None:
     base = _export(40)
     grown = list(base)
     rng = random.Random(0)
-    for k, new in enumerate(_export(4, tag="new")):  # 10% more, inserted anywhere
+    for new in _export(4, tag="new"):  # 10% more, inserted anywhere
         grown.insert(rng.randrange(len(grown) + 1), new)
-        del k
     before = ango_torch.split(base, FRACTIONS, by=by, seed=1)
     after = ango_torch.split(grown, FRACTIONS, by=by, seed=1)
     side_before = {base[a]["externalId"]: n for n, lst in before.items() for a in lst}
@@ -179,7 +178,7 @@ def test_split_of_a_subset_and_bad_arguments() -> None:
     sub = Subset(ds, [5, 1, 2, 8])
     out = ango_torch.split(sub, {"a": 0.5, "b": 0.5}, by="asset")
     assert all(s.dataset is sub for s in out.values())
-    assert sorted(sum((list(s.indices) for s in out.values()), [])) == [0, 1, 2, 3]
+    assert sorted(i for s in out.values() for i in s.indices) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="sum to 1"):
         ango_torch.split(raw, {"train": 0.8, "val": 0.3})
     with pytest.raises(ValueError, match="by must be"):
