@@ -192,3 +192,34 @@ def test_grouped_sampler_with_repeat_factors() -> None:
     # all 17×11: one group; image 9 twice (r = 2), the others once
     assert Counter(flat) == Counter({**dict.fromkeys(range(9), 1), 9: 2})
     assert sorted(len(b) for b in s) == [3, 4, 4]  # 11 draws in batches of 4
+
+
+def _ddp_worker(rank: int, world_size: int, init: str, raw: list[dict[str, Any]]) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size)
+    try:
+        ds = ango_torch.AngoDataset(raw, task="detection")
+        sampler = ango_torch.GroupedBatchSampler(ds, 3, seed=7)  # rank/world from the group
+        sampler.set_epoch(2)
+        parts: list[Any] = [None] * world_size
+        dist.all_gather_object(parts, list(sampler))
+        assert (sampler.num_replicas, sampler.rank) == (2, rank)
+        assert len(parts[0]) == len(parts[1]) == 4  # 8 batches of 3 (12 + 12), 4 per rank
+        flat = [i for part in parts for b in part for i in b]
+        assert sorted(flat) == list(range(24))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_share_an_epoch(tmp_path: Path) -> None:
+    import os
+
+    import torch
+    import torch.multiprocessing as mp
+
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    init = f"file://{os.fspath(tmp_path / 'rendezvous')}"
+    mp.spawn(_ddp_worker, args=(2, init, _raw(12, 12)), nprocs=2, join=True)
