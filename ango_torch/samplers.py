@@ -43,8 +43,9 @@ def aspect_groups(dataset: Any, *, group_factor: int = 0) -> npt.NDArray[np.int6
     ``w / h`` is quantized at the bins ``2 ** linspace(-1, 1, 2 * group_factor + 1)``
     (torchvision's detection references, ``create_aspect_ratio_groups``); the default
     ``group_factor=0`` has the one bin ``1``: group 0 is portrait (``w / h < 1``), group 1
-    landscape or square.  Sizes from ``get_height_and_width`` (a ``Subset`` maps its
-    positions to the base dataset).
+    landscape or square.  Sizes from ``get_height_and_width`` (the export's metadata;
+    pages of multi-page assets and images without a size read their header; a
+    ``Subset`` maps its positions to the base dataset).
     """
     if isinstance(group_factor, bool) or not isinstance(group_factor, int) or group_factor < 0:
         raise ValueError(f"group_factor: expected an int ≥ 0, got {group_factor!r}")
