@@ -16,7 +16,10 @@ __all__ = ["ExpiryReport", "expiry_report", "url_expiry"]
 
 
 def _query(url: str) -> dict[str, str]:
-    pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    try:
+        pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    except ValueError:  # a malformed URL (``https://[::1/x``) carries no expiry we can read
+        return {}
     return {k.lower(): v for k, v in pairs}
 
 

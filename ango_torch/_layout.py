@@ -32,8 +32,10 @@ import numpy.typing as npt
 from .errors import UnsafePathError, where
 
 __all__ = [
+    "MAX_NAME_BYTES",
     "Kind",
     "asset_path",
+    "base_folder",
     "cache_name",
     "content_key",
     "shared_external_ids",
@@ -45,10 +47,16 @@ ASSETS_DIR: Final = "_assets"
 BRUSH_DIR: Final = "_brush"
 _RESERVED: Final = frozenset({ASSETS_DIR, BRUSH_DIR})
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_PLACEHOLDER: Final = re.compile(r"\{(externalId|assetId)\}")
+MAX_NAME_BYTES: Final = 255
+"""Longest file name (one path component) in bytes: ext4, APFS, NTFS (in UTF-16 units)."""
+_NO_FILE: Final = "it cannot name a file under root, refusing"
 
 
 def _check_component(value: str, *, what: str, label: str) -> None:
-    """Refuse ids that could leave ``root``: ``..``, absolute paths, drives, NUL."""
+    """Refuse ids that could leave ``root`` (``..``, absolute paths, drives, NUL) or that
+    name no file (``.`` or empty components, lone surrogates, components over 255 bytes)."""
     problem = None
     if not value:
         problem = "is empty"
@@ -69,17 +77,54 @@ def _check_component(value: str, *, what: str, label: str) -> None:
                 break
     if problem:
         raise UnsafePathError(
-            f"{label}: {what} {value!r} {problem}; it would resolve outside root, refusing"
+            f"{label}, field {what!r}: {value!r} {problem}; it would resolve outside root, refusing"
         )
+    parts = re.split(r"[\\/]", value)
+    if "." in parts or "" in parts:
+        problem = "has a '.' or empty path component"
+    elif _SURROGATE.search(value):
+        problem = "is not valid Unicode (a lone surrogate)"
+    if problem:
+        raise UnsafePathError(f"{label}, field {what!r}: {value!r} {problem}; {_NO_FILE}")
+
+
+def _check_lengths(relative: str, *, what: str, value: str, label: str) -> None:
+    """Refuse a path whose components are longer than a file name may be (255 bytes)."""
+    for part in relative.split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME_BYTES:
+            raise UnsafePathError(
+                f"{label}, field {what!r}: {_short(value)} makes a file name of {size} bytes, "
+                f"over the {MAX_NAME_BYTES} a file system allows; {_NO_FILE}"
+            )
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 80 else f"{value[:60]!r}… ({len(value)} characters)"
 
 
 def _quote(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
+    return urllib.parse.quote(value, safe="", errors="surrogatepass")
 
 
-def _id_of(asset_id: str, external_id: str) -> str:
+def _id_of(asset_id: str, external_id: str, label: str = "") -> str:
     # Assets without an assetId (hand-made exports) are keyed by their externalId.
-    return _quote(asset_id or external_id)
+    name = _quote(asset_id or external_id)
+    if name in (".", ".."):
+        what = "assetId" if asset_id else "externalId"
+        raise UnsafePathError(
+            f"{label or where(asset=external_id)}, field {what!r}: {name!r} names a folder, "
+            f"not a file; {_NO_FILE}"
+        )
+    return name
+
+
+def base_folder(base: str) -> str:
+    """The folder of ``base`` (a folder, fsspec path or template) that every file of
+    :func:`asset_path` lies in: ``base`` itself, or a template's folder before its first
+    placeholder."""
+    found = _PLACEHOLDER.search(base)
+    return base if found is None else base[: found.start()].rsplit("/", 1)[0]
 
 
 def shared_external_ids(external_ids: Iterable[str]) -> npt.NDArray[np.bool_]:
@@ -112,8 +157,11 @@ def content_key(url: str | None, *parts: str | None) -> str:
     """
     h = hashlib.blake2b(digest_size=8)
     if url:
-        split = urllib.parse.urlsplit(url)
-        url = urllib.parse.urlunsplit(split._replace(query="", fragment=""))
+        try:
+            split = urllib.parse.urlsplit(url)
+            url = urllib.parse.urlunsplit(split._replace(query="", fragment=""))
+        except ValueError:  # malformed (``https://[::1/x``): keyed by its text, unsplit
+            url = url.split("?", 1)[0]
     for part in (url, *parts):
         h.update((part or "").encode("utf-8", "surrogatepass") + b"\x00")
     return h.hexdigest()
@@ -128,7 +176,10 @@ def _brush_name(
             "(ango_torch.prefetch.brush_content_key), never the assetId alone"
         )
     stage = "" if stage_key is None else "@" + _quote(stage_key)
-    return f"{BRUSH_DIR}/{_id_of(asset_id, external_id)}{stage}.{_quote(key)}.png"
+    name = f"{BRUSH_DIR}/{_id_of(asset_id, external_id, label)}{stage}.{_quote(key)}.png"
+    what, value = ("assetId", asset_id) if stage_key is None else ("stage id", stage_key)
+    _check_lengths(name, what=what, value=value or external_id, label=label)
+    return name
 
 
 def asset_path(
@@ -168,8 +219,8 @@ def asset_path(
     label = label or where(asset=external_id)
     if page is not None and (not isinstance(page, int) or page < 0):
         raise ValueError(f"{label}: page must be an int ≥ 0, got {page!r}")
-    templated = "{externalId}" in base or "{assetId}" in base
-    folder = base[: base.index("{")].rsplit("/", 1)[0] if templated else base
+    templated = _PLACEHOLDER.search(base) is not None
+    folder = base_folder(base)
     if kind == "brush":
         name = _brush_name(asset_id, external_id, stage_key, content_key, label)
         return f"{folder.rstrip('/')}/{name}"
@@ -178,15 +229,26 @@ def asset_path(
     if "{externalId}" in base or not templated:
         _check_component(external_id, what="externalId", label=label)
     # A shared externalId names no single file: it moves under the asset's own folder.
-    name = f"{ASSETS_DIR}/{_id_of(asset_id, external_id)}/{external_id}" if shared else external_id
+    name = external_id
+    if shared:
+        name = f"{ASSETS_DIR}/{_id_of(asset_id, external_id, label)}/{external_id}"
     if "{assetId}" in base:  # collision-free already
         _check_component(asset_id, what="assetId", label=label)
-        path = base.replace("{externalId}", external_id).replace("{assetId}", asset_id)
-    elif templated:
-        path = base.replace("{externalId}", name)
+        values = {"externalId": external_id, "assetId": asset_id}
     else:
-        path = f"{base.rstrip('/')}/{name}"
-    return path if page is None else f"{path}.pages/{page}"
+        values = {"externalId": name}
+    # One pass: an id holding "{assetId}" or "{externalId}" is never expanded again.
+    path = (
+        _PLACEHOLDER.sub(lambda m: values[m.group(1)], base)
+        if templated
+        else f"{base.rstrip('/')}/{name}"
+    )
+    if page is not None:
+        path = f"{path}.pages/{page}"
+    _check_lengths(
+        path[len(folder.rstrip("/")) :], what="externalId", value=external_id, label=label
+    )
+    return path
 
 
 def cache_name(
@@ -203,8 +265,14 @@ def cache_name(
 
     Images and pages by assetId (an asset's pixels never change; signed URLs do),
     brush masks by :func:`content_key` as in :func:`asset_path`.
+
+    Raises:
+        UnsafePathError: An assetId that names no file (``.``, ``..``, over 255 bytes).
     """
+    label = label or where(asset=external_id)
     if kind == "brush":
         return _brush_name(asset_id, external_id, stage_key, content_key, label)
-    name = _id_of(asset_id, external_id)
-    return name if page is None else f"{name}.pages/{page}"
+    name = _id_of(asset_id, external_id, label)
+    name = name if page is None else f"{name}.pages/{page}"
+    _check_lengths(name, what="assetId", value=asset_id or external_id, label=label)
+    return name

@@ -141,6 +141,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
         storage_options=args.storage_options,
         progress=args.progress,
         verify=args.verify,
+        allow_local_urls=args.allow_local_urls,
     )
     # Assets the reader could not parse have no files here: they count as failures.
     failures = [f"unreadable asset #{s.index}: {s.reason}" for s in export.skipped]
@@ -186,6 +187,8 @@ def _dataset(
         cache_dir=args.cache_dir,
         on_error=args.on_error,
         brush_instances="components" if brush else None,
+        allow_local_urls=getattr(args, "allow_local_urls", False),
+        follow_symlinks=getattr(args, "follow_symlinks", False),
     )
 
 
@@ -213,7 +216,22 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
         default="raise",
         help="malformed assets: stop (default) or leave them out and report them",
     )
+    _add_allow_local_urls(p)
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symlinks under --root that lead out of it (default: refuse them)",
+    )
     _add_progress(p)
+
+
+def _add_allow_local_urls(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-local-urls",
+        action="store_true",
+        help="read export URLs that name files on this machine (paths, file://); by "
+        "default they are refused: an export is untrusted and its URLs are remote",
+    )
 
 
 def _report(ds: Any) -> None:
@@ -328,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="write files without checking that they decode",
     )
+    _add_allow_local_urls(p)
     _add_progress(p)
     p.set_defaults(func=cmd_prefetch)
 

@@ -85,6 +85,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             or set of values: any of them), or for which ``where(asset)`` is true
             (``asset``: an :class:`~ango_torch.Asset` record).  Assets left out by
             ``batches``/``where`` are counted in ``report.filtered_assets``.
+        allow_local_urls: read export URLs (``asset``, ``dataset[]``,
+            ``brushDataUrl``) that name this machine's files (paths, ``file://``);
+            off by default, as the export is untrusted (``LocalURLError``).
+        follow_symlinks: follow symlinks under a local ``root`` that lead out of it;
+            off by default (``UnsafePathError``).
 
     Samples follow the export's asset order; a multi-page asset gives one sample per
     annotated page, in page order.  ``classes[0] == "__background__"`` and label ``k``
@@ -111,6 +116,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         attributes: bool = False,
         batches: Sequence[str] | None = None,
         where: Where | None = None,
+        allow_local_urls: bool = False,
+        follow_symlinks: bool = False,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -137,7 +144,13 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self.overlap: Overlap = overlap
         self.attributes = attributes
         self.brush_instances = brush_instances
-        self.store = AssetStore(root=root, storage_options=storage_options, cache_dir=cache_dir)
+        self.store = AssetStore(
+            root=root,
+            storage_options=storage_options,
+            cache_dir=cache_dir,
+            allow_local_urls=allow_local_urls,
+            follow_symlinks=follow_symlinks,
+        )
         self._shared = shared_assets(self.export.index)  # externalIds that name no one file
         self.ontology = (
             None if ontology is None else load_ontology(ontology, storage_options=storage_options)

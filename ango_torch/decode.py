@@ -48,8 +48,21 @@ def _where(label: str) -> str:
 
 
 def _describe(data: bytes) -> str:
-    # The first bytes tell a truncated JPEG from an HTML/XML error page served as an image.
-    return f"{len(data)} bytes starting with {data[:12]!r}"
+    """Size and kind of ``data``, never its bytes: a message must not echo a file's
+    contents (a local file could be a secret).  The kind tells a truncated image from
+    an HTML/XML error page served as one."""
+    head = bytes(data[:512]).lstrip()
+    if not head:
+        kind = "empty" if not data else "blank"
+    elif head[:1] == b"<":
+        kind = "an HTML or XML document (an error page?)"
+    elif head[:1] in (b"{", b"["):
+        kind = "JSON-like text"
+    elif all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        kind = "plain text"
+    else:
+        kind = "binary data"
+    return f"{len(data)} bytes, {kind}"
 
 
 def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:

@@ -14,12 +14,14 @@ __all__ = [
     "AngoTorchWarning",
     "ArchiveError",
     "AssetFetchError",
+    "AssetTooLargeError",
     "DecodeError",
     "DecompressionBombError",
     "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
     "LimitError",
+    "LocalURLError",
     "MissingDependencyError",
     "OntologyError",
     "SizeMismatchError",
@@ -68,7 +70,19 @@ class ExpiredURLError(AssetFetchError):
 
 
 class UnsafePathError(AssetFetchError):
-    """An externalId would resolve outside ``root`` (``..`` or an absolute path)."""
+    """An externalId or assetId would resolve outside ``root`` (``..``, an absolute path, a
+    symlink pointing out) or cannot name a file (too long, ``.``, an empty component)."""
+
+
+class LocalURLError(UnsafePathError):
+    """An export URL (``asset``, ``dataset[]``, ``brushDataUrl``) names a file on this
+    machine (a path, ``file://`` or a chained fsspec URL); refused unless the user passes
+    ``allow_local_urls=True`` (``--allow-local-urls``)."""
+
+
+class AssetTooLargeError(AssetFetchError, LimitError):
+    """One fetched image, page or brush file is larger than
+    :attr:`ango_torch.limits.Limits.max_asset_file_bytes`."""
 
 
 class DecodeError(AssetFetchError):

@@ -22,6 +22,7 @@ import contextlib
 import os
 import random
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -30,23 +31,43 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.client import HTTPException
+from http.client import HTTPException, InvalidURL
 from typing import Any, Final
 
 from ._expiry import url_expiry
-from ._layout import Kind, asset_path, cache_name
-from .errors import AssetFetchError, ExpiredURLError, missing_filesystem, where
+from ._layout import Kind, asset_path, base_folder, cache_name
+from .errors import (
+    AngoTorchError,
+    AssetFetchError,
+    AssetTooLargeError,
+    ExpiredURLError,
+    LocalURLError,
+    UnsafePathError,
+    missing_filesystem,
+    where,
+)
+from .limits import Limits, current, hint
 
 __all__ = [
     "AssetStore",
     "Kind",
     "RetryPolicy",
     "asset_path",
+    "is_local_url",
 ]
 
 _USER_AGENT: Final = "ango_torch"
 _RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 _EXPIRED_BODY: Final = re.compile(rb"expired|expiredtoken", re.IGNORECASE)
+_PROTOCOL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# fsspec protocols that read this machine's disk: itself, or another file system's files
+# (the local one unless told otherwise: caches, archives, prefixes, references, git).
+_LOCAL_PROTOCOLS: Final = frozenset(
+    {"file", "local", "simplecache", "filecache", "blockcache", "cached", "dir", "reference"}
+    | {"zip", "tar", "libarchive", "git", "jlab", "jupyter"}
+)
+# Characters left as they are when a URL is re-quoted for urllib (RFC 3986 reserved + %).
+_URL_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"
 _HINT: Final = (
     "signed URLs in an Ango export are only valid for a limited time (about 33 hours); "
     "download a fresh export and pass root= pointing at a copy of the images, e.g. one "
@@ -106,10 +127,31 @@ class _Missing(Exception):
 
 def redact(url: str) -> str:
     """``url`` without its query string: signatures must not end up in logs."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # malformed (``https://[::1/x``): cut at the query by hand
+        head, sep, _ = url.partition("?")
+        return head + ("?…" if sep else "")
     if parts.query:
         return urllib.parse.urlunsplit(parts._replace(query="…"))
     return url
+
+
+def is_local_url(url: str) -> bool:
+    """Whether a URL from an export would read this machine's disk.
+
+    True for paths (absolute, or relative to the working directory), ``file://`` and
+    fsspec URLs whose file system reads local files by default or by chaining
+    (``zip://x::/a.zip``, ``simplecache::…``, ``dir://``, ``reference://``...).  HTTP(S)
+    URLs and plain remote fsspec URLs (``s3://``, ``gs://``, ``memory://``...) are not.
+    """
+    found = _PROTOCOL.match(url)
+    if found is None:
+        return True  # no protocol: a path on this machine
+    protocol = found.group(1).lower()
+    if protocol in ("http", "https"):
+        return False  # read with urllib: "::" is IPv6 there, never an fsspec chain
+    return "::" in url or protocol in _LOCAL_PROTOCOLS
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -161,6 +203,16 @@ class AssetStore:
             their content key (a second pass over the data makes no request).  Not
             used for files read from a local root.
         retry: Retry policy for transient failures.
+        allow_local_urls: Read export URLs that name this machine's files (paths,
+            ``file://``, chained fsspec URLs; see :func:`is_local_url`).  Off by
+            default: an export is untrusted, and its URLs are remote.
+        follow_symlinks: Follow symlinks under a local ``root`` that lead out of it.
+            Off by default: such a file raises :class:`UnsafePathError`.
+        limits: Safety limits (``max_asset_file_bytes``); default
+            :func:`ango_torch.limits.current` when the store is made.
+
+    Raises:
+        AssetFetchError: A local ``root`` (or a template's folder) that is a file.
     """
 
     def __init__(
@@ -170,15 +222,31 @@ class AssetStore:
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         retry: RetryPolicy = RetryPolicy(),
+        allow_local_urls: bool = False,
+        follow_symlinks: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         self.root = None if root is None else os.fspath(root)
         self.storage_options = dict(storage_options or {})
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self.retry = retry
+        self.allow_local_urls = bool(allow_local_urls)
+        self.follow_symlinks = bool(follow_symlinks)
+        self.limits = limits if limits is not None else current()
         self._local: dict[str, Any] = {}  # per-process state, see _state()
+        if self.root is not None and _is_local(self.root):
+            folder = base_folder(self.root).removeprefix("file://")
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise AssetFetchError(
+                    f"root={self.root!r}: {folder!r} is a file, not a folder; pass the "
+                    "folder the images are in (ROOT/<externalId>)"
+                )
 
     def __repr__(self) -> str:
-        return f"AssetStore(root={self.root!r}, cache_dir={self.cache_dir!r}, retry={self.retry!r})"
+        return (
+            f"AssetStore(root={self.root!r}, cache_dir={self.cache_dir!r}, retry={self.retry!r}, "
+            f"allow_local_urls={self.allow_local_urls}, follow_symlinks={self.follow_symlinks})"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -286,12 +354,19 @@ class AssetStore:
             label: Location for error messages, e.g. ``"asset 'a.jpg' (#3)"``.
 
         Raises:
-            UnsafePathError: ``external_id`` would escape ``root``.
+            UnsafePathError: ``external_id`` or ``asset_id`` would escape ``root`` or
+                names no file, or a symlink under a local ``root`` leads out of it.
+            LocalURLError: ``url`` names a file on this machine and the store was not
+                made with ``allow_local_urls=True``.
+            AssetTooLargeError: The file is over ``limits.max_asset_file_bytes``.
             ExpiredURLError: The signed URL has expired (HTTP 400/403 saying so).
             AssetFetchError: Missing everywhere, or failed after all retries.
             ValueError: A brush mask without ``content_key``.
         """
         label = label or where(asset=external_id)
+        if "field " not in label:
+            field = "brushDataUrl" if kind == "brush" else "asset" if page is None else "dataset"
+            label += f", field {field!r}"
         if page is not None:
             label += f", page {page}"
         if kind == "brush":
@@ -307,9 +382,8 @@ class AssetStore:
             name = cache_name(asset_id, external_id, label=label, **keys)  # type: ignore[arg-type]
             cache_path = os.path.join(self.cache_dir, name)
             try:
-                with open(cache_path, "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
+                return self._read_local(cache_path, label)
+            except _Missing:
                 pass
         tried: list[str] = []
         data: bytes | None = None
@@ -323,6 +397,8 @@ class AssetStore:
                 label=label,
                 **keys,  # type: ignore[arg-type]
             )
+            if _is_local(self.root) and not self.follow_symlinks:
+                self._contain(path, label)
             try:
                 data = self._get(path, label)
                 local_root = _is_local(self.root)
@@ -332,6 +408,14 @@ class AssetStore:
             if not url:
                 where_ = "; ".join(tried) or "no root= given"
                 raise AssetFetchError(f"{label}: no URL in the export and {where_}")
+            if not self.allow_local_urls and is_local_url(url):
+                where_ = "; ".join(tried) or "no root= given"
+                raise LocalURLError(
+                    f"{label}: the export's URL {redact(url)!r} names a file on this machine "
+                    f"({where_}); an export is untrusted and its URLs are read from remote "
+                    "hosts only. Put the file under root=, or pass allow_local_urls=True "
+                    "(--allow-local-urls) if the export is yours"
+                )
             try:
                 data = self._get(url, label)
             except _Missing:
@@ -364,36 +448,113 @@ class AssetStore:
                     ) from exc
                 time.sleep(wait)
 
-    def _get_fs(self, url: str, label: str) -> bytes:
-        fs, path = self._fs(url)
+    def _contain(self, path: str, label: str) -> None:
+        """Refuse a file under a local root whose real path (symlinks resolved) is not
+        inside the root's real path."""
+        assert self.root is not None
+        top = os.path.realpath(base_folder(self.root).removeprefix("file://"))
+        real = os.path.realpath(path.removeprefix("file://"))
+        if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+            raise UnsafePathError(
+                f"{label}: {path!r} resolves to {real!r}, outside root {top!r} (a symlink "
+                "leading out); pass follow_symlinks=True (--follow-symlinks) to follow it"
+            )
+
+    def _too_large(self, label: str, url: str, size: int | str) -> AssetTooLargeError:
+        limit = self.limits.max_asset_file_bytes
+        return AssetTooLargeError(
+            f"{label}: {redact(url)!r} is {size} bytes, over max_asset_file_bytes={limit:,}; "
+            + hint("max_asset_file_bytes")
+        )
+
+    def _read_local(self, path: str, label: str) -> bytes:
+        """A local file's bytes: regular files only (never a device, FIFO or folder),
+        at most ``max_asset_file_bytes``."""
+        limit = self.limits.max_asset_file_bytes
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
-            data: bytes = fs.cat_file(path)
-        except FileNotFoundError as exc:
+            fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise _Missing(str(exc)) from exc
+        except (OSError, ValueError) as exc:  # permission, name too long, loop, NUL...
+            raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise AssetFetchError(
+                    f"{label}: {path!r} is not a regular file (a folder, device, pipe or "
+                    "socket); refusing to read it"
+                )
+            if info.st_size > limit:
+                raise self._too_large(label, path, f"{info.st_size:,}")
+            try:
+                data = f.read(limit + 1)
+            except OSError as exc:
+                raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
+        if len(data) > limit:
+            raise self._too_large(label, path, f"over {limit:,}")
+        return data
+
+    def _get_fs(self, url: str, label: str) -> bytes:
+        if _is_local(url):
+            return self._read_local(url.removeprefix("file://"), label)
+        limit = self.limits.max_asset_file_bytes
+        try:
+            fs, path = self._fs(url)
+            data: bytes = fs.cat_file(path, start=0, end=limit + 1)
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise _Missing(str(exc)) from exc
         except (ConnectionError, TimeoutError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        except (IsADirectoryError, PermissionError) as exc:
-            raise AssetFetchError(f"{label}: cannot read {url!r}: {exc}") from exc
+        except AngoTorchError:
+            raise
+        except Exception as exc:  # fsspec backends raise anything: unknown protocol...
+            raise AssetFetchError(
+                f"{label}: cannot read {redact(url)!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(data) > limit:
+            raise self._too_large(label, url, f"over {limit:,}")
         return data
 
     def _get_http(self, url: str, label: str, timeout: float) -> bytes:
-        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        limit = self.limits.max_asset_file_bytes
         try:
+            # Non-ASCII and spaces percent-encoded as browsers do (UTF-8); % kept.
+            quoted = urllib.parse.quote(url, safe=_URL_SAFE, errors="surrogateescape")
+            request = urllib.request.Request(quoted, headers={"User-Agent": _USER_AGENT})
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                data: bytes = response.read()
                 expected = response.headers.get("Content-Length")
+                if expected is not None and expected.isdigit() and int(expected) > limit:
+                    raise self._too_large(label, url, f"{int(expected):,} (Content-Length)")
+                data: bytes = response.read(limit + 1)
+                if len(data) > limit:
+                    raise self._too_large(label, url, f"over {limit:,}")
                 if expected is not None and expected.isdigit() and len(data) != int(expected):
                     raise _Retryable(f"short body: {len(data)} of {expected} bytes")
                 return data
+        except AngoTorchError:
+            raise
         except urllib.error.HTTPError as exc:
             self._http_error(exc, url, label)
             raise AssertionError("unreachable") from exc  # _http_error always raises
         except urllib.error.URLError as exc:
             # Connection refused / reset / DNS / timeout before the response.
+            if isinstance(exc.reason, (ValueError, InvalidURL)):
+                raise self._malformed(url, label, exc.reason) from exc
             raise _Retryable(f"{type(exc.reason).__name__}: {exc.reason}") from exc
+        except InvalidURL as exc:
+            raise self._malformed(url, label, exc) from exc
         except (OSError, HTTPException) as exc:
             # Reset or timeout while reading the body; IncompleteRead; bad status line.
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:  # bad IPv6 brackets, port, IDNA label...
+            raise self._malformed(url, label, exc) from exc
+
+    @staticmethod
+    def _malformed(url: str, label: str, exc: BaseException) -> AssetFetchError:
+        return AssetFetchError(
+            f"{label}: malformed URL {redact(url)!r} ({type(exc).__name__}: {exc})"
+        )
 
     @staticmethod
     def _http_error(exc: urllib.error.HTTPError, url: str, label: str) -> None:

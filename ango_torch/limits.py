@@ -57,6 +57,27 @@ class Limits:
         max_skipped: skipped assets whose reasons are kept under
             ``on_error="skip"``; those beyond are only counted
             (``AngoExport.skipped_count``).  Default 1000.
+        max_asset_file_bytes: largest image, page or brush file fetched for one asset
+            (from ``root``, the cache, an HTTP body or an fsspec object), in bytes.
+            Default 1 GiB (an uncompressed RGBA image at the decoder's 179-megapixel
+            limit is 716 MiB).  Bounds the memory and time of one fetch: a local URL
+            such as ``/dev/zero`` or an endless HTTP body stops here.  Read when the
+            dataset (its :class:`~ango_torch.fetch.AssetStore`) or ``prefetch`` starts.
+        max_canvas_pixels: largest image canvas (height × width, from the export's
+            ``metadata`` or a decoded image or brush PNG) that targets, ``to_coco``,
+            ``convert`` and ``evaluate`` allocate masks for.  Default 178,956,970 (2 ×
+            Pillow's ``MAX_IMAGE_PIXELS``, its decompression-bomb error); also the
+            dataset's decoder limit.  Read when the dataset is created.
+        max_mask_bytes: largest ``uint8 [N, H, W]`` instance-mask stack of one sample,
+            in bytes.  Default 2 GiB (e.g. 100 instances on a 4096×4096 image take
+            1.6 GiB).  Read when the dataset is created.
+        max_brush_colors: most distinct brush colours discovered (all brush PNGs
+            together) when neither an ontology nor ``brush_colors`` names the brush
+            colours; each becomes a class.  Default 256.  Read when the dataset is
+            created.
+        max_brush_components: most connected components of one brush PNG under
+            ``brush_instances="components"`` (each becomes an instance).  Default
+            10,000.  Read when the dataset is created.
     """
 
     max_asset_bytes: int = 256 << 20
@@ -64,6 +85,11 @@ class Limits:
     expansion_grace_bytes: int = 1 << 20
     max_depth: int = 64
     max_skipped: int = 1000
+    max_asset_file_bytes: int = 1 << 30
+    max_canvas_pixels: int = 2 * 89_478_485
+    max_mask_bytes: int = 2 << 30
+    max_brush_colors: int = 256
+    max_brush_components: int = 10_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

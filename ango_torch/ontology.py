@@ -8,11 +8,15 @@ or a path or fsspec URL of a JSON file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import OntologyError
+
+# Brush colours as :func:`ango_torch.brush.parse_hex_color` reads them.
+_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 __all__ = ["Ontology", "OntologyClass", "load_ontology"]
 
@@ -76,6 +80,15 @@ def parse_ontology(raw: Any, *, name: str = "<dict>") -> Ontology:
         if not isinstance(title, str) or not title:
             raise OntologyError(f"ontology {name}: tools[{k}] has no title")
         color = t.get("color")
+        tool = t.get("tool")
+        if tool == "brush" and color not in (None, "") and not (
+            isinstance(color, str) and _HEX.fullmatch(color.strip())
+        ):
+            # Brush colours map pixels to classes: one that is not hex cannot map any.
+            raise OntologyError(
+                f"ontology {name}: tools[{k}] (class {title!r}), field 'color': expected a "
+                f"brush colour like '#RRGGBB' or '#RGB', got {color!r}"
+            )
         tools.append(
             OntologyClass(
                 schema_id=t.get("schemaId") if isinstance(t.get("schemaId"), str) else None,

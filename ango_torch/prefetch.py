@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from ._expiry import ExpiryReport, expiry_report
 from ._fields import parse_time
-from ._layout import Kind, asset_path, content_key, shared_external_ids
+from ._layout import Kind, asset_path, base_folder, content_key, shared_external_ids
 from .errors import UnsafePathError, where
 from .fetch import AssetStore, RetryPolicy
 
@@ -63,6 +63,8 @@ class PrefetchItem:
     stage_key: str | None = None
     content_key: str | None = None
     shared: bool = False
+    index: int | None = field(default=None, compare=False)
+    """The asset's index in the export, for messages only (not compared)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +175,19 @@ def prefetch_items(
                     idx.string(idx.page_urls[p]) or None,
                     page=k,
                     shared=shared[i],
+                    index=i,
                 )
                 for k, p in enumerate(range(p0, p1))
             )
         else:
             items.append(
-                PrefetchItem(asset_id, external_id, idx.string(idx.asset_url[i]), shared=shared[i])
+                PrefetchItem(
+                    asset_id,
+                    external_id,
+                    idx.string(idx.asset_url[i]),
+                    shared=shared[i],
+                    index=i,
+                )
             )
         row = int(rows[i])
         if brush and row >= 0:
@@ -192,6 +201,7 @@ def prefetch_items(
                         kind="brush",
                         stage_key=brush_stage_key(idx, row),
                         content_key=brush_content_key(idx, row),
+                        index=i,
                     )
                 )
     return items
@@ -208,7 +218,20 @@ def expiry_of_export(
 
 
 def _item_label(item: PrefetchItem) -> str:
-    return where(asset=item.external_id)
+    return where(asset=item.external_id, index=item.index)
+
+
+def _check_inside(base: str, dest: str, label: str) -> None:
+    """Refuse a local ``dest`` whose real path (symlinks resolved) is not inside ``base``'s."""
+    if "://" in base:
+        return  # object stores have no symlinks; ids were checked by asset_path
+    top = os.path.realpath(base_folder(base))
+    real = os.path.realpath(dest)
+    if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(
+            f"{label}: {dest!r} resolves to {real!r}, outside the destination {top!r} (a "
+            "symlink leading out); refusing to write there"
+        )
 
 
 def prefetch(
@@ -220,6 +243,7 @@ def prefetch(
     retry: RetryPolicy = _DEFAULT_RETRY,
     progress: bool | None = None,
     verify: bool = True,
+    allow_local_urls: bool = False,
 ) -> PrefetchReport:
     """Download assets into a folder laid out so that ``root=to`` reads them.
 
@@ -236,6 +260,12 @@ def prefetch(
         progress: Show a tqdm bar; default: when tqdm is installed and stderr is a TTY.
         verify: Decode every file before writing it (images to RGB, brush masks to
             RGBA); undecodable files are reported as failures and not written.
+        allow_local_urls: Read item URLs that name this machine's files (paths,
+            ``file://``); off by default (such items fail with ``LocalURLError``).
+
+    Nothing is ever written outside ``to``: every destination is checked after the
+    ids are placed (no ``..``, absolute or templated ids) and, for a local ``to``,
+    after symlinks are resolved; an item that would leave it fails (``UnsafePathError``).
 
     Returns:
         Counts of fetched and skipped files and the list of failures.
@@ -246,7 +276,9 @@ def prefetch(
     if concurrency < 1:
         raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
     base = os.fspath(to).removeprefix("file://")  # file:// is a local folder
-    store = AssetStore(storage_options=storage_options, retry=retry)
+    store = AssetStore(
+        storage_options=storage_options, retry=retry, allow_local_urls=allow_local_urls
+    )
     unique: dict[str, PrefetchItem] = {}
     failed: list[tuple[PrefetchItem, str]] = []
     for item in items:
@@ -285,6 +317,7 @@ def prefetch(
         if verify:
             check: Callable[..., Any] = decode_rgba if item.kind == "brush" else decode_image
             check(data, label=label)
+        _check_inside(base, dest, label)  # the final path, just before writing
         store.write(dest, data)
         return True
 

@@ -51,7 +51,8 @@ def _brush(path: Path, *, near: bool = True) -> str:
 
 def _setup(tmp_path: Path, *, near: bool = True) -> tuple[dict[str, Any], Path]:
     asset = make_asset([make_polygon(CAR, "car")])
-    # A local path as brushDataUrl: the store falls back to it when root has no brush file.
+    # A local path as brushDataUrl: read (with allow_local_urls=True, the opt-in) when root
+    # has no brush file.
     asset["task"]["brushDataUrl"] = _brush(tmp_path / "brush.png", near=near)
     return asset, write_images(tmp_path / "images", [asset])
 
@@ -100,7 +101,12 @@ def test_within_tolerance_the_nearest_colour_wins() -> None:
 def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -> None:
     asset, images = _setup(tmp_path)
     ds = AngoDataset(
-        [asset], root=images, ontology=ONTOLOGY, classes=["car", "road"], task="semantic"
+        [asset],
+        root=images,
+        allow_local_urls=True,
+        ontology=ONTOLOGY,
+        classes=["car", "road"],
+        task="semantic",
     )
     assert ds.classes == ["__background__", "car", "road"]
     m = ds[0][1]["mask"]
@@ -113,6 +119,7 @@ def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -
     bg = AngoDataset(
         [asset],
         root=images,
+        allow_local_urls=True,
         ontology=ONTOLOGY,
         classes=["car", "road"],
         task="semantic",
@@ -124,7 +131,13 @@ def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -
 
 def test_brush_colors_naming_some_colours_leaves_the_others_unlisted(tmp_path: Path) -> None:
     asset, images = _setup(tmp_path)
-    ds = AngoDataset([asset], root=images, brush_colors={"#f44336": "road"}, task="semantic")
+    ds = AngoDataset(
+        [asset],
+        root=images,
+        allow_local_urls=True,
+        brush_colors={"#f44336": "road"},
+        task="semantic",
+    )
     assert ds.classes == ["__background__", "car", "road"]
     assert torch.equal(ds[0][1]["mask"], _expected_semantic(2, IGNORE, 1, near_label=2))
     assert ds.report.brush_unlisted_pixels == 9
@@ -134,6 +147,7 @@ def test_brush_colors_naming_some_colours_leaves_the_others_unlisted(tmp_path: P
     bg = AngoDataset(
         [asset],
         root=images,
+        allow_local_urls=True,
         brush_colors={"#f44336": "road"},
         task="semantic",
         brush_unlisted="background",
@@ -149,7 +163,14 @@ def test_unlisted_and_excluded_pixels_give_no_instance(tmp_path: Path, task: str
         {"ontology": ONTOLOGY, "classes": ["car", "road"]},
     ]
     for kw in options:
-        ds = AngoDataset([asset], root=images, task=task, brush_instances="components", **kw)
+        ds = AngoDataset(
+            [asset],
+            root=images,
+            allow_local_urls=True,
+            task=task,
+            brush_instances="components",
+            **kw,
+        )
         t = ds[0][1]
         # car polygon, then one road component (12 RED + the NEAR_RED pixel below them);
         # no grass instance, neither as grass nor relabelled as road.
@@ -184,7 +205,9 @@ def test_ontology_without_brush_colours_falls_back_to_discovered(
 ) -> None:
     asset, images = _setup(tmp_path, near=False)
     with pytest.warns(AngoTorchWarning, match="the ontology names no brush colours") as rec:
-        ds = AngoDataset([asset], root=images, ontology=onto, task="semantic")
+        ds = AngoDataset(
+            [asset], root=images, allow_local_urls=True, ontology=onto, task="semantic"
+        )
     message = str(rec[0].message)
     assert "#00ff00, #f44336" in message and "no ontology" not in message
     if onto is _NO_COLOUR:
@@ -197,7 +220,12 @@ def test_ontology_without_brush_colours_falls_back_to_discovered(
     # classes= leaving a discovered colour out: its pixels are excluded and counted
     with pytest.warns(AngoTorchWarning, match="the ontology names no brush colours"):
         kept = AngoDataset(
-            [asset], root=images, ontology=onto, classes=["car", "#f44336"], task="semantic"
+            [asset],
+            root=images,
+            allow_local_urls=True,
+            ontology=onto,
+            classes=["car", "#f44336"],
+            task="semantic",
         )
     assert torch.equal(kept[0][1]["mask"], _expected_semantic(2, IGNORE, 1, near_label=0))
     assert dict(kept.report.brush_excluded_classes) == {"#00ff00": 9}
@@ -211,14 +239,22 @@ def test_semantic_refuses_a_class_labelled_255(tmp_path: Path) -> None:
     # classes would give one class the label 255, the ignore value.
     asset = make_asset([make_polygon([[2, 2], [8, 2], [8, 7], [2, 7]], "c253")])
     images = write_images(tmp_path / "images", [asset])
-    ok = AngoDataset([asset], root=images, task="semantic", classes=[f"c{k}" for k in range(254)])
+    ok = AngoDataset(
+        [asset],
+        root=images,
+        allow_local_urls=True,
+        task="semantic",
+        classes=[f"c{k}" for k in range(254)],
+    )
     m = ok[0][1]["mask"]
     assert m[2:7, 2:8].eq(254).all() and int(m.eq(254).sum()) == 30 and m.max() == 254
     too_many = [f"c{k}" for k in range(255)]
     with pytest.raises(OntologyError, match="255"):
-        AngoDataset([asset], root=images, task="semantic", classes=too_many)
+        AngoDataset([asset], root=images, allow_local_urls=True, task="semantic", classes=too_many)
     # detection and instance labels never meet the ignore value: allowed
-    det = AngoDataset([asset], root=images, task="detection", classes=too_many)
+    det = AngoDataset(
+        [asset], root=images, allow_local_urls=True, task="detection", classes=too_many
+    )
     assert det[0][1]["labels"].tolist() == [254]
 
 
@@ -278,6 +314,7 @@ def test_per_instance_keys_have_equal_lengths_with_brush(
         ds = AngoDataset(
             [asset],
             root=images,
+            allow_local_urls=True,
             ontology=ONTOLOGY,
             task=task,  # type: ignore[arg-type]
             brush_instances=brush,  # type: ignore[arg-type]
@@ -296,7 +333,7 @@ def test_no_brush_colour_at_all_leaves_every_pixel_unlisted(tmp_path: Path) -> N
     # brush_colors={} names no colour: all 12 + 1 + 9 painted pixels are unlisted (were
     # silently background), by colour.
     asset, images = _setup(tmp_path)
-    ds = AngoDataset([asset], root=images, brush_colors={}, task="semantic")
+    ds = AngoDataset([asset], root=images, allow_local_urls=True, brush_colors={}, task="semantic")
     assert ds.classes == ["__background__", "car"]
     assert torch.equal(ds[0][1]["mask"], _expected_semantic(IGNORE, IGNORE, 1, near_label=IGNORE))
     assert ds.report.brush_unlisted_pixels == 22
