@@ -63,7 +63,7 @@ def _num(value: Any, loc: _Loc, field: str) -> float:
         f = float(value)
     except OverflowError:  # a JSON integer beyond any float
         raise loc.error(
-            field, f"expected a finite number, got an integer of {len(str(value))} digits"
+            field, f"expected a finite number, got an integer of {value.bit_length()} bits"
         ) from None
     if not math.isfinite(f):
         raise loc.error(field, f"expected a finite number, got {f}")
@@ -127,7 +127,7 @@ def _json(value: Any, loc: _Loc, field: str, *, tuples: bool = False) -> Any:
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
             raise loc.error(
-                field, f"expected an integer within 64 bits, got {len(str(value))} digits"
+                field, f"expected an integer within 64 bits, got {value.bit_length()} bits"
             )
         return value
     if isinstance(value, float):
@@ -164,20 +164,48 @@ def _list(value: Any, loc: _Loc, field: str) -> list[Any]:
     return value
 
 
+_TIME_DIGITS = 20  # 2**64 has 20 digits: longer digit strings are beyond 64 bits
+
+
+def _time(value: Any, loc: _Loc, field: str) -> datetime | None:
+    """A timestamp (:func:`parse_time`), refusing integers beyond 64 bits (also as digit
+    strings) with an error naming ``field``; other unreadable values read as ``None``."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            if len(text) > _TIME_DIGITS:
+                raise loc.error(
+                    field, f"expected a timestamp within 64 bits, got {len(text)} digits"
+                )
+            number = int(text)
+    if number is not None and not -(2**63) <= number < 2**64:
+        raise loc.error(
+            field,
+            f"expected a timestamp within 64 bits, got an integer of {number.bit_length()} bits",
+        )
+    return parse_time(value)
+
+
 def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 string or epoch milliseconds → aware UTC datetime; else ``None``."""
+    """An ISO-8601 string or epoch milliseconds → aware UTC datetime; else ``None``.
+
+    Never raises: values out of any datetime's range (or of a float's) are ``None``.
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
         try:
+            seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
             return datetime.fromtimestamp(seconds, tz=timezone.utc)
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return parse_time(int(text))
+        if text.isascii() and text.isdigit():
+            return parse_time(int(text)) if len(text) <= _TIME_DIGITS else None
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ._fields import _json, _list, _Loc, _opt_index, _str, _type, parse_time
+from ._fields import _json, _list, _Loc, _opt_index, _str, _time, _type, parse_time
 from ._parse_geometry import ENVELOPE_KEYS, parse_geometry
 from .records import (
     Asset,
@@ -207,7 +207,7 @@ def snapshot_envelope(
         brush_url=_str(raw.get("brushDataUrl"), loc, f"{field}.brushDataUrl") or None,
         medical_brush_url=_str(raw.get("medicalBrushDataUrl"), loc, f"{field}.medicalBrushDataUrl")
         or None,
-        completed_at=parse_time(raw.get("completedAt")),
+        completed_at=_time(raw.get("completedAt"), loc, f"{field}.completedAt"),
         completed_by=_str(raw.get("completedBy"), loc, f"{field}.completedBy") or None,
     )
 
@@ -266,7 +266,7 @@ def task_fields(
     return (
         _str(task_raw.get("taskId"), loc, "task.taskId"),
         _str(task_raw.get("type"), loc, "task.type"),
-        parse_time(task_raw.get("updatedAt")),
+        _time(task_raw.get("updatedAt"), loc, "task.updatedAt"),
         _str(task_raw.get("updatedBy"), loc, "task.updatedBy"),
     )
 
