@@ -107,9 +107,17 @@ def _semantic(args: argparse.Namespace) -> dict[str, Any]:
             f"missing, e.g. {missing[0]}"
         )
     for i, path in enumerate(paths):
-        canvas = ds.get_height_and_width(i)
-        with Image.open(path) as im:
-            pred = np.asarray(im)
+        canvas = ds._check_canvas(i, ds.get_height_and_width(i))  # before any allocation
+        try:
+            with Image.open(path) as im:
+                # the header's size first: a prediction is decoded only at the canvas size
+                if (im.height, im.width) != canvas:
+                    raise AngoTorchError(
+                        f"{path}: a {im.height}×{im.width} label map, expected {canvas}"
+                    )
+                pred = np.asarray(im)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise AngoTorchError(f"{path}: not a readable label PNG ({exc})") from exc
         if pred.shape != canvas:
             raise AngoTorchError(f"{path}: a {pred.shape} label map, expected {canvas}")
         target = ds.load_target(i, canvas)["mask"]

@@ -2,7 +2,9 @@
 
 Category ids equal the dataset's labels.  Segmentations are polygons (one per zone)
 where that is exact, and uncompressed RLE for segmentations with holes and for brush
-components (a polygon cannot express a hole).
+components (a polygon cannot express a hole), encoded from each instance's crop without
+a full-canvas mask.  Canvases over ``max_canvas_pixels`` and brush PNGs with more than
+``max_brush_components`` components are refused (:mod:`ango_torch.limits`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .geometry import crop_to_mask
+from .errors import where
+from .geometry import Offset
 from .records import ToolKind
 from .targets import brush_instances, object_crop
 
 if TYPE_CHECKING:
     from .dataset import AngoDataset
 
-__all__ = ["mask_to_rle", "rle_to_mask", "to_coco", "write_coco"]
+__all__ = ["crop_to_rle", "mask_to_rle", "rle_to_mask", "to_coco", "write_coco"]
 
 
 def mask_to_rle(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
@@ -38,6 +41,40 @@ def mask_to_rle(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
     if flat.size and flat[0]:
         counts = [0, *counts]
     return {"size": [h, w], "counts": counts}
+
+
+def crop_to_rle(
+    crop: npt.NDArray[np.bool_], offset: Offset, canvas_size: tuple[int, int]
+) -> dict[str, Any]:
+    """:func:`mask_to_rle` of ``crop`` placed at ``offset = (y0, x0)`` on an empty
+    ``canvas_size = (H, W)`` canvas, without allocating the canvas: time and memory
+    grow with the crop, not with ``H × W``.
+
+    Raises:
+        ValueError: the crop does not lie inside the canvas.
+    """
+    h, w = (int(v) for v in canvas_size)
+    c = np.asarray(crop, bool)
+    y0, x0 = (int(v) for v in offset)
+    ch, cw = c.shape if c.ndim == 2 else (-1, -1)
+    if ch < 0 or not (0 <= y0 <= h - ch and 0 <= x0 <= w - cw):
+        raise ValueError(f"crop of shape {c.shape} at (y0, x0)={offset} does not fit {(h, w)}")
+    # Pad each crop column with a background pixel above and below, so every run starts
+    # and ends inside its column; value changes in the padded crop's column-major order
+    # are then changes in the canvas's, at canvas index (x0 + col) * H + y0 - 1 + row.
+    padded = np.zeros((cw, ch + 2), bool)
+    padded[:, 1:-1] = c.T
+    flat = padded.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    col, row = np.divmod(change, ch + 2)
+    pos = (x0 + col).astype(np.int64) * h + (y0 - 1 + row)
+    # A run ending at a column's last row and one starting at the next column's first
+    # row are one run on the canvas: the end and the start meet at one index; drop both.
+    keep = np.ones(pos.size, bool)
+    same = np.flatnonzero(pos[1:] == pos[:-1])
+    keep[same] = keep[same + 1] = False
+    bounds = np.concatenate([[0], pos[keep], [h * w]])
+    return {"size": [h, w], "counts": np.diff(bounds).tolist()}
 
 
 def rle_to_mask(rle: dict[str, Any]) -> npt.NDArray[np.bool_]:
@@ -64,7 +101,7 @@ def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[A
         x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
         return [[x1, y1, x2, y1, x2, y2, x1, y2]], max(x2 - x1, 0) * max(y2 - y1, 0)
     if any(hole for _, _, hole in rings):
-        return mask_to_rle(crop_to_mask(crop, offset, canvas_size=canvas)), area
+        return crop_to_rle(crop, offset, canvas), area
     return [_polygon(pts) for pts, _, _ in rings if len(pts) >= 3], area
 
 
@@ -95,7 +132,7 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
             }
         )
         rows, labels = ds.sample_objects(i)
-        canvas = (h, w)
+        canvas = ds._check_canvas(i, (h, w))
         for row, label in zip(rows.tolist(), labels.tolist(), strict=True):
             x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
             x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
@@ -122,9 +159,13 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
         if ds.brush_instances is not None and ds.task != "semantic":
             brush = ds._brush_map(i, canvas)
             if brush is not None:
-                inst = brush_instances(brush)
+                inst = brush_instances(
+                    brush,
+                    max_components=ds._limits.max_brush_components,
+                    label=where(asset=name, index=a, field="brushDataUrl"),
+                )
                 for k in range(len(inst)):
-                    m = crop_to_mask(inst.crops[k], inst.offsets[k], canvas_size=canvas)
+                    crop = inst.crops[k]
                     bx1, by1, bx2, by2 = (float(v) for v in inst.boxes[k])
                     annotations.append(
                         {
@@ -133,11 +174,11 @@ def to_coco(ds: AngoDataset) -> dict[str, Any]:
                             "category_id": int(inst.labels[k]),
                             "bbox": [bx1, by1, bx2 - bx1, by2 - by1],
                             # as the targets: box area in detection, else mask pixels
-                            "area": float(m.sum())
+                            "area": float(crop.sum())
                             if ds.task != "detection"
                             else (bx2 - bx1) * (by2 - by1),
                             "iscrowd": 0,
-                            "segmentation": mask_to_rle(m),
+                            "segmentation": crop_to_rle(crop, inst.offsets[k], canvas),
                         }
                     )
     categories = [

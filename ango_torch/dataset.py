@@ -24,9 +24,17 @@ from ._groups import Where, filter_assets
 from .brush import distinct_colors, resize_nearest
 from .classes import TASKS, ClassMap, brush_color_source, label_brush, resolve_classes
 from .decode import decode_image, decode_rgba, exif_transposed, image_size
-from .errors import AngoTorchError, AngoTorchWarning, AssetFetchError, SizeMismatchError, where
+from .errors import (
+    AngoTorchError,
+    AngoTorchWarning,
+    AssetFetchError,
+    LimitError,
+    SizeMismatchError,
+    where,
+)
 from .export import AngoExport, OnError, load_export
 from .fetch import AssetStore
+from .limits import current
 from .ontology import Ontology, load_ontology
 from .prefetch import brush_content_key, brush_stage_key, shared_assets
 from .selection import (
@@ -37,7 +45,17 @@ from .selection import (
     skip_videos,
     unplaced_brush,
 )
-from .targets import IGNORE, Instances, Overlap, brush_instances, instances, semantic_map
+from .targets import (
+    IGNORE,
+    Instances,
+    Overlap,
+    brush_instances,
+    check_canvas,
+    check_mask_bytes,
+    instances,
+    limit_hint,
+    semantic_map,
+)
 
 __all__ = ["AngoDataset", "DatasetReport"]
 
@@ -144,6 +162,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self.overlap: Overlap = overlap
         self.attributes = attributes
         self.brush_instances = brush_instances
+        self._limits = current()  # canvas, mask and brush limits: read once, pickled along
         self.store = AssetStore(
             root=root,
             storage_options=storage_options,
@@ -222,9 +241,20 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         if brush_color_source(self.ontology, brush_colors) != "discovered":
             return []
         found: Counter[str] = Counter()
+        cap = self._limits.max_brush_colors
         for a, s in self._brush_urls():
-            for (r, g, b), n in distinct_colors(self._brush_rgba(a, s)):
+            colors = distinct_colors(self._brush_rgba(a, s))
+            for (r, g, b), n in colors:
                 found[f"#{r:02x}{g:02x}{b:02x}"] += n
+            if len(found) > cap:
+                name = self.export.index.string(self.export.index.asset_external_id[a])
+                raise LimitError(
+                    f"{where(asset=name, index=a, field='brushDataUrl')}: {len(colors):,} "
+                    f"distinct brush colours in this mask ({len(found):,} so far), over "
+                    f"max_brush_colors={cap:,}: without an ontology naming the brush colours "
+                    "each colour would become a class. Pass ontology= (with brush colours) "
+                    "or brush_colors={'#rrggbb': title}, or " + limit_hint("max_brush_colors")
+                )
         if found:
             if self.ontology is None:
                 why = "no ontology or brush_colors"
@@ -346,7 +376,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             content_key=brush_content_key(idx, s),
             label=where(asset=name, index=a, field="brushDataUrl"),
         )
-        return decode_rgba(data, label=where(asset=name, index=a, field="brushDataUrl"))
+        return decode_rgba(
+            data,
+            label=where(asset=name, index=a, field="brushDataUrl"),
+            max_pixels=self._limits.max_canvas_pixels,
+        )
 
     def _brush_map(self, i: int, canvas: tuple[int, int]) -> npt.NDArray[np.int64] | None:
         """Label map of sample ``i``'s brush PNG (``None`` without one)."""
@@ -393,7 +427,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def load_image(self, i: int) -> tv_tensors.Image:
         """Sample ``i``'s image: ``uint8 [3, H, W]`` RGB, EXIF orientation applied."""
         i = self._check(i)
-        pixels = decode_image(self._fetch_image(i), label=self._label(i))
+        pixels = decode_image(
+            self._fetch_image(i), label=self._label(i), max_pixels=self._limits.max_canvas_pixels
+        )
         # A channels-first view of the decoded HWC pixels, as torchvision's pil_to_tensor
         # gives: no copy here (the DataLoader's hand-over copies once anyway).
         return tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
@@ -401,6 +437,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def load_target(self, i: int, canvas_size: tuple[int, int]) -> dict[str, Any]:
         """Sample ``i``'s target for an image of ``canvas_size`` (``(H, W)``)."""
         i = self._check(i)
+        canvas_size = self._check_canvas(i, canvas_size)
         rows, labels = self.sample_objects(i)
         idx = self.export.index
         brush = self._brush_map(i, canvas_size) if self._uses_brush else None
@@ -415,8 +452,17 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         else:
             inst = instances(idx, rows, labels, canvas_size, masks=self.task == "instance")
             if brush is not None:
-                inst = Instances.concat([inst, brush_instances(brush)])
+                a = self.asset_index(i)
+                name = idx.string(idx.asset_external_id[a])
+                found = brush_instances(
+                    brush,
+                    max_components=self._limits.max_brush_components,
+                    label=where(asset=name, index=a, field="brushDataUrl"),
+                )
+                inst = Instances.concat([inst, found])
             self.report.count_empty(i, inst.dropped_empty)
+            if self.task == "instance":
+                check_mask_bytes(len(inst), canvas_size, self._limits, label=self._label(i))
             target = self._instance_target(inst, canvas_size)
             if self.attributes:
                 target["attributes"] = self._attributes(i, inst.rows)
@@ -425,6 +471,21 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         if self.attributes:
             target["classifications"] = self._image_classifications(i)
         return target
+
+    def _check_canvas(self, i: int, canvas: tuple[int, int]) -> tuple[int, int]:
+        """``canvas`` as ints, refused over ``max_canvas_pixels`` (naming its source)."""
+        a, page, _ = (int(v) for v in self._samples[i])
+        canvas = (int(canvas[0]), int(canvas[1]))
+        idx = self.export.index
+        name = idx.string(idx.asset_external_id[a])
+        declared = page < 0 and (int(idx.asset_height[a]), int(idx.asset_width[a])) == canvas
+        field = "metadata.width/height" if declared else None
+        return check_canvas(
+            canvas,
+            self._limits,
+            label=where(asset=name, index=a, field=field),
+            what="declared size" if declared else "image size",
+        )
 
     def _instance_target(self, inst: Instances, canvas: tuple[int, int]) -> dict[str, Any]:
         target: dict[str, Any] = {

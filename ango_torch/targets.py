@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .brush import components_to_crops, connected_components
+from .errors import LimitError
 from .geometry import (
     BoolArray,
     Offset,
@@ -23,9 +24,19 @@ from .geometry import (
     segmentation_to_crop,
 )
 from .index import ExportIndex
+from .limits import ENV, Limits
 from .records import ToolKind
 
-__all__ = ["IGNORE", "Instances", "brush_instances", "instances", "object_crop", "semantic_map"]
+__all__ = [
+    "IGNORE",
+    "Instances",
+    "brush_instances",
+    "check_canvas",
+    "check_mask_bytes",
+    "instances",
+    "object_crop",
+    "semantic_map",
+]
 
 IGNORE = 255
 """Semantic label of pixels to ignore (e.g. where classes conflict under ``overlap="ignore"``)."""
@@ -93,6 +104,55 @@ class Instances:
         )
 
 
+def limit_hint(name: str) -> str:
+    """How to raise the limit ``name`` of a dataset (its limits are read when it is made)."""
+    return (
+        f"if the export is trusted, raise it with ango_torch.limits.override({name}=...) "
+        f"around the dataset's creation, or {ENV}='{name}=...'"
+    )
+
+
+def check_canvas(
+    canvas_size: tuple[int, int], limits: Limits, *, label: str, what: str = "canvas"
+) -> tuple[int, int]:
+    """Refuse a canvas of more than ``limits.max_canvas_pixels`` before anything is allocated.
+
+    Args:
+        canvas_size: ``(height, width)``.
+        limits: the limits in force (e.g. the dataset's).
+        label: where the size comes from (asset, field), for the message.
+        what: what the size is, e.g. "declared size" or "image".
+
+    Returns:
+        ``(height, width)`` as ints.
+
+    Raises:
+        LimitError: ``height × width > limits.max_canvas_pixels``.
+    """
+    h, w = (int(v) for v in canvas_size)
+    if h * w > limits.max_canvas_pixels:
+        raise LimitError(
+            f"{label}: {what} {w}×{h} ({h * w:,} pixels) is over max_canvas_pixels="
+            f"{limits.max_canvas_pixels:,} (Pillow's decompression-bomb limit by default); "
+            f"refusing to allocate masks for it; {limit_hint('max_canvas_pixels')}"
+        )
+    return h, w
+
+
+def check_mask_bytes(n: int, canvas_size: tuple[int, int], limits: Limits, *, label: str) -> None:
+    """Refuse a ``uint8 [n, H, W]`` mask stack over ``limits.max_mask_bytes``.
+
+    Raises:
+        LimitError: ``n × H × W > limits.max_mask_bytes``.
+    """
+    h, w = canvas_size
+    if n * h * w > limits.max_mask_bytes:
+        raise LimitError(
+            f"{label}: {n} instance masks of {w}×{h} take {n * h * w:,} bytes, over "
+            f"max_mask_bytes={limits.max_mask_bytes:,}; {limit_hint('max_mask_bytes')}"
+        )
+
+
 def object_crop(
     index: ExportIndex, row: int, canvas_size: tuple[int, int]
 ) -> tuple[BoolArray, Offset]:
@@ -153,27 +213,54 @@ def instances(
     )
 
 
-def brush_instances(class_map: npt.NDArray[np.int64], *, connectivity: int = 8) -> Instances:
+def brush_instances(
+    class_map: npt.NDArray[np.int64],
+    *,
+    connectivity: int = 8,
+    max_components: int | None = None,
+    label: str = "brush mask",
+) -> Instances:
     """One instance per connected component of each class of a brush label map.
 
     Boxes are the components' tight pixel boxes (XYXY, ``x2`` = last column + 1).
+
+    Args:
+        class_map: ``int64 [H, W]`` brush label map (0 background, :data:`IGNORE` left
+            out).
+        connectivity: 8 or 4.
+        max_components: refuse more components than this, all classes together
+            (:attr:`~ango_torch.limits.Limits.max_brush_components`); ``None``: no limit.
+        label: where the map comes from (asset, field ``brushDataUrl``), for the message.
+
+    Raises:
+        LimitError: more than ``max_components`` components, checked per class before
+            any crop is cut.
     """
     rows: list[int] = []
     labels: list[int] = []
     crops: list[BoolArray] = []
     offsets: list[Offset] = []
     boxes: list[tuple[int, int, int, int]] = []
-    for label in np.unique(class_map).tolist():
-        if label <= 0 or label == IGNORE:
+    total = 0
+    for value in np.unique(class_map).tolist():
+        if value <= 0 or value == IGNORE:
             continue
-        comp, n = connected_components(class_map == label, connectivity=connectivity)
+        comp, n = connected_components(class_map == value, connectivity=connectivity)
+        total += n
+        if max_components is not None and total > max_components:
+            raise LimitError(
+                f"{label}: over {max_components:,} connected brush components (label "
+                f"{value} alone has {n:,}; a noisy mask?), over max_brush_components="
+                f"{max_components:,}; {limit_hint('max_brush_components')}"
+            )
         c_crops, c_offsets = components_to_crops(comp, count=n)
+        del comp
         for crop, (y0, x0) in zip(c_crops, c_offsets, strict=True):
             crops.append(crop)
             offsets.append((y0, x0))
             boxes.append((x0, y0, x0 + crop.shape[1], y0 + crop.shape[0]))
             rows.append(-1)
-            labels.append(label)
+            labels.append(value)
     return Instances(
         np.array(rows, np.int64),
         np.array(labels, np.int64),
