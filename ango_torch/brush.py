@@ -19,10 +19,13 @@ from ango_torch.geometry import BoolArray, IntArray, Offset, _canvas
 
 __all__ = [
     "BRUSH_TOLERANCE",
+    "OTHER_COLORS",
+    "REPORTED_COLORS",
     "UNLISTED",
     "brush_to_class_map",
     "components_to_crops",
     "connected_components",
+    "count_colors",
     "distinct_colors",
     "parse_hex_color",
     "resize_nearest",
@@ -70,6 +73,13 @@ is *unlisted* (``-1`` in :func:`brush_to_class_map`)."""
 
 UNLISTED = -1
 """Index of painted pixels whose colour is within the tolerance of no listed colour."""
+
+REPORTED_COLORS = 256
+"""Most unlisted colours of one brush PNG counted by name in a dataset's report; the
+pixels of the others are counted under :data:`OTHER_COLORS` (a noisy PNG has millions)."""
+
+OTHER_COLORS = "other colours"
+"""Report key of the unlisted pixels beyond the :data:`REPORTED_COLORS` most frequent."""
 
 
 def brush_to_class_map(
@@ -147,17 +157,42 @@ def _pack_color(color: RGB) -> int:
     return b << 16 | g << 8 | r
 
 
-def distinct_colors(rgba: npt.ArrayLike) -> list[tuple[RGB, int]]:
+def distinct_colors(rgba: npt.ArrayLike, *, top: int | None = None) -> list[tuple[RGB, int]]:
     """The distinct RGB colours of the painted (alpha > 0) pixels of a ``uint8 [H, W, 4]``
-    image, with their pixel counts, most frequent first (ties by colour)."""
+    image, with their pixel counts, most frequent first (ties by colour).
+
+    Args:
+        rgba: ``uint8 [H, W, 4]``.
+        top: return only the ``top`` most frequent (``None``: all).  Sorting and the
+            Python list are then bounded by ``top``, however noisy the image: a noisy PNG
+            has millions of colours.
+    """
+    if top is not None and top <= 0:
+        _packed_rgba(rgba)  # validates the image
+        return []
+    uniq, counts = _color_counts(rgba)
+    r, g, b = uniq & 0xFF, (uniq >> 8) & 0xFF, (uniq >> 16) & 0xFF
+    key = (r.astype(np.int64) << 16) | (g.astype(np.int64) << 8) | b  # (r, g, b) order
+    if top is not None and top < len(uniq):
+        # the top-th largest count; every colour above it, and those at it by colour order
+        kth = np.partition(counts, len(counts) - top)[len(counts) - top]
+        pick = np.flatnonzero(counts >= kth)
+        uniq, counts, key = uniq[pick], counts[pick], key[pick]
+    order = np.lexsort((key, -counts))[:top]
+    rgb = _unpack(uniq[order]).tolist()
+    return [((r, g, b), n) for (r, g, b), n in zip(rgb, counts[order].tolist(), strict=True)]
+
+
+def count_colors(rgba: npt.ArrayLike) -> int:
+    """The number of distinct RGB colours of the painted pixels of a ``uint8 [H, W, 4]``."""
+    return len(_color_counts(rgba)[0])
+
+
+def _color_counts(rgba: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], IntArray]:
     packed = _packed_rgba(rgba)
     rgb = packed[packed >= 1 << 24] & 0xFFFFFF
     uniq, counts = np.unique(rgb, return_counts=True)
-    found = [
-        ((int(r), int(g), int(b)), int(n))
-        for (r, g, b), n in zip(_unpack(uniq), counts, strict=True)
-    ]
-    return sorted(found, key=lambda t: (-t[1], t[0]))
+    return uniq, counts.astype(np.int64)
 
 
 def resize_nearest(arr: npt.NDArray[np.generic], *, size: Sequence[int]) -> npt.NDArray[np.generic]:

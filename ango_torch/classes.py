@@ -10,7 +10,14 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .brush import UNLISTED, brush_to_class_map, distinct_colors, parse_hex_color
+from .brush import (
+    OTHER_COLORS,
+    REPORTED_COLORS,
+    UNLISTED,
+    brush_to_class_map,
+    distinct_colors,
+    parse_hex_color,
+)
 from .errors import OntologyError
 from .index import ExportIndex
 from .ontology import Ontology
@@ -110,7 +117,7 @@ def label_brush(
     if colors:
         index_map, counts.inexact = brush_to_class_map(arr, colors=colors)
     else:
-        distinct_colors(arr)  # validates the image
+        distinct_colors(arr, top=0)  # validates the image
         index_map = np.where(arr[..., 3] > 0, UNLISTED, 0).astype(np.int64)
     lookup = np.array([0, *(k for _, k in kept), *[fill] * len(excluded), fill], np.int64)
     labels: npt.NDArray[np.int64] = lookup[index_map]  # UNLISTED (-1) takes the last
@@ -122,8 +129,12 @@ def label_brush(
                 counts.excluded[title] += n
     unlisted = index_map == UNLISTED
     if unlisted.any():
-        for (r, g, b), n in distinct_colors(arr[unlisted][None]):
+        named = distinct_colors(arr[unlisted][None], top=REPORTED_COLORS)  # bounded: noise
+        for (r, g, b), n in named:
             counts.unlisted[f"#{r:02x}{g:02x}{b:02x}"] += n
+        rest = int(unlisted.sum()) - sum(n for _, n in named)
+        if rest:
+            counts.unlisted[OTHER_COLORS] += rest
     return labels, counts
 
 

@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 
 from ._expiry import expiry_report
 from ._groups import Where, filter_assets
-from .brush import distinct_colors, resize_nearest
+from .brush import count_colors, distinct_colors, resize_nearest
 from .classes import TASKS, ClassMap, brush_color_source, label_brush, resolve_classes
 from .decode import decode_image, decode_rgba, exif_transposed, image_size
 from .errors import (
@@ -243,14 +243,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         found: Counter[str] = Counter()
         cap = self._limits.max_brush_colors
         for a, s in self._brush_urls():
-            colors = distinct_colors(self._brush_rgba(a, s))
+            rgba = self._brush_rgba(a, s)
+            colors = distinct_colors(rgba, top=cap + 1)  # bounded, however noisy the PNG
             for (r, g, b), n in colors:
                 found[f"#{r:02x}{g:02x}{b:02x}"] += n
             if len(found) > cap:
                 name = self.export.index.string(self.export.index.asset_external_id[a])
                 raise LimitError(
-                    f"{where(asset=name, index=a, field='brushDataUrl')}: {len(colors):,} "
-                    f"distinct brush colours in this mask ({len(found):,} so far), over "
+                    f"{where(asset=name, index=a, field='brushDataUrl')}: {count_colors(rgba):,} "
+                    f"distinct brush colours in this mask; with earlier masks', over "
                     f"max_brush_colors={cap:,}: without an ontology naming the brush colours "
                     "each colour would become a class. Pass ontology= (with brush colours) "
                     "or brush_colors={'#rrggbb': title}, or " + limit_hint("max_brush_colors")

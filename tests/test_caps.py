@@ -15,6 +15,7 @@ import json
 import time
 import tracemalloc
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -406,3 +407,35 @@ def test_the_cli_exits_2_on_a_timestamp_beyond_64_bits(
     out = tmp_path / "gt.json"
     assert main(["convert", str(path), "--to", "coco", "--out", str(out)]) == 2
     assert "task.updatedAt" in capsys.readouterr().err
+
+
+def test_distinct_colors_top_is_the_head_of_the_full_list() -> None:
+    from ango_torch.brush import count_colors, distinct_colors
+
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 4, (30, 30, 4), dtype=np.uint8) * 60  # 64 colours, many ties
+    rgba[..., 3] = rng.integers(0, 2, (30, 30)) * 255
+    # reference: a Counter of the painted pixels' (r, g, b) tuples, most frequent first,
+    # ties by colour
+    painted = [tuple(p[:3]) for row in rgba.tolist() for p in row if p[3] > 0]
+    ref = sorted(Counter(painted).items(), key=lambda t: (-t[1], t[0]))
+    assert distinct_colors(rgba) == ref
+    for top in (0, 1, 5, 17, len(ref), len(ref) + 3):
+        assert distinct_colors(rgba, top=top) == ref[:top]
+    assert count_colors(rgba) == len(ref) == 64
+
+
+def test_unlisted_colours_of_a_noisy_png_are_reported_bounded(tmp_path: Path) -> None:
+    from ango_torch.brush import BRUSH_TOLERANCE, OTHER_COLORS, REPORTED_COLORS
+
+    rgba = np.random.default_rng(2).integers(0, 256, (64, 64, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    asset, images = _brush_asset(tmp_path, rgba)
+    ds = _quiet_dataset([asset], task="semantic", root=images, ontology=ONTOLOGY)
+    ds.load_target(0, (64, 64))
+    # reference: pixels farther than the tolerance from RED in some channel are unlisted
+    near = (np.abs(rgba[..., :3].astype(int) - (0xF4, 0x43, 0x36)).max(axis=2)) <= BRUSH_TOLERANCE
+    unlisted = int((~near).sum())
+    colors = ds.report.brush_unlisted_colors
+    assert ds.report.brush_unlisted_pixels == unlisted == sum(colors.values())
+    assert len(colors) == REPORTED_COLORS + 1 and colors[OTHER_COLORS] > 0
