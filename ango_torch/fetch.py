@@ -478,13 +478,14 @@ class AssetStore:
             raise _Missing(str(exc)) from exc
         except (OSError, ValueError) as exc:  # permission, name too long, loop, NUL...
             raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise AssetFetchError(
+                f"{label}: {path!r} is not a regular file (a folder, device, pipe or "
+                "socket); refusing to read it"
+            )
         with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise AssetFetchError(
-                    f"{label}: {path!r} is not a regular file (a folder, device, pipe or "
-                    "socket); refusing to read it"
-                )
             if info.st_size > limit:
                 raise self._too_large(label, path, f"{info.st_size:,}")
             try:
