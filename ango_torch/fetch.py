@@ -18,12 +18,9 @@ Layout under ``root`` (and written by :func:`ango_torch.prefetch.prefetch`): see
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
-import stat
-import tempfile
 import threading
 import time
 import urllib.error
@@ -36,17 +33,26 @@ from typing import Any, Final
 
 from ._expiry import url_expiry
 from ._layout import Kind, asset_path, base_folder, cache_name
+from ._local import (
+    Missing,
+    atomic_write,
+    check_inside,
+    is_local_path,
+    is_local_url,
+    read_local,
+    redact,
+    requote,
+    too_large,
+)
 from .errors import (
     AngoTorchError,
     AssetFetchError,
-    AssetTooLargeError,
     ExpiredURLError,
     LocalURLError,
-    UnsafePathError,
     missing_filesystem,
     where,
 )
-from .limits import Limits, current, hint
+from .limits import Limits, current
 
 __all__ = [
     "AssetStore",
@@ -59,15 +65,6 @@ __all__ = [
 _USER_AGENT: Final = "ango_torch"
 _RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 _EXPIRED_BODY: Final = re.compile(rb"expired|expiredtoken", re.IGNORECASE)
-_PROTOCOL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-# fsspec protocols that read this machine's disk: itself, or another file system's files
-# (the local one unless told otherwise: caches, archives, prefixes, references, git).
-_LOCAL_PROTOCOLS: Final = frozenset(
-    {"file", "local", "simplecache", "filecache", "blockcache", "cached", "dir", "reference"}
-    | {"zip", "tar", "libarchive", "git", "jlab", "jupyter"}
-)
-# Characters left as they are when a URL is re-quoted for urllib (RFC 3986 reserved + %).
-_URL_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"
 _HINT: Final = (
     "signed URLs in an Ango export are only valid for a limited time (about 33 hours); "
     "download a fresh export and pass root= pointing at a copy of the images, e.g. one "
@@ -119,64 +116,6 @@ class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class _Missing(Exception):
-    """The file is not there (404 / FileNotFoundError): try the next source."""
-
-
-def redact(url: str) -> str:
-    """``url`` without its query string: signatures must not end up in logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # malformed (``https://[::1/x``): cut at the query by hand
-        head, sep, _ = url.partition("?")
-        return head + ("?…" if sep else "")
-    if parts.query:
-        return urllib.parse.urlunsplit(parts._replace(query="…"))
-    return url
-
-
-def is_local_url(url: str) -> bool:
-    """Whether a URL from an export would read this machine's disk.
-
-    True for paths (absolute, or relative to the working directory), ``file://`` and
-    fsspec URLs whose file system reads local files by default or by chaining
-    (``zip://x::/a.zip``, ``simplecache::…``, ``dir://``, ``reference://``...).  HTTP(S)
-    URLs and plain remote fsspec URLs (``s3://``, ``gs://``, ``memory://``...) are not.
-    """
-    found = _PROTOCOL.match(url)
-    if found is None:
-        return True  # no protocol: a path on this machine
-    protocol = found.group(1).lower()
-    if protocol in ("http", "https"):
-        return False  # read with urllib: "::" is IPv6 there, never an fsspec chain
-    return "::" in url or protocol in _LOCAL_PROTOCOLS
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to local ``path`` via a temp file in the same folder + rename.
-
-    Readers (other DataLoader workers, a resumed prefetch) see the old state or the
-    whole file, never a part of it.
-    """
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix="." + os.path.basename(path)[:60] + ".", suffix=".part"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -234,7 +173,7 @@ class AssetStore:
         self.follow_symlinks = bool(follow_symlinks)
         self.limits = limits if limits is not None else current()
         self._local: dict[str, Any] = {}  # per-process state, see _state()
-        if self.root is not None and _is_local(self.root):
+        if self.root is not None and is_local_path(self.root):
             folder = base_folder(self.root).removeprefix("file://")
             if os.path.exists(folder) and not os.path.isdir(folder):
                 raise AssetFetchError(
@@ -302,7 +241,7 @@ class AssetStore:
 
     def exists(self, path: str) -> bool:
         """Whether a file is at ``path``: a local path (or ``file://``) or an fsspec URL."""
-        if _is_local(path):
+        if is_local_path(path):
             return os.path.isfile(path.removeprefix("file://"))
         fs, stripped = self._fs(path)
         return bool(fs.exists(stripped))
@@ -313,7 +252,7 @@ class AssetStore:
         Local paths go through :func:`atomic_write`; fsspec URLs get one put (object
         stores make a put visible all at once).
         """
-        if _is_local(path):
+        if is_local_path(path):
             atomic_write(path.removeprefix("file://"), data)
         else:
             fs, stripped = self._fs(path)
@@ -383,7 +322,7 @@ class AssetStore:
             cache_path = os.path.join(self.cache_dir, name)
             try:
                 return self._read_local(cache_path, label)
-            except _Missing:
+            except Missing:
                 pass
         tried: list[str] = []
         data: bytes | None = None
@@ -397,12 +336,12 @@ class AssetStore:
                 label=label,
                 **keys,  # type: ignore[arg-type]
             )
-            if _is_local(self.root) and not self.follow_symlinks:
+            if is_local_path(self.root) and not self.follow_symlinks:
                 self._contain(path, label)
             try:
                 data = self._get(path, label)
-                local_root = _is_local(self.root)
-            except _Missing:
+                local_root = is_local_path(self.root)
+            except Missing:
                 tried.append(f"not found at {path!r}")
         if data is None:
             if not url:
@@ -418,7 +357,7 @@ class AssetStore:
                 )
             try:
                 data = self._get(url, label)
-            except _Missing:
+            except Missing:
                 tried.append(f"404 Not Found from {redact(url)}")
                 raise AssetFetchError(f"{label}: file is missing: {'; '.join(tried)}") from None
         if cache_path is not None and not local_root:
@@ -426,7 +365,7 @@ class AssetStore:
         return data
 
     def _get(self, url: str, label: str) -> bytes:
-        """One source, with retries; raises _Missing for a 404 / missing file."""
+        """One source, with retries; raises Missing for a 404 / missing file."""
         policy = self.retry
         start = time.monotonic()
         http = url.startswith(("http://", "https://"))
@@ -449,62 +388,27 @@ class AssetStore:
                 time.sleep(wait)
 
     def _contain(self, path: str, label: str) -> None:
-        """Refuse a file under a local root whose real path (symlinks resolved) is not
-        inside the root's real path."""
         assert self.root is not None
-        top = os.path.realpath(base_folder(self.root).removeprefix("file://"))
-        real = os.path.realpath(path.removeprefix("file://"))
-        if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
-            raise UnsafePathError(
-                f"{label}: {path!r} resolves to {real!r}, outside root {top!r} (a symlink "
-                "leading out); pass follow_symlinks=True (--follow-symlinks) to follow it"
-            )
-
-    def _too_large(self, label: str, url: str, size: int | str) -> AssetTooLargeError:
-        limit = self.limits.max_asset_file_bytes
-        return AssetTooLargeError(
-            f"{label}: {redact(url)!r} is {size} bytes, over max_asset_file_bytes={limit:,}; "
-            + hint("max_asset_file_bytes")
+        check_inside(
+            path,
+            base_folder(self.root),
+            label,
+            what="root",
+            remedy="pass follow_symlinks=True (--follow-symlinks) to follow it",
         )
 
     def _read_local(self, path: str, label: str) -> bytes:
-        """A local file's bytes: regular files only (never a device, FIFO or folder),
-        at most ``max_asset_file_bytes``."""
-        limit = self.limits.max_asset_file_bytes
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise _Missing(str(exc)) from exc
-        except (OSError, ValueError) as exc:  # permission, name too long, loop, NUL...
-            raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise AssetFetchError(
-                f"{label}: {path!r} is not a regular file (a folder, device, pipe or "
-                "socket); refusing to read it"
-            )
-        with os.fdopen(fd, "rb") as f:
-            if info.st_size > limit:
-                raise self._too_large(label, path, f"{info.st_size:,}")
-            try:
-                data = f.read(limit + 1)
-            except OSError as exc:
-                raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
-        if len(data) > limit:
-            raise self._too_large(label, path, f"over {limit:,}")
-        return data
+        return read_local(path, label, self.limits.max_asset_file_bytes)
 
     def _get_fs(self, url: str, label: str) -> bytes:
-        if _is_local(url):
+        if is_local_path(url):
             return self._read_local(url.removeprefix("file://"), label)
         limit = self.limits.max_asset_file_bytes
         try:
             fs, path = self._fs(url)
             data: bytes = fs.cat_file(path, start=0, end=limit + 1)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise _Missing(str(exc)) from exc
+            raise Missing(str(exc)) from exc
         except (ConnectionError, TimeoutError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         except AngoTorchError:
@@ -514,22 +418,22 @@ class AssetStore:
                 f"{label}: cannot read {redact(url)!r}: {type(exc).__name__}: {exc}"
             ) from exc
         if len(data) > limit:
-            raise self._too_large(label, url, f"over {limit:,}")
+            raise too_large(label, url, f"over {limit:,}", limit)
         return data
 
     def _get_http(self, url: str, label: str, timeout: float) -> bytes:
         limit = self.limits.max_asset_file_bytes
         try:
             # Non-ASCII and spaces percent-encoded as browsers do (UTF-8); % kept.
-            quoted = urllib.parse.quote(url, safe=_URL_SAFE, errors="surrogateescape")
+            quoted = requote(url)
             request = urllib.request.Request(quoted, headers={"User-Agent": _USER_AGENT})
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 expected = response.headers.get("Content-Length")
                 if expected is not None and expected.isdigit() and int(expected) > limit:
-                    raise self._too_large(label, url, f"{int(expected):,} (Content-Length)")
+                    raise too_large(label, url, f"{int(expected):,} (Content-Length)", limit)
                 data: bytes = response.read(limit + 1)
                 if len(data) > limit:
-                    raise self._too_large(label, url, f"over {limit:,}")
+                    raise too_large(label, url, f"over {limit:,}", limit)
                 if expected is not None and expected.isdigit() and len(data) != int(expected):
                     raise _Retryable(f"short body: {len(data)} of {expected} bytes")
                 return data
@@ -567,7 +471,7 @@ class AssetStore:
         finally:
             exc.close()
         if status == 404:
-            raise _Missing(f"HTTP 404 from {redact(url)}")
+            raise Missing(f"HTTP 404 from {redact(url)}")
         if status in _RETRY_STATUS:
             raise _Retryable(
                 f"HTTP {status} {exc.reason}", _retry_after(exc.headers.get("Retry-After"))

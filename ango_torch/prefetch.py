@@ -22,6 +22,7 @@ import numpy.typing as npt
 from ._expiry import ExpiryReport, expiry_report
 from ._fields import parse_time
 from ._layout import Kind, asset_path, base_folder, content_key, shared_external_ids
+from ._local import check_inside
 from .errors import UnsafePathError, where
 from .fetch import AssetStore, RetryPolicy
 
@@ -223,14 +224,9 @@ def _item_label(item: PrefetchItem) -> str:
 
 def _check_inside(base: str, dest: str, label: str) -> None:
     """Refuse a local ``dest`` whose real path (symlinks resolved) is not inside ``base``'s."""
-    if "://" in base:
-        return  # object stores have no symlinks; ids were checked by asset_path
-    top = os.path.realpath(base_folder(base))
-    real = os.path.realpath(dest)
-    if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
-        raise UnsafePathError(
-            f"{label}: {dest!r} resolves to {real!r}, outside the destination {top!r} (a "
-            "symlink leading out); refusing to write there"
+    if "://" not in base:  # object stores have no symlinks; ids were checked by asset_path
+        check_inside(
+            dest, base_folder(base), label, what="the destination", remedy="refusing to write"
         )
 
 
