@@ -13,7 +13,7 @@ import inspect
 import os
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,18 +123,20 @@ def _plain(t: Any) -> torch.Tensor:
     return t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else torch.as_tensor(t)
 
 
-def _paint(image: torch.Tensor, layers: Sequence[tuple[torch.Tensor, RGB]], alpha: float) -> Any:
+def _paint(image: torch.Tensor, layers: Iterable[tuple[torch.Tensor, RGB]], alpha: float) -> Any:
     """Blend ``(bool [H, W] mask, colour)`` layers, later layers over earlier ones.
 
     ``draw_segmentation_masks`` blacks out pixels that two of its masks share; painting
-    an owner map first and passing one disjoint mask per colour avoids that.
+    an owner map first and passing one disjoint mask per colour avoids that.  ``layers``
+    is read once, so a generator holds one mask at a time.
     """
-    if not layers:
-        return image
-    palette = list(dict.fromkeys(color for _, color in layers))
+    colors: dict[RGB, int] = {}
     owner = torch.zeros(image.shape[-2:], dtype=torch.int64)
     for mask, color in layers:
-        owner[mask] = palette.index(color) + 1
+        owner[mask] = colors.setdefault(color, len(colors) + 1)
+    if not colors:
+        return image
+    palette = list(colors)
     present = [k for k in range(1, len(palette) + 1) if bool((owner == k).any())]
     if not present:
         return image
@@ -232,16 +234,18 @@ def draw_sample(
         return _color_of(classes[label], classes, colors)
 
     labels = [int(v) for v in _plain(target.get("labels", torch.zeros(0))).tolist()]
-    fills: list[tuple[torch.Tensor, RGB]] = []
+    # Each fill's mask is made when painted: N instance masks (or one per class) are
+    # never all held as bool copies at once.
+    fills: list[tuple[Callable[[], torch.Tensor], RGB]] = []
     tags: list[tuple[float, float, str, RGB]] = []
     if "masks" in target:
-        masks = _plain(target["masks"]).bool()
+        masks = _plain(target["masks"])
         if tuple(masks.shape[-2:]) != canvas or len(masks) != len(labels):
             raise ValueError(
                 f"target: expected masks [{len(labels)}, {canvas[0]}, {canvas[1]}], "
                 f"got {list(masks.shape)}"
             )
-        fills = [(m, color(k)) for m, k in zip(masks, labels, strict=True)]
+        fills = [(m.bool, color(k)) for m, k in zip(masks, labels, strict=True)]
     if "mask" in target:
         sem = _plain(target["mask"])
         if tuple(sem.shape) != canvas:
@@ -251,16 +255,15 @@ def draw_sample(
         for k in torch.unique(sem).tolist():
             if k == 0:
                 continue
-            m = sem == k
             if k == IGNORE:
-                fills.append((m, IGNORE_COLOR))
+                fills.append((functools.partial(torch.eq, sem, k), IGNORE_COLOR))
                 continue
-            fills.append((m, color(k)))
-            ys, xs = torch.nonzero(m, as_tuple=True)
+            fills.append((functools.partial(torch.eq, sem, k), color(k)))
+            ys, xs = torch.nonzero(sem == k, as_tuple=True)
             top = int(torch.argmin(ys * canvas[1] + xs))  # the region's first pixel
             tags.append((float(xs[top]), float(ys[top]), classes[k], color(k)))
-    out = _paint(img, fills, alpha)
-    out = _paint(out, [(_outline(m), c) for m, c in fills], 1.0)
+    out = _paint(img, ((mask(), c) for mask, c in fills), alpha)
+    out = _paint(out, ((_outline(mask()), c) for mask, c in fills), 1.0)
     if "boxes" in target and len(labels):
         boxes = _plain(target["boxes"]).float().reshape(-1, 4)
         out = _labelled_boxes(

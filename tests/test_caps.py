@@ -439,3 +439,34 @@ def test_unlisted_colours_of_a_noisy_png_are_reported_bounded(tmp_path: Path) ->
     colors = ds.report.brush_unlisted_colors
     assert ds.report.brush_unlisted_pixels == unlisted == sum(colors.values())
     assert len(colors) == REPORTED_COLORS + 1 and colors[OTHER_COLORS] > 0
+
+
+_DRAW = """
+import resource, torch
+from ango_torch.preview import draw_sample
+n, side = 200, 1000
+masks = torch.zeros((n, side, side), dtype=torch.uint8)
+for k in range(n):
+    masks[k, k : k + 50, 2 * k : 2 * k + 50] = 1
+image = torch.zeros((3, side, side), dtype=torch.uint8)
+boxes = torch.tensor([[2.0 * k, k, 2 * k + 50, k + 50] for k in range(n)])
+target = {"masks": masks, "labels": torch.ones(n, dtype=torch.int64), "boxes": boxes}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = draw_sample(image, target, classes=["__background__", "car"], font_size=11)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown // 1024, int(out[:, 25, 25].ne(0).any()))
+"""
+
+
+def test_draw_sample_holds_one_mask_copy_at_a_time() -> None:
+    import subprocess
+    import sys
+
+    # 200 uint8 masks of 1000 × 1000 = 200 MB: bool copies of them all (and of their
+    # outlines) would add >= 400 MB to the peak; one at a time adds a few MB.
+    done = subprocess.run(
+        [sys.executable, "-c", _DRAW], capture_output=True, text=True, check=True, timeout=120
+    )
+    grown_mib, painted = (int(v) for v in done.stdout.split())
+    assert painted == 1  # pixel (25, 25) lies in mask 0's square: it was drawn
+    assert grown_mib < 150, grown_mib
