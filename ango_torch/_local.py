@@ -19,7 +19,7 @@ import urllib.parse
 from typing import Final
 
 from .errors import AssetFetchError, AssetTooLargeError, UnsafePathError
-from .limits import hint
+from .limits import ENV
 
 __all__ = [
     "Missing",
@@ -95,8 +95,10 @@ def is_local_url(url: str) -> bool:
 def too_large(label: str, url: str, size: str, limit: int) -> AssetTooLargeError:
     """The error for a file of ``size`` (text) bytes over ``max_asset_file_bytes``."""
     return AssetTooLargeError(
-        f"{label}: {redact(url)!r} is {size} bytes, over max_asset_file_bytes={limit:,}; "
-        + hint("max_asset_file_bytes")
+        f"{label}: {redact(url)!r} is {size} bytes, over max_asset_file_bytes={limit:,}; if "
+        "the file is genuine, raise it around creating the dataset (or calling prefetch) "
+        "with ango_torch.limits.override(max_asset_file_bytes=...), or with "
+        f"{ENV}='max_asset_file_bytes=...'"
     )
 
 
