@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import where
-from .geometry import Offset
+from .geometry import Offset, clip_polygon
 from .records import ToolKind
 from .targets import brush_instances, object_crop
 
@@ -86,7 +86,7 @@ def rle_to_mask(rle: dict[str, Any]) -> npt.NDArray[np.bool_]:
     return out
 
 
-def _polygon(points: npt.NDArray[np.float32]) -> list[float]:
+def _polygon(points: npt.NDArray[np.floating[Any]]) -> list[float]:
     return [round(float(v), 3) for v in points.reshape(-1)]
 
 
@@ -97,12 +97,20 @@ def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[A
     crop, offset = object_crop(idx, row, canvas)
     area = float(crop.sum())
     rings = idx.rings(row)
+    # Polygons are clipped to the canvas plus a pixel (exact inside it): pycocotools
+    # rasterizes every edge, and a vertex at 1e8 would cost it gigabytes.
+    h, w = canvas
+    box = (-1.0, -1.0, w + 1.0, h + 1.0)
     if kind == ToolKind.BOUNDING_BOX:
         x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
-        return [[x1, y1, x2, y1, x2, y2, x1, y2]], max(x2 - x1, 0) * max(y2 - y1, 0)
+        area_ = max(x2 - x1, 0) * max(y2 - y1, 0)
+        x1, x2 = (min(max(v, box[0]), box[2]) for v in (x1, x2))
+        y1, y2 = (min(max(v, box[1]), box[3]) for v in (y1, y2))
+        return [[x1, y1, x2, y1, x2, y2, x1, y2]], area_
     if any(hole for _, _, hole in rings):
         return crop_to_rle(crop, offset, canvas), area
-    return [_polygon(pts) for pts, _, _ in rings if len(pts) >= 3], area
+    clipped = (clip_polygon(pts, box) for pts, _, _ in rings if len(pts) >= 3)
+    return [_polygon(pts) for pts in clipped if len(pts) >= 3], area
 
 
 def to_coco(ds: AngoDataset) -> dict[str, Any]:

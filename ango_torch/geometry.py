@@ -31,6 +31,7 @@ import numpy.typing as npt
 from ango_torch.errors import ExportFormatError
 
 __all__ = [
+    "clip_polygon",
     "clip_xyxy",
     "crop_to_mask",
     "mask_to_box",
@@ -135,6 +136,48 @@ def _boxes(boxes: npt.ArrayLike) -> FloatArray:
     if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
         raise ExportFormatError(f"expected finite [N, 4] boxes, got {b.tolist()!r:.80}")
     return b
+
+
+def clip_polygon(points: npt.ArrayLike, box: Sequence[float]) -> FloatArray:
+    """Clip a ring to the rectangle ``box = (x1, y1, x2, y2)`` (Sutherland-Hodgman).
+
+    The part of the polygon inside ``box`` is kept exactly (new vertices where edges
+    cross its sides), so pixels whose centres lie inside ``box`` keep their membership.
+    Used where a polygon leaves this package with far-out vertices (COCO writers and
+    pycocotools rasterize every edge: a vertex at 1e8 costs gigabytes there).
+
+    Args:
+        points: ``[N, 2]`` open ring.
+        box: the clip rectangle, XYXY.
+
+    Returns:
+        ``float64 [M, 2]`` open ring (``M = 0`` when nothing is inside).
+    """
+    ring = _ring(points)
+    for axis, bound, upper in (
+        (0, box[0], False),
+        (0, box[2], True),
+        (1, box[1], False),
+        (1, box[3], True),
+    ):
+        if not len(ring):
+            break
+        c = ring[:, axis]
+        inside = c <= bound if upper else c >= bound
+        if inside.all():
+            continue
+        nxt = np.roll(ring, -1, axis=0)
+        nxt_in = np.roll(inside, -1)
+        cross = inside != nxt_in
+        d = nxt[:, axis] - c
+        t = np.divide(bound - c, d, out=np.zeros_like(c), where=cross)
+        hit = ring + t[:, None] * (nxt - ring)
+        hit[:, axis] = bound  # exactly on the side, whatever the rounding
+        # per edge i: its crossing (if any), then its end vertex (if inside)
+        slots = np.stack([hit, nxt], axis=1).reshape(-1, 2)
+        keep = np.stack([cross, nxt_in], axis=1).reshape(-1)
+        ring = slots[keep]
+    return ring
 
 
 def polygon_bounds(

@@ -470,3 +470,58 @@ def test_draw_sample_holds_one_mask_copy_at_a_time() -> None:
     grown_mib, painted = (int(v) for v in done.stdout.split())
     assert painted == 1  # pixel (25, 25) lies in mask 0's square: it was drawn
     assert grown_mib < 150, grown_mib
+
+
+def _even_odd(ring: list[float], h: int, w: int) -> np.ndarray[Any, Any]:
+    """Pixels whose centre is inside the flat ``[x0, y0, x1, y1, ...]`` ring (ray casting,
+    even-odd): a reference written here, independent of the package's rasterizer."""
+    xs, ys = ring[0::2], ring[1::2]
+    out = np.zeros((h, w), bool)
+    for r in range(h):
+        for c in range(w):
+            px, py, inside = c + 0.5, r + 0.5, False
+            for i in range(len(xs)):
+                x1, y1, x2, y2 = xs[i], ys[i], xs[i - 1], ys[i - 1]
+                if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+                    inside = not inside
+            out[r, c] = inside
+    return out
+
+
+def test_to_coco_clips_far_vertices_without_changing_the_pixels(tmp_path: Path) -> None:
+    # Random (self-intersecting) polygons with vertices well outside the 11 × 17 canvas:
+    # the written, clipped polygons cover the same pixel centres as the originals.
+    rng = np.random.default_rng(5)
+    shapes = [
+        rng.uniform(-40, 60, (int(rng.integers(3, 9)), 2)).round(2).tolist() for _ in range(30)
+    ]
+    shapes.append([[1, 1], [1001, 1], [1, 11]])  # one far vertex
+    flat = [[v for xy in p for v in xy] for p in shapes]
+    expected = [_even_odd(f, H, W) for f in flat]
+    asset = make_asset([make_polygon(p) for p in shapes])
+    ds = _quiet_dataset([asset], task="instance", root=tmp_path)
+    anns = to_coco(ds)["annotations"]
+    kept = [m for m in expected if m.any()]  # objects with no pixel are left out
+    assert len(anns) == len(kept) > 10
+    for a, mask in zip(anns, kept, strict=True):
+        (poly,) = a["segmentation"]
+        assert all(-1 <= v <= W + 1 for v in poly[0::2])
+        assert all(-1 <= v <= H + 1 for v in poly[1::2])
+        assert np.array_equal(_even_odd(poly, H, W), mask)
+        assert a["area"] == mask.sum()
+
+
+def test_to_coco_with_a_vertex_at_1e30_is_fast_and_bounded(tmp_path: Path) -> None:
+    from ango_torch.evaluate import evaluate_coco
+
+    asset = make_asset([make_polygon([[1, 1], [1e30, 1], [5, 8]])])
+    ds = _quiet_dataset([asset], task="instance", root=tmp_path)
+    start = time.perf_counter()
+    gt = to_coco(ds)
+    (poly,) = gt["annotations"][0]["segmentation"]
+    assert max(poly) <= W + 1
+    # pycocotools rasterized the unclipped edge point by point: gigabytes (or a crash)
+    result = {"image_id": 0, "category_id": 1, "bbox": [1, 1, 16, 7], "score": 1.0}
+    metrics = evaluate_coco(gt, [{**result, "segmentation": gt["annotations"][0]["segmentation"]}])
+    assert metrics["segm"].ap == pytest.approx(1.0)
+    assert time.perf_counter() - start < 5
