@@ -24,7 +24,15 @@ from .targets import brush_instances, object_crop
 if TYPE_CHECKING:
     from .dataset import AngoDataset
 
-__all__ = ["crop_to_rle", "mask_to_rle", "rle_to_mask", "to_coco", "write_coco"]
+__all__ = [
+    "clip_box",
+    "clip_polygons",
+    "crop_to_rle",
+    "mask_to_rle",
+    "rle_to_mask",
+    "to_coco",
+    "write_coco",
+]
 
 
 def mask_to_rle(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
@@ -90,6 +98,45 @@ def _polygon(points: npt.NDArray[np.floating[Any]]) -> list[float]:
     return [round(float(v), 3) for v in points.reshape(-1)]
 
 
+def clip_box(canvas: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The rectangle COCO polygons of a ``(H, W)`` canvas are clipped to: the canvas
+    widened by its own size on each side, ``(-W, -H, 2W, 2H)``.
+
+    pycocotools rasterizes every polygon edge point by point, so one vertex at 1e8 costs
+    it gigabytes (or a crash); clipped this far out, polygons that merely overhang the
+    image (annotators draw past its edges) are written exactly as before.
+    """
+    h, w = (float(v) for v in canvas)
+    return (-w, -h, 2 * w, 2 * h)
+
+
+def clip_polygons(polygons: Any, canvas: tuple[int, int]) -> Any:
+    """COCO polygons (``[[x0, y0, x1, y1, ...], ...]``) with those reaching beyond
+    :func:`clip_box` clipped to it; anything else (RLE, malformed input) is returned as is.
+    """
+    if not isinstance(polygons, list):
+        return polygons
+    box = clip_box(canvas)
+    out: list[Any] = []
+    for poly in polygons:
+        try:
+            pts = np.asarray(poly, np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            return polygons  # not numbers in pairs: left for the evaluator to refuse
+        if not np.isfinite(pts).all():
+            return polygons
+        x, y = pts[:, 0], pts[:, 1]
+        if len(pts) and (
+            x.min() < box[0] or x.max() > box[2] or y.min() < box[1] or y.max() > box[3]
+        ):
+            pts = clip_polygon(pts, box)
+            if len(pts) < 3:
+                continue  # nothing of it near the image
+            poly = _polygon(pts)
+        out.append(poly)
+    return out
+
+
 def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[Any, float]:
     """(COCO segmentation, mask area in pixels) of one object row."""
     idx = ds.export.index
@@ -97,10 +144,7 @@ def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[A
     crop, offset = object_crop(idx, row, canvas)
     area = float(crop.sum())
     rings = idx.rings(row)
-    # Polygons are clipped to the canvas plus a pixel (exact inside it): pycocotools
-    # rasterizes every edge, and a vertex at 1e8 would cost it gigabytes.
-    h, w = canvas
-    box = (-1.0, -1.0, w + 1.0, h + 1.0)
+    box = clip_box(canvas)  # far-out vertices would cost pycocotools gigabytes
     if kind == ToolKind.BOUNDING_BOX:
         x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[row])
         area_ = max(x2 - x1, 0) * max(y2 - y1, 0)
@@ -109,8 +153,8 @@ def _segmentation(ds: AngoDataset, row: int, canvas: tuple[int, int]) -> tuple[A
         return [[x1, y1, x2, y1, x2, y2, x1, y2]], area_
     if any(hole for _, _, hole in rings):
         return crop_to_rle(crop, offset, canvas), area
-    clipped = (clip_polygon(pts, box) for pts, _, _ in rings if len(pts) >= 3)
-    return [_polygon(pts) for pts in clipped if len(pts) >= 3], area
+    polygons = [_polygon(pts) for pts, _, _ in rings if len(pts) >= 3]
+    return clip_polygons(polygons, canvas), area
 
 
 def to_coco(ds: AngoDataset) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .coco import mask_to_rle
+from .coco import clip_polygons, mask_to_rle
 from .errors import MissingDependencyError
 from .metrics import (
     CocoMetrics,
@@ -264,7 +264,7 @@ def evaluate_coco(
     with _quiet():
         coco_gt = api.coco()
         # shallow copies: COCOeval writes 'ignore' and RLE segmentations into them
-        anns = [dict(a) for a in gt_d.get("annotations", [])]
+        anns = [_clipped(dict(a), sizes) for a in gt_d.get("annotations", [])]
         coco_gt.dataset = {**gt_d, "annotations": anns}
         coco_gt.createIndex()
         by_type = {}
@@ -318,8 +318,9 @@ def _result(r: Mapping[str, Any], iou_type: str, sizes: dict[int, Any], mask: An
     h, w = sizes[r["image_id"]]
     seg = r["segmentation"]
     if isinstance(seg, list):
-        seg = mask.merge(mask.frPyObjects(seg, h, w))
-    elif isinstance(seg, Mapping) and isinstance(seg.get("counts"), list):
+        seg = clip_polygons(seg, (h, w))  # far-out vertices cost pycocotools gigabytes
+        seg = mask.merge(mask.frPyObjects(seg, h, w)) if seg else _empty_rle(h, w)
+    if isinstance(seg, Mapping) and isinstance(seg.get("counts"), list):
         seg = mask.frPyObjects(dict(seg), h, w)
     if not isinstance(seg, Mapping) or list(seg.get("size", ())) != [h, w]:
         raise EvaluationError(
@@ -328,6 +329,23 @@ def _result(r: Mapping[str, Any], iou_type: str, sizes: dict[int, Any], mask: An
         )
     out["segmentation"] = seg
     return out
+
+
+def _empty_rle(h: int, w: int) -> dict[str, Any]:
+    return {"size": [h, w], "counts": [h * w]}
+
+
+def _clipped(ann: dict[str, Any], sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """A ground-truth annotation with polygons clipped near its image (see
+    :func:`~ango_torch.coco.clip_polygons`); others unchanged."""
+    seg = ann.get("segmentation")
+    image_id = ann.get("image_id")
+    size = sizes.get(image_id) if isinstance(image_id, int) else None
+    if isinstance(seg, list) and size is not None:
+        clipped = clip_polygons(seg, size)
+        if clipped is not seg:
+            ann["segmentation"] = clipped or _empty_rle(*size)
+    return ann
 
 
 def _summarize(ev: Any, iou_type: str, cats: dict[int, str]) -> IouTypeMetrics:

@@ -489,11 +489,11 @@ def _even_odd(ring: list[float], h: int, w: int) -> np.ndarray[Any, Any]:
 
 
 def test_to_coco_clips_far_vertices_without_changing_the_pixels(tmp_path: Path) -> None:
-    # Random (self-intersecting) polygons with vertices well outside the 11 × 17 canvas:
+    # Random (self-intersecting) polygons with vertices far outside the 11 × 17 canvas:
     # the written, clipped polygons cover the same pixel centres as the originals.
     rng = np.random.default_rng(5)
     shapes = [
-        rng.uniform(-40, 60, (int(rng.integers(3, 9)), 2)).round(2).tolist() for _ in range(30)
+        rng.uniform(-80, 100, (int(rng.integers(3, 9)), 2)).round(2).tolist() for _ in range(40)
     ]
     shapes.append([[1, 1], [1001, 1], [1, 11]])  # one far vertex
     flat = [[v for xy in p for v in xy] for p in shapes]
@@ -505,8 +505,8 @@ def test_to_coco_clips_far_vertices_without_changing_the_pixels(tmp_path: Path) 
     assert len(anns) == len(kept) > 10
     for a, mask in zip(anns, kept, strict=True):
         (poly,) = a["segmentation"]
-        assert all(-1 <= v <= W + 1 for v in poly[0::2])
-        assert all(-1 <= v <= H + 1 for v in poly[1::2])
+        assert all(-W <= v <= 2 * W for v in poly[0::2])  # coco.clip_box: (-W, -H, 2W, 2H)
+        assert all(-H <= v <= 2 * H for v in poly[1::2])
         assert np.array_equal(_even_odd(poly, H, W), mask)
         assert a["area"] == mask.sum()
 
@@ -519,9 +519,46 @@ def test_to_coco_with_a_vertex_at_1e30_is_fast_and_bounded(tmp_path: Path) -> No
     start = time.perf_counter()
     gt = to_coco(ds)
     (poly,) = gt["annotations"][0]["segmentation"]
-    assert max(poly) <= W + 1
+    assert max(poly) <= 2 * W
     # pycocotools rasterized the unclipped edge point by point: gigabytes (or a crash)
     result = {"image_id": 0, "category_id": 1, "bbox": [1, 1, 16, 7], "score": 1.0}
     metrics = evaluate_coco(gt, [{**result, "segmentation": gt["annotations"][0]["segmentation"]}])
     assert metrics["segm"].ap == pytest.approx(1.0)
     assert time.perf_counter() - start < 5
+
+
+_FAR = """
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a regression crashes, alone
+from ango_torch.evaluate import evaluate_coco
+gt, results = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+start = time.perf_counter()
+metrics = evaluate_coco(gt, results, iou_types=["segm"])
+print(metrics["segm"].ap, time.perf_counter() - start)
+"""
+
+
+def test_evaluate_clips_far_polygons_of_results_and_ground_truth() -> None:
+    import subprocess
+    import sys
+
+    # A COCO file (not from to_coco) and a result, each with a vertex at 1e9 on a 100 × 100
+    # image; the same polygon in both, so AP is 1.  pycocotools alone crashes on it.
+    far = [10.0, 10.0, 50.0, 10.0, 1e9, 30.0, 50.0, 50.0, 10.0, 50.0]
+    box = [10, 10, 90, 40]
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": box, "area": 1600.0}
+    gt = {
+        "images": [{"id": 1, "height": 100, "width": 100}],
+        "categories": [{"id": 1, "name": "car"}],
+        "annotations": [{**ann, "iscrowd": 0, "segmentation": [far]}],
+    }
+    result = {"image_id": 1, "category_id": 1, "score": 1.0, "bbox": box, "segmentation": [far]}
+    done = subprocess.run(
+        [sys.executable, "-c", _FAR, json.dumps(gt), json.dumps([result])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    ap, seconds = (float(v) for v in done.stdout.split())
+    assert ap == pytest.approx(1.0) and seconds < 5
