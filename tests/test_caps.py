@@ -562,3 +562,38 @@ def test_evaluate_clips_far_polygons_of_results_and_ground_truth() -> None:
     assert done.returncode == 0, done.stderr[-500:]
     ap, seconds = (float(v) for v in done.stdout.split())
     assert ap == pytest.approx(1.0) and seconds < 5
+
+
+def test_the_limits_travel_with_a_pickled_dataset(tmp_path: Path) -> None:
+    import pickle
+
+    assets = _claiming(BIG, n=1)
+    with override(max_canvas_pixels=LOW):
+        ds = _quiet_dataset(assets, task="semantic", root=tmp_path)
+    clone = pickle.loads(pickle.dumps(ds))  # as a spawned DataLoader worker gets it
+    with pytest.raises(LimitError, match="max_canvas_pixels=1,000,000"):
+        clone.load_target(0, (BIG, BIG))
+
+
+def test_brush_colours_are_capped_over_the_whole_export(tmp_path: Path) -> None:
+    # two PNGs of 3 colours each, 5 distinct in all (one shared): over a cap of 4 at the
+    # second asset, within a cap of 5
+    def png(colors: list[tuple[int, int, int]]) -> np.ndarray[Any, Any]:
+        rgba = np.zeros((H, W, 4), np.uint8)
+        for k, c in enumerate(colors):
+            rgba[k, :] = (*c, 255)
+        return rgba
+
+    first, images = _brush_asset(tmp_path / "a", png([(1, 0, 0), (2, 0, 0), (3, 0, 0)]))
+    second, images2 = _brush_asset(tmp_path / "b", png([(3, 0, 0), (4, 0, 0), (5, 0, 0)]))
+    for path in (images2 / "_brush").rglob("*.png"):  # one root holding both brush PNGs
+        target = images / path.relative_to(images2)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    kw: dict[str, Any] = {"task": "instance", "root": images, "brush_instances": "components"}
+    with override(max_brush_colors=4), pytest.raises(LimitError) as err:
+        _quiet_dataset([first, second], **kw)
+    assert f"'{second['externalId']}' (#1)" in str(err.value)
+    with override(max_brush_colors=5):
+        ds = _quiet_dataset([first, second], **kw)
+    assert len(ds.classes) == 1 + 1 + 5  # background, car, 5 colours
