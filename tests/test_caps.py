@@ -6,7 +6,11 @@ The bombs are made small by lowering the limits (``ango_torch.limits.override`` 
 ``ANGO_TORCH_LIMITS`` for the CLI).  Expected sizes are hand-computed from the canvases
 and patterns each test builds (``2000 × 2000 = 4,000,000`` pixels, ``3 × 11 × 17``
 bytes, a 20 × 20 grid of isolated pixels = 400 components); distinct colours are counted
-with a Python ``set`` of pixel tuples; RLE is checked by decoding it with pycocotools.
+with a Python ``set`` of pixel tuples; RLE is checked by decoding it with pycocotools;
+clipped polygons against a ray-casting point-in-polygon reference written here; memory
+with ``tracemalloc`` or, for torch tensors and pycocotools, a subprocess's peak RSS or
+address-space limit.  Also: far-out polygon vertices (to_coco, evaluate_coco) and the
+preview's mask copies.
 """
 
 from __future__ import annotations
