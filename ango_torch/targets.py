@@ -249,9 +249,9 @@ def brush_instances(
         total += n
         if max_components is not None and total > max_components:
             raise LimitError(
-                f"{label}: over {max_components:,} connected brush components (label "
-                f"{value} alone has {n:,}; a noisy mask?), over max_brush_components="
-                f"{max_components:,}; {limit_hint('max_brush_components')}"
+                f"{label}: {total:,} connected brush components (label {value}: {n:,}; "
+                f"a noisy mask?), more than max_brush_components={max_components:,}; "
+                f"{limit_hint('max_brush_components')}"
             )
         c_crops, c_offsets = components_to_crops(comp, count=n)
         del comp
