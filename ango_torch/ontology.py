@@ -81,8 +81,10 @@ def parse_ontology(raw: Any, *, name: str = "<dict>") -> Ontology:
             raise OntologyError(f"ontology {name}: tools[{k}] has no title")
         color = t.get("color")
         tool = t.get("tool")
-        if tool == "brush" and color not in (None, "") and not (
-            isinstance(color, str) and _HEX.fullmatch(color.strip())
+        if (
+            tool == "brush"
+            and color not in (None, "")
+            and not (isinstance(color, str) and _HEX.fullmatch(color.strip()))
         ):
             # Brush colours map pixels to classes: one that is not hex cannot map any.
             raise OntologyError(
