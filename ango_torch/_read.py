@@ -248,7 +248,8 @@ def _max_depth(data: bytes) -> int:
 
 
 def check_parsed_depth(raw: Any, index: int, limits: Limits | None = None) -> None:
-    """Refuse an already-parsed asset nested deeper than ``max_depth`` (iteratively).
+    """Refuse an already-parsed asset nested deeper than ``max_depth`` (iteratively), or
+    holding strings that are not valid Unicode (lone surrogates).
 
     Raises:
         LimitError: naming the asset's externalId and index.
@@ -259,11 +260,33 @@ def check_parsed_depth(raw: Any, index: int, limits: Limits | None = None) -> No
     while stack:
         value, depth = stack.pop()
         if depth > lim.max_depth:
-            ext = raw.get("externalId") if isinstance(raw, Mapping) else None
-            name = ext if isinstance(ext, str) else None
-            raise _too_deep("<list>", lim, where(asset=name, index=index))
-        children = value.values() if isinstance(value, Mapping) else value
+            raise _too_deep("<list>", lim, _where_parsed(raw, index))
+        if isinstance(value, Mapping):
+            _check_strings(value.keys(), raw, index)
+            children: Any = value.values()
+        else:
+            children = value
+        _check_strings(children, raw, index)
         stack.extend((c, depth + 1) for c in children if isinstance(c, containers))
+
+
+def _where_parsed(raw: Any, index: int) -> str:
+    ext = raw.get("externalId") if isinstance(raw, Mapping) else None
+    return where(asset=ext if isinstance(ext, str) and ext.isprintable() else None, index=index)
+
+
+def _check_strings(values: Any, raw: Any, index: int) -> None:
+    """Refuse strings that are not valid Unicode text (lone surrogates), which a file's
+    JSON decoder would have refused: they cannot be stored in the index's UTF-8 tables."""
+    for v in values:
+        if isinstance(v, str) and not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ExportFormatError(
+                    f"{_where_parsed(raw, index)}: a string holds a lone surrogate "
+                    f"at position {exc.start}, not valid Unicode text"
+                ) from None
 
 
 def _escaped_quotes(

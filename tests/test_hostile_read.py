@@ -414,3 +414,18 @@ def test_parsed_list_with_a_non_object_is_a_format_error(element: Any) -> None:
     # Not a dict: malformed by the format's definition (each asset is a JSON object).
     with pytest.raises(ExportFormatError):
         ango_torch.load_export([make_asset([]), element])
+
+
+@pytest.mark.parametrize("where_", ["externalId", "title", "key"])
+def test_parsed_list_with_a_lone_surrogate_is_a_format_error(where_: str) -> None:
+    # A JSON file cannot hold a lone surrogate (orjson and json refuse "\ud800" text as
+    # UTF-8); an already-parsed dict can, and UTF-8 tables cannot store it.
+    asset = make_asset([make_box(1, 1, 3, 3)])
+    if where_ == "externalId":
+        asset["externalId"] = "a\ud800b"
+    elif where_ == "title":
+        asset["task"]["tools"][0]["title"] = "a\ud800b"
+    else:
+        asset["task"]["tools"][0]["x\udc00"] = 1
+    with pytest.raises(ExportFormatError, match=r"asset .*\(#1\).*lone surrogate"):
+        ango_torch.load_export([make_asset([]), asset])
