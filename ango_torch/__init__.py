@@ -16,40 +16,41 @@ from .errors import (
     StageNotFoundError,
     UnsafePathError,
 )
-from .export import AngoExport, Skipped, load_export
-from .ontology import Ontology, OntologyClass, load_ontology
+from .export.load import AngoExport, Skipped, load_export
+from .export.ontology import Ontology, OntologyClass, load_ontology
 from .records import Asset, ToolKind, ToolObject
 
 if TYPE_CHECKING:
-    from .coco import to_coco, write_coco
-    from .dataset import AngoDataset, DatasetReport, collate_fn
-    from .distributed import EvalSampler, gather_predictions
-    from .evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
-    from .metrics import SegmentationMeter, SegmentationMetrics
-    from .samplers import GroupedBatchSampler, RepeatFactorSampler
-    from .sanitize import sanitize_labels_getter
-    from .splits import split
+    from .datasets.batching import collate_fn
+    from .datasets.dataset import AngoDataset, DatasetReport
+    from .evaluation.coco import to_coco, write_coco
+    from .evaluation.distributed import EvalSampler, gather_predictions
+    from .evaluation.evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
+    from .evaluation.metrics import SegmentationMeter, SegmentationMetrics
+    from .training.samplers import GroupedBatchSampler, RepeatFactorSampler
+    from .training.sanitize import sanitize_labels_getter
+    from .training.splits import split
 
 # Names whose modules import torch are loaded on first use (PEP 562), so that reading,
 # indexing and validating an export, the CLI's inspect/validate and the parallel
 # indexing workers start without paying for `import torch`.
 _LAZY = {
-    "to_coco": ".coco",
-    "write_coco": ".coco",
-    "AngoDataset": ".dataset",
-    "DatasetReport": ".dataset",
-    "collate_fn": ".dataset",
-    "EvalSampler": ".distributed",
-    "gather_predictions": ".distributed",
-    "CocoMetrics": ".evaluate",
-    "evaluate_coco": ".evaluate",
-    "predictions_to_coco": ".evaluate",
-    "SegmentationMeter": ".metrics",
-    "SegmentationMetrics": ".metrics",
-    "sanitize_labels_getter": ".sanitize",
-    "GroupedBatchSampler": ".samplers",
-    "RepeatFactorSampler": ".samplers",
-    "split": ".splits",
+    "to_coco": ".evaluation.coco",
+    "write_coco": ".evaluation.coco",
+    "AngoDataset": ".datasets.dataset",
+    "DatasetReport": ".datasets.dataset",
+    "collate_fn": ".datasets.batching",
+    "EvalSampler": ".evaluation.distributed",
+    "gather_predictions": ".evaluation.distributed",
+    "CocoMetrics": ".evaluation.evaluate",
+    "evaluate_coco": ".evaluation.evaluate",
+    "predictions_to_coco": ".evaluation.evaluate",
+    "SegmentationMeter": ".evaluation.metrics",
+    "SegmentationMetrics": ".evaluation.metrics",
+    "sanitize_labels_getter": ".training.sanitize",
+    "GroupedBatchSampler": ".training.samplers",
+    "RepeatFactorSampler": ".training.samplers",
+    "split": ".training.splits",
 }
 
 

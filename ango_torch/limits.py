@@ -62,7 +62,7 @@ class Limits:
             Default 1 GiB (an uncompressed RGBA image at the decoder's 179-megapixel
             limit is 716 MiB).  Bounds the memory and time of one fetch: a local URL
             such as ``/dev/zero`` or an endless HTTP body stops here.  Read when the
-            dataset (its :class:`~ango_torch.fetch.AssetStore`) or ``prefetch`` starts.
+            dataset (its :class:`~ango_torch.assets.fetch.AssetStore`) or ``prefetch`` starts.
         max_canvas_pixels: largest image canvas (height × width, from the export's
             ``metadata`` or a decoded image or brush PNG) that targets, ``to_coco``,
             ``convert`` and ``evaluate`` allocate masks for.  Default 178,956,970 (2 ×

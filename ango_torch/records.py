@@ -1,6 +1,6 @@
 """Typed, read-only records of an Ango export.
 
-The parser (:mod:`ango_torch._parse`) turns raw JSON into these; nothing after it
+The parser (:mod:`ango_torch.export._parse`) turns raw JSON into these; nothing after it
 sees a raw dict.  Coordinates are float pixels, origin top-left, as in the export.
 Point arrays are read-only ``float32`` numpy arrays of shape ``[N, 2]`` holding
 ``(x, y)`` pairs.

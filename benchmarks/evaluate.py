@@ -4,9 +4,9 @@ A synthetic ground truth (default 500 images of 640x480, 20 polygon instances ea
 categories, sizes spanning small/medium/large) and predictions made from it: each
 instance found with probability 0.9 as a jittered copy (random score), plus 3 false
 positives per image, and 5% of images with no prediction at all.  Masks are compressed
-RLE, as :func:`ango_torch.evaluate.predictions_to_coco` writes them.
+RLE, as :func:`ango_torch.evaluation.evaluate.predictions_to_coco` writes them.
 
-Times :func:`ango_torch.evaluate.evaluate_coco` end to end (results preparation,
+Times :func:`ango_torch.evaluation.evaluate.evaluate_coco` end to end (results preparation,
 ``loadRes``, ``evaluate``, ``accumulate``, summary) per backend and IoU type, checks the
 backends agree to 1e-6 on every summary number and per-class AP, and prints the ratio.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ango_torch.evaluate import BACKENDS, CocoMetrics, evaluate_coco
+from ango_torch.evaluation.evaluate import BACKENDS, CocoMetrics, evaluate_coco
 
 SIZE = (480, 640)  # (height, width)
 CATEGORIES = ["car", "person", "bike", "bus", "truck", "dog", "sign", "tree"]

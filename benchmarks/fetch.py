@@ -29,9 +29,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ango_torch.decode import decode_image  # noqa: E402
-from ango_torch.fetch import AssetStore, RetryPolicy  # noqa: E402
-from ango_torch.prefetch import DEFAULT_CONCURRENCY, PrefetchItem, prefetch  # noqa: E402
+from ango_torch.assets.decode import decode_image  # noqa: E402
+from ango_torch.assets.fetch import AssetStore, RetryPolicy  # noqa: E402
+from ango_torch.assets.prefetch import DEFAULT_CONCURRENCY, PrefetchItem, prefetch  # noqa: E402
 
 PHOTOS = sorted((ROOT / "examples" / "data" / "images").glob("*.png"))
 

@@ -99,7 +99,7 @@ def main() -> None:
             parser = "orjson"
         except ImportError:
             parser = "json (install ango_torch[fast] for orjson)"
-        from ango_torch._indexing import default_workers
+        from ango_torch.export._indexing import default_workers
 
         workers = args.workers or default_workers(ango.stat().st_size)
         print(

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ango_torch import brush as br
-from ango_torch import geometry as g
+from ango_torch.targets import brush as br
+from ango_torch.targets import geometry as g
 
 SIZE = (1080, 1920)  # (height, width)
 PALETTE = ["#f44336", "#2196f3", "#4caf50", "#ffeb3b", "#9c27b0"]

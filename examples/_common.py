@@ -23,7 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import ango_torch
-from ango_torch.distributed import EvalSampler, get_rank, is_main_process
+from ango_torch.evaluation.distributed import EvalSampler, get_rank, is_main_process
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
 import ango_torch
-from ango_torch.distributed import gather_predictions, is_main_process
-from ango_torch.evaluate import evaluate_coco, predictions_to_coco
+from ango_torch.evaluation.distributed import gather_predictions, is_main_process
+from ango_torch.evaluation.evaluate import evaluate_coco, predictions_to_coco
 
 MODELS = {
     "maskrcnn_resnet50_fpn": "MaskRCNN_ResNet50_FPN_Weights",

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
 import ango_torch
-from ango_torch.metrics import SegmentationMeter
+from ango_torch.evaluation.metrics import SegmentationMeter
 
 MODELS = (
     "deeplabv3_mobilenet_v3_large",

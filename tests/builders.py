@@ -135,8 +135,8 @@ def brush_path(root: Any, asset: dict[str, Any], stage: str | None = None) -> An
     from pathlib import Path
 
     from ango_torch import load_export
-    from ango_torch.fetch import asset_path
-    from ango_torch.prefetch import prefetch_items
+    from ango_torch.assets.fetch import asset_path
+    from ango_torch.assets.prefetch import prefetch_items
 
     (item,) = [i for i in prefetch_items(load_export([asset]), stage=stage) if i.kind == "brush"]
     return Path(

@@ -305,7 +305,7 @@ def _exercise(path: str, root: str, ontology: Any, rng: random.Random) -> None:
     """Everything a user might run on a file; raises whatever the code raises."""
     import ango_torch
     from ango_torch.cli import main as cli_main
-    from ango_torch.validate import find_problems, summarize
+    from ango_torch.export.validate import find_problems, summarize
 
     on_error = rng.choice(["raise", "skip"])
     export = ango_torch.load_export(path, on_error=on_error)

@@ -310,7 +310,7 @@ def _decode(rle: dict[str, Any]) -> np.ndarray[Any, Any]:
 def test_crop_to_rle_decodes_to_the_placed_crop(
     canvas: tuple[int, int], shape: tuple[int, int], offset: tuple[int, int]
 ) -> None:
-    from ango_torch.coco import crop_to_rle
+    from ango_torch.evaluation.coco import crop_to_rle
 
     rng = np.random.default_rng(sum(canvas) + sum(shape))
     for fill in (0.0, 0.5, 1.0):
@@ -414,7 +414,7 @@ def test_the_cli_exits_2_on_a_timestamp_beyond_64_bits(
 
 
 def test_distinct_colors_top_is_the_head_of_the_full_list() -> None:
-    from ango_torch.brush import count_colors, distinct_colors
+    from ango_torch.targets.brush import count_colors, distinct_colors
 
     rng = np.random.default_rng(3)
     rgba = rng.integers(0, 4, (30, 30, 4), dtype=np.uint8) * 60  # 64 colours, many ties
@@ -430,7 +430,7 @@ def test_distinct_colors_top_is_the_head_of_the_full_list() -> None:
 
 
 def test_unlisted_colours_of_a_noisy_png_are_reported_bounded(tmp_path: Path) -> None:
-    from ango_torch.brush import BRUSH_TOLERANCE, OTHER_COLORS, REPORTED_COLORS
+    from ango_torch.targets.brush import BRUSH_TOLERANCE, OTHER_COLORS, REPORTED_COLORS
 
     rgba = np.random.default_rng(2).integers(0, 256, (64, 64, 4), dtype=np.uint8)
     rgba[..., 3] = 255
@@ -447,7 +447,7 @@ def test_unlisted_colours_of_a_noisy_png_are_reported_bounded(tmp_path: Path) ->
 
 _DRAW = """
 import resource, torch
-from ango_torch.preview import draw_sample
+from ango_torch.datasets.preview import draw_sample
 n, side = 200, 1000
 masks = torch.zeros((n, side, side), dtype=torch.uint8)
 for k in range(n):
@@ -516,7 +516,7 @@ def test_to_coco_clips_far_vertices_without_changing_the_pixels(tmp_path: Path) 
 
 
 def test_to_coco_with_a_vertex_at_1e30_is_fast_and_bounded(tmp_path: Path) -> None:
-    from ango_torch.evaluate import evaluate_coco
+    from ango_torch.evaluation.evaluate import evaluate_coco
 
     asset = make_asset([make_polygon([[1, 1], [1e30, 1], [5, 8]])])
     ds = _quiet_dataset([asset], task="instance", root=tmp_path)
@@ -534,7 +534,7 @@ def test_to_coco_with_a_vertex_at_1e30_is_fast_and_bounded(tmp_path: Path) -> No
 _FAR = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a regression crashes, alone
-from ango_torch.evaluate import evaluate_coco
+from ango_torch.evaluation.evaluate import evaluate_coco
 gt, results = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 start = time.perf_counter()
 metrics = evaluate_coco(gt, results, iou_types=["segm"])

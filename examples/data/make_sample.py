@@ -922,8 +922,8 @@ def main(argv=None):
     (HERE / "ontology.json").write_text(json.dumps(onto, indent=2) + "\n")
     # Where `ango-torch prefetch` puts it: _brush/<assetId>.<content key>.png.
     from ango_torch import load_export
-    from ango_torch.fetch import asset_path
-    from ango_torch.prefetch import prefetch_items
+    from ango_torch.assets.fetch import asset_path
+    from ango_torch.assets.prefetch import prefetch_items
 
     (item,) = [i for i in prefetch_items(load_export(export)) if i.kind == "brush"]
     name = asset_path(

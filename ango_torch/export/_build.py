@@ -1,0 +1,212 @@
+"""Building an :class:`~ango_torch.export.index.ExportIndex`: from columns, or of parts.
+
+:class:`IndexBuilder` appends each asset's columns (:mod:`~ango_torch.export._columns`)
+to growing typed arrays and freezes them; :func:`concat` joins the partial indexes of
+the parallel indexer (:mod:`~ango_torch.export._indexing`) into one.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._columns import AssetColumns
+from ._schema import INDEX_VERSION, SCHEMA
+from ._tables import _TableBuilder, dumps
+from .index import ExportIndex
+
+__all__ = ["IndexBuilder", "concat"]
+
+
+class IndexBuilder:
+    """Appends assets to growing typed arrays; :meth:`build` freezes them."""
+
+    def __init__(self) -> None:
+        self.strings = _TableBuilder(intern=True)
+        self.extras = _TableBuilder(intern=False)
+        self.titles: dict[str, int] = {}
+        self.a = {k: array("i") for k in _ASSET_COLS}
+        self.page_urls = array("i")
+        self.s = {k: array("i") for k in _SNAP_COLS}
+        self.obj_kind = array("B")
+        self.obj_title = array("i")
+        self.obj_page = array("i")
+        self.obj_rings = array("i")
+        self.bbox = array("f")
+        self.ring_len = array("q")
+        self.ring_zone = array("i")
+        self.ring_hole = array("b")
+        self.verts: list[npt.NDArray[np.float32]] = []
+
+    def __len__(self) -> int:
+        return len(self.a["asset_id"])
+
+    def add_columns(self, c: AssetColumns) -> None:
+        """Append one asset given as columns (see :mod:`ango_torch.export._columns`)."""
+        a, s, strings = self.a, self.s, self.strings
+        i = len(self)
+        a["asset_id"].append(strings.add(c.asset_id))
+        a["external_id"].append(strings.add(c.external_id))
+        a["url"].append(strings.add(c.url))
+        a["width"].append(c.width)
+        a["height"].append(c.height)
+        a["page_start"].append(len(self.page_urls))
+        self.page_urls.extend(strings.add(p) for p in c.pages)
+        a["page_end"].append(len(self.page_urls))
+        a["snap_start"].append(len(s["asset"]))
+        obj = len(self.obj_kind)
+        for stage, stage_id, brush, medical, n, extra in c.snaps:
+            s["asset"].append(i)
+            s["stage"].append(strings.add(stage))
+            s["stage_id"].append(strings.add(stage_id))
+            s["brush"].append(strings.add(brush))
+            s["medical_brush"].append(strings.add(medical))
+            s["obj_start"].append(obj)
+            obj += n
+            s["obj_end"].append(obj)
+            s["extra"].append(self.extras.add(dumps(extra)) if extra else -1)
+        a["snap_end"].append(len(s["asset"]))
+        a["extra"].append(self.extras.add(dumps(c.extra)))
+        a["objects"].append(self.extras.add(dumps(c.obj_extra)) if c.obj_extra else -1)
+        titles = self.titles
+        self.obj_title.extend(titles.setdefault(t, len(titles)) for t in c.titles)
+        self.obj_kind.extend(c.kinds)
+        self.obj_page.extend(c.opages)
+        self.obj_rings.extend(c.obj_rings)
+        self.bbox.extend(c.bbox)
+        self.ring_len.extend(c.ring_len)
+        self.ring_zone.extend(c.ring_zone)
+        self.ring_hole.extend(c.ring_hole)
+        if c.verts is not None and len(c.verts):
+            self.verts.append(c.verts)
+
+    def build(self, *, digest: str = "") -> ExportIndex:
+        """Freeze the columns into an :class:`ExportIndex`."""
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for k, v in self.a.items():
+            arrays[f"asset_{k}"] = np.frombuffer(v, np.int32)
+        arrays["page_urls"] = np.frombuffer(self.page_urls, np.int32)
+        for k, v in self.s.items():
+            arrays[f"snap_{k}"] = np.frombuffer(v, np.int32)
+        arrays["obj_kind"] = np.frombuffer(self.obj_kind, np.uint8)
+        arrays["obj_title"] = np.frombuffer(self.obj_title, np.int32)
+        arrays["obj_page"] = np.frombuffer(self.obj_page, np.int32)
+        rings_per_obj = np.frombuffer(self.obj_rings, np.int32)
+        arrays["obj_ring_start"] = np.concatenate([[0], np.cumsum(rings_per_obj)]).astype(np.int64)
+        arrays["obj_bbox"] = np.frombuffer(self.bbox, np.float32).reshape(-1, 4)
+        ring_len = np.frombuffer(self.ring_len, np.int64)
+        arrays["ring_vert"] = np.concatenate([[0], np.cumsum(ring_len)]).astype(np.int64)
+        arrays["ring_zone"] = np.frombuffer(self.ring_zone, np.int32)
+        arrays["ring_hole"] = np.frombuffer(self.ring_hole, np.int8).astype(bool)
+        arrays["verts"] = np.concatenate(self.verts) if self.verts else np.zeros((0, 2), np.float32)
+        strings, extras = self.strings.build(), self.extras.build()
+        arrays["strings_blob"], arrays["strings_offsets"] = strings.blob, strings.offsets
+        arrays["extras_blob"], arrays["extras_offsets"] = extras.blob, extras.offsets
+        titles = sorted(self.titles, key=self.titles.__getitem__)
+        arrays["titles"] = np.frombuffer(dumps(titles), np.uint8).copy()
+        arrays["meta"] = np.frombuffer(
+            dumps({"version": INDEX_VERSION, "schema": SCHEMA, "digest": digest}), np.uint8
+        ).copy()
+        self.__init__()  # type: ignore[misc]  # let go of the growing buffers
+        return ExportIndex(arrays)
+
+
+_ASSET_COLS = (
+    "asset_id",
+    "external_id",
+    "url",
+    "width",
+    "height",
+    "snap_start",
+    "snap_end",
+    "page_start",
+    "page_end",
+    "extra",
+    "objects",
+)
+_SNAP_COLS = (
+    "asset",
+    "stage",
+    "stage_id",
+    "brush",
+    "medical_brush",
+    "obj_start",
+    "obj_end",
+    "extra",
+)
+
+
+def concat(parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
+    """One index of several, in order (the parallel indexer's partial indexes).
+
+    Row ids (snapshots, objects, rings, vertices, table entries) of each part are
+    shifted past the parts before it; class titles are merged.
+    """
+    if not parts:
+        return IndexBuilder().build(digest=digest)
+    i32, i64 = np.int32, np.int64
+    titles: dict[str, int] = {}
+    out: dict[str, list[npt.NDArray[Any]]] = {}
+    base = dict.fromkeys(("asset", "snap", "obj", "ring", "vert", "page", "str", "extra"), 0)
+    blobs = {"str": 0, "extra": 0}
+
+    def add(key: str, value: npt.NDArray[Any]) -> None:
+        out.setdefault(key, []).append(value)
+
+    def shift(a: npt.NDArray[Any], by: int) -> npt.NDArray[Any]:
+        return np.where(a >= 0, a + by, a).astype(a.dtype)
+
+    for p in parts:
+        A = p.arrays
+        for k in ("asset_id", "external_id", "url"):
+            add(f"asset_{k}", shift(A[f"asset_{k}"], base["str"]))
+        for k in ("width", "height"):
+            add(f"asset_{k}", A[f"asset_{k}"])
+        for k in ("extra", "objects"):
+            add(f"asset_{k}", shift(A[f"asset_{k}"], base["extra"]))
+        for k, b in (
+            ("snap_start", "snap"),
+            ("snap_end", "snap"),
+            ("page_start", "page"),
+            ("page_end", "page"),
+        ):
+            add(f"asset_{k}", (A[f"asset_{k}"] + base[b]).astype(i32))
+        add("page_urls", shift(A["page_urls"], base["str"]))
+        add("snap_asset", (A["snap_asset"] + base["asset"]).astype(i32))
+        for k in ("stage", "stage_id", "brush", "medical_brush"):
+            add(f"snap_{k}", shift(A[f"snap_{k}"], base["str"]))
+        for k in ("obj_start", "obj_end"):
+            add(f"snap_{k}", (A[f"snap_{k}"] + base["obj"]).astype(i32))
+        add("snap_extra", shift(A["snap_extra"], base["extra"]))
+        remap = np.array([titles.setdefault(t, len(titles)) for t in p.titles] or [0], i32)
+        add("obj_title", remap[A["obj_title"]] if len(A["obj_title"]) else A["obj_title"])
+        for k in ("obj_kind", "obj_page", "obj_bbox", "ring_zone", "ring_hole", "verts"):
+            add(k, A[k])
+        add("obj_ring_start", A["obj_ring_start"][:-1] + base["ring"])
+        add("ring_vert", A["ring_vert"][:-1] + base["vert"])
+        for table, key in (("strings", "str"), ("extras", "extra")):
+            add(f"{table}_blob", A[f"{table}_blob"])
+            add(f"{table}_offsets", A[f"{table}_offsets"][:-1] + blobs[key])
+            blobs[key] += len(A[f"{table}_blob"])
+        base["asset"] += len(p)
+        base["snap"] += len(A["snap_asset"])
+        base["obj"] += len(A["obj_kind"])
+        base["ring"] += len(A["ring_zone"])
+        base["vert"] += len(A["verts"])
+        base["page"] += len(A["page_urls"])
+        base["str"] += len(p.strings)
+        base["extra"] += len(p.extras)
+    arrays = {k: np.concatenate(v) for k, v in out.items()}
+    arrays["obj_ring_start"] = np.append(arrays["obj_ring_start"], base["ring"]).astype(i64)
+    arrays["ring_vert"] = np.append(arrays["ring_vert"], base["vert"]).astype(i64)
+    arrays["strings_offsets"] = np.append(arrays["strings_offsets"], blobs["str"]).astype(i64)
+    arrays["extras_offsets"] = np.append(arrays["extras_offsets"], blobs["extra"]).astype(i64)
+    ordered = sorted(titles, key=titles.__getitem__)
+    arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
+    arrays["meta"] = np.frombuffer(
+        dumps({"version": INDEX_VERSION, "schema": SCHEMA, "digest": digest}), np.uint8
+    )
+    return ExportIndex(arrays)

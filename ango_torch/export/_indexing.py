@@ -1,0 +1,264 @@
+"""Raw assets → index, in this process or, for large files, in several.
+
+Each asset is decoded and turned into columns (:func:`._columns.asset_columns`); with
+``on_error="skip"`` malformed ones are recorded as :class:`Skipped` instead of raising.
+For a large export, batches of raw assets (split from the file by the main process)
+are indexed by worker processes, and their partial indexes are concatenated in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy.typing as npt
+
+from .._progress import progress
+from ..errors import ExportFormatError
+from ..limits import current
+from ._build import IndexBuilder, concat
+from ._columns import asset_columns
+from ._read import RawAsset, check_parsed_depth, decode_raw
+from .index import ExportIndex
+
+__all__ = [
+    "PARALLEL_MIN_BYTES",
+    "SkipLog",
+    "Skipped",
+    "default_workers",
+    "index_dicts",
+    "index_raw",
+]
+
+OnError = Literal["raise", "skip"]
+
+PARALLEL_MIN_BYTES = 64 << 20
+"""Files smaller than this are indexed in-process (starting workers would not pay)."""
+BATCH_BYTES = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An asset (or object) left out under ``on_error="skip"``, and why."""
+
+    index: int
+    asset: str | None
+    reason: str
+    object_id: str | None = None
+
+
+class SkipLog:
+    """The first ``keep`` skipped assets (reasons and all), and how many there were.
+
+    Bounded so that a file of a hundred million broken assets cannot fill memory under
+    ``on_error="skip"`` (``limits.max_skipped``).
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = current().max_skipped if keep is None else keep
+        self.kept: list[Skipped] = []
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Skipped]:
+        return iter(self.kept)
+
+    def append(self, s: Skipped) -> None:
+        """Record one skipped asset (kept only while fewer than ``keep`` are)."""
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(s)
+
+    def extend(self, other: SkipLog) -> None:
+        """Add another log's records and count, in order."""
+        for s in other.kept:
+            if len(self.kept) < self.keep:
+                self.kept.append(s)
+        self.count += other.count
+
+
+def _add(
+    builder: IndexBuilder,
+    raw: Any,
+    i: int,
+    line: int | None,
+    on_error: OnError,
+    skipped: SkipLog,
+) -> None:
+    try:
+        builder.add_columns(asset_columns(raw, i, line=line))
+    except ExportFormatError as exc:
+        if on_error == "raise":
+            raise
+        name = raw.get("externalId") if isinstance(raw, Mapping) else None
+        skipped.append(Skipped(i, name if isinstance(name, str) else None, str(exc)))
+
+
+def index_dicts(
+    dicts: Iterable[Any], *, on_error: OnError, progress_bar: bool | None = None
+) -> tuple[ExportIndex, SkipLog]:
+    """Index already-parsed asset dicts (refusing any nested beyond ``max_depth``)."""
+    builder, skipped = IndexBuilder(), SkipLog()
+    for i, raw in enumerate(progress(dicts, desc="indexing", enabled=progress_bar)):
+        check_parsed_depth(raw, i)
+        _add(builder, raw, i, None, on_error, skipped)
+    return builder.build(), skipped
+
+
+def _index_serial(
+    raws: Iterable[RawAsset],
+    name: str,
+    on_error: OnError,
+    digest: str = "",
+    keep: int | None = None,
+) -> tuple[ExportIndex, SkipLog]:
+    builder, skipped = IndexBuilder(), SkipLog(keep)
+    for chunk in raws:
+        try:
+            obj = decode_raw(chunk, name)
+        except ExportFormatError as exc:
+            if on_error == "raise":
+                raise
+            skipped.append(Skipped(chunk.index, None, str(exc)))
+            continue
+        _add(builder, obj, chunk.index, chunk.line, on_error, skipped)
+    return builder.build(digest=digest), skipped
+
+
+def _work(
+    job: tuple[list[RawAsset], str, OnError, int],
+) -> tuple[dict[str, npt.NDArray[Any]], SkipLog]:
+    batch, name, on_error, keep = job
+    index, skipped = _index_serial(batch, name, on_error, keep=keep)
+    return index.arrays, skipped
+
+
+def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAsset]]:
+    batch: list[RawAsset] = []
+    size = 0
+    for raw in raws:
+        batch.append(raw)
+        size += len(raw.data)
+        if size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _native_threads() -> int:
+    """Threads of this process, native ones included (Linux); ``0`` where unknown."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+# Threads running when this module is imported: the interpreter and numpy's BLAS pool
+# (OpenBLAS registers fork handlers, and its pool starts with numpy, before any user
+# code could start CUDA or NCCL).  Any thread beyond these makes fork unsafe.
+_BASELINE_THREADS = _native_threads()
+
+
+def _torch_busy() -> bool:
+    """Whether torch (if the caller imported it; never imported here) started CUDA or a
+    process group: their threads and driver state do not survive a fork."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        if torch.cuda.is_initialized():
+            return True
+        dist = getattr(torch, "distributed", None)
+        return bool(dist is not None and dist.is_available() and dist.is_initialized())
+    except (AttributeError, RuntimeError):
+        return True  # a torch we cannot query: do not bet a fork on it
+
+
+def _fork_ok() -> bool:
+    """Whether worker processes may be forked: only from a single-threaded process.
+
+    Python threads are counted by :mod:`threading`; native ones (OpenMP pools, CUDA,
+    NCCL, gRPC: e.g. under torchrun) only by the kernel, so the process's task count
+    must not have grown since import, and torch must not have started CUDA or a process
+    group.
+    """
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and sys.version_info < (3, 12)
+        and threading.active_count() == 1
+        and not _torch_busy()
+        and _native_threads() <= _BASELINE_THREADS
+    )
+
+
+def default_workers(nbytes: int | None) -> int:
+    """Processes to index a file of ``nbytes`` when the caller does not say.
+
+    One below :data:`PARALLEL_MIN_BYTES`, and one where worker processes cannot be
+    forked safely (Python or native threads running, CUDA or a process group started,
+    or Python 3.12+, whose fork warns about them; see :func:`_fork_ok`):
+    forkserver/spawn workers re-import ``__main__``, which a REPL or ``python -`` cannot
+    offer, so those start methods are used only when ``workers=`` asks for them.
+    """
+    if nbytes is None or nbytes < PARALLEL_MIN_BYTES or not _fork_ok():
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _context() -> Any:
+    # fork starts instantly, but is only safe in a single-threaded process, and from
+    # Python 3.12 on it warns whenever the process has other (also native) threads.
+    # forkserver workers start in a fraction of a second: they import this module, not
+    # torch (ango_torch loads torch lazily).
+    methods = multiprocessing.get_all_start_methods()
+    if _fork_ok():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def index_raw(
+    raws: Iterable[RawAsset],
+    name: str,
+    *,
+    on_error: OnError,
+    workers: int = 1,
+    digest: str = "",
+    progress_bar: bool | None = None,
+    batch_bytes: int = BATCH_BYTES,
+) -> tuple[ExportIndex, SkipLog]:
+    """Index raw assets, with ``workers`` processes when more than one."""
+    if workers <= 1:
+        return _index_serial(
+            progress(raws, desc="indexing", enabled=progress_bar), name, on_error, digest
+        )
+    parts: list[ExportIndex] = []
+    skipped = SkipLog()
+    jobs = ((batch, name, on_error, skipped.keep) for batch in _batches(raws, batch_bytes))
+    # A bounded window of batches in flight keeps memory flat; results come back in
+    # order, and a worker's ExportFormatError is raised here, in order.  A worker that
+    # cannot start raises BrokenProcessPool instead of hanging (load_export then indexes
+    # in one process).
+    executor = ProcessPoolExecutor(workers, mp_context=_context())
+    try:
+        pending: deque[Future[tuple[dict[str, npt.NDArray[Any]], SkipLog]]] = deque()
+        batches = progress(jobs, desc="indexing (batches)", enabled=progress_bar)
+        for job in batches:
+            pending.append(executor.submit(_work, job))
+            if len(pending) >= 2 * workers:
+                arrays, skips = pending.popleft().result()
+                parts.append(ExportIndex(arrays))
+                skipped.extend(skips)
+        while pending:
+            arrays, skips = pending.popleft().result()
+            parts.append(ExportIndex(arrays))
+            skipped.extend(skips)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    return concat(parts, digest=digest), skipped

@@ -1,0 +1,142 @@
+"""Byte tables and raw JSON forms used by the index.
+
+:class:`StringTable` holds many byte strings in one ``uint8`` buffer with ``int64``
+offsets; ``dumps`` is compact JSON (orjson where installed); ``class_raw``,
+``meta_raw`` and ``relation_raw`` turn records back into the export's raw form, which
+is what the index stores for the parts it does not hold as numeric columns.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..records import Classification, ObjectMeta, Relation
+
+__all__ = ["StringTable", "class_raw", "dumps", "meta_raw", "relation_raw"]
+
+
+class StringTable:
+    """Many byte strings in one ``uint8`` buffer with ``int64`` offsets."""
+
+    __slots__ = ("blob", "offsets")
+
+    def __init__(self, blob: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64]) -> None:
+        self.blob = blob
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def raw(self, i: int) -> bytes:
+        """The ``i``-th entry's bytes (``b""`` for ``i < 0``)."""
+        if i < 0:
+            return b""
+        return self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes()
+
+    def get(self, i: int) -> str | None:
+        """The ``i``-th entry as text, or ``None`` for ``i < 0``."""
+        return None if i < 0 else self.raw(i).decode("utf-8")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self.blob.nbytes + self.offsets.nbytes)
+
+
+class _TableBuilder:
+    """Appends byte strings to one growing buffer (no Python object kept per entry,
+    except the interning dict of a table that dedups)."""
+
+    def __init__(self, *, intern: bool) -> None:
+        self._blob = bytearray()
+        self._offsets = array("q", [0])
+        self._ids: dict[bytes, int] | None = {} if intern else None
+
+    def add(self, value: str | bytes | None) -> int:
+        if value is None:
+            return -1
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        if self._ids is not None:
+            found = self._ids.get(data)
+            if found is not None:
+                return found
+        self._blob += data
+        self._offsets.append(len(self._blob))
+        i = len(self._offsets) - 2
+        if self._ids is not None:
+            self._ids[data] = i
+        return i
+
+    def build(self) -> StringTable:
+        # Views of the builder's buffers, not copies: the builder is dropped after build.
+        blob = np.frombuffer(self._blob, np.uint8) if self._blob else np.zeros(0, np.uint8)
+        return StringTable(blob, np.frombuffer(self._offsets, np.int64))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+try:
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON bytes (orjson where installed)."""
+        return orjson.dumps(value, default=_json_default)
+
+except ImportError:  # pragma: no cover - without the [fast] extra
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON bytes (orjson where installed)."""
+        return json.dumps(value, separators=(",", ":"), default=_json_default).encode()
+
+
+def class_raw(c: Classification) -> dict[str, Any]:
+    """A classification record back in the export's raw form."""
+    d: dict[str, Any] = {
+        "objectId": c.object_id,
+        "schemaId": c.schema_id,
+        "tool": c.tool,
+        "title": c.title,
+        "answer": c.answer,
+        "classifications": [class_raw(x) for x in c.classifications],
+    }
+    if c.page is not None:
+        d["page"] = c.page
+    if c.metadata is not None:
+        d["metadata"] = meta_raw(c.metadata)
+    return d
+
+
+def meta_raw(m: ObjectMeta) -> dict[str, Any]:
+    """Object metadata back in the export's raw form: as exported where known, else
+    rebuilt (times as ISO strings)."""
+    if m.raw is not None:
+        return dict(m.raw)
+    d = dict(m.extra)
+    if m.created_at is not None:
+        d["createdAt"] = m.created_at.isoformat()
+    if m.created_by is not None:
+        d["createdBy"] = m.created_by
+    return d
+
+
+def relation_raw(r: Relation) -> dict[str, Any]:
+    """A relation record back in the export's raw form."""
+    d: dict[str, Any] = {"objectId": r.object_id, "schemaId": r.schema_id, "title": r.title}
+    if r.group is not None:
+        d["group"] = list(r.group)
+    else:
+        d.update({"from": r.from_id, "to": r.to_id, "direction": r.direction})
+    if r.page is not None:
+        d["page"] = r.page
+    return d

@@ -1,0 +1,9 @@
+"""Training targets, pure (numpy, no IO, no torch): stage 2 (rasterize → targets).
+
+Owns: polygon rasterization and clipping (``geometry``, ``_raster``), brush maps
+(``brush``), class lists (``classes``), which objects a sample keeps and the
+accounting of what is left out (``selection``), and the target arrays (``arrays``).
+
+May import: ``ango_torch.export`` (the index, the ontology) and the base layer. Not
+``assets`` (same stage).
+"""

@@ -1,0 +1,256 @@
+"""Which objects and samples a dataset has: object labels, drops and the sample list.
+
+Vectorized over the index's object columns (no Python loop per object), and every
+object left out is counted in a :class:`DatasetReport` by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ..export.index import ExportIndex
+from ..records import ToolKind
+from .classes import ClassMap, task_kinds
+
+__all__ = [
+    "PAGE_OUTSIDE",
+    "VIDEO",
+    "DatasetReport",
+    "build_samples",
+    "object_labels",
+    "selected_objects",
+    "skip_videos",
+    "unplaced_brush",
+    "video_assets",
+]
+
+PAGE_OUTSIDE = "page outside the asset"
+"""Report reason of objects whose ``page`` is not one of the asset's pages."""
+VIDEO = "video asset (not supported yet)"
+"""Report reason of video assets (and their objects), skipped at construction."""
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
+_VIDEO_KEYS = ("frameTotal", "frameRate")
+
+
+@dataclass
+class DatasetReport:
+    """What the dataset left out, and why: nothing is dropped silently.
+
+    ``skipped_assets``: ``(index, name, reason)`` of assets without a sample (unreadable
+    under ``on_error="skip"``, or lacking the selected stage).  ``dropped_objects``:
+    objects of the selected snapshots that give no instance, by reason.  The runtime
+    counters (``empty_after_clipping``, ``brush_inexact_pixels``,
+    ``brush_resized``) count what this process has seen in ``__getitem__``; DataLoader
+    workers keep their own.  ``empty_after_clipping`` counts objects (every task) whose
+    box (detection) or mask (instance, semantic) is empty in the image, once per sample
+    however often it is loaded (``empty_by_sample``: sample index → count).
+    ``brush_unplaced``: multi-page assets whose brush mask was left out (Ango keeps one
+    brush PNG per task, not per page, so no page is known to be its own).
+    Brush pixels (counted once per sample): ``brush_inexact_pixels`` took a class
+    colour within the tolerance but not equal to it; ``brush_unlisted_pixels`` were
+    near no known colour (``brush_unlisted_colors``: ``"#rrggbb"`` → pixels);
+    ``brush_excluded_pixels`` are of brush classes left out by ``classes=``
+    (``brush_excluded_classes``: title → pixels).  Both became 255 in semantic masks
+    (0 with ``brush_unlisted="background"``) and no instance.
+    ``filtered_assets``: assets left out on purpose by ``batches=``/``where=``, by
+    reason (no warning); ``filtered_objects``: the objects of their selected snapshots.
+    """
+
+    skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
+    dropped_objects: Counter[str] = field(default_factory=Counter)
+    ignored_objects: Counter[str] = field(default_factory=Counter)
+    empty_after_clipping: int = 0
+    brush_inexact_pixels: int = 0
+    brush_resized: int = 0
+    empty_by_sample: dict[int, int] = field(default_factory=dict)
+    brush_unplaced: int = 0
+    brush_unlisted_pixels: int = 0
+    brush_unlisted_colors: Counter[str] = field(default_factory=Counter)
+    brush_excluded_pixels: int = 0
+    brush_excluded_classes: Counter[str] = field(default_factory=Counter)
+    filtered_assets: Counter[str] = field(default_factory=Counter)
+    filtered_objects: int = 0
+
+    def summary(self) -> str:
+        """One line per non-zero count."""
+        lines = []
+        if self.skipped_assets:
+            reasons = Counter(r.split(":")[0] for _, _, r in self.skipped_assets)
+            lines.append(f"{len(self.skipped_assets)} assets skipped ({dict(reasons)})")
+        if self.dropped_objects:
+            lines.append(f"objects dropped: {dict(self.dropped_objects)}")
+        if self.ignored_objects:
+            lines.append(f"objects not used by this task: {dict(self.ignored_objects)}")
+        for name in (
+            "empty_after_clipping",
+            "brush_inexact_pixels",
+            "brush_resized",
+            "brush_unplaced",
+        ):
+            if getattr(self, name):
+                lines.append(f"{name.replace('_', ' ')}: {getattr(self, name)}")
+        if self.brush_unlisted_pixels:
+            lines.append(
+                f"brush unlisted pixels: {self.brush_unlisted_pixels} "
+                f"{dict(self.brush_unlisted_colors.most_common(10))}"
+            )
+        if self.brush_excluded_pixels:
+            lines.append(
+                f"brush excluded pixels: {self.brush_excluded_pixels} "
+                f"{dict(self.brush_excluded_classes)}"
+            )
+        if self.filtered_assets:
+            lines.append(
+                f"assets filtered out: {dict(self.filtered_assets)} "
+                f"({self.filtered_objects} objects)"
+            )
+        return "\n".join(lines) or "nothing skipped or dropped"
+
+    def count_empty(self, sample: int, n: int) -> None:
+        """Record that sample ``sample`` has ``n`` objects with an empty box or mask.
+
+        Idempotent per sample: loading a sample again (next epoch) does not count twice.
+        """
+        old = self.empty_by_sample.get(sample, 0)
+        if n or old:
+            self.empty_by_sample[sample] = n
+            self.empty_after_clipping += n - old
+
+
+def selected_objects(
+    index: ExportIndex, snapshot_rows: npt.NDArray[np.int32]
+) -> npt.NDArray[np.bool_]:
+    """Mask over the index's object rows: those of the selected snapshots
+    (:meth:`~ango_torch.export.index.ExportIndex.snapshot_objects`)."""
+    return index.snapshot_objects(snapshot_rows)
+
+
+def object_labels(
+    index: ExportIndex,
+    selected: npt.NDArray[np.bool_],
+    class_map: ClassMap,
+    *,
+    task: str,
+    report: DatasetReport,
+) -> npt.NDArray[np.int64]:
+    """Label of every object row of the index (``-1``: not an instance here).
+
+    Counts in ``report`` the selected objects the task does not use (by tool, or of
+    other classes) and those dropped: degenerate geometry (fewer than 3 points in every
+    outer ring, or a flat box), a ``page`` the multi-page asset does not have, and
+    shapes entirely outside the image.
+    """
+    idx = index
+    title_label = class_map.label_of_titles(idx.titles)
+    labels = np.where(selected, title_label[idx.obj_title] if len(idx.obj_title) else -1, -1)
+    kinds = idx.obj_kind
+    used_kind = np.isin(kinds, [int(k) for k in task_kinds(task)])
+    for k, n in Counter(kinds[selected & ~used_kind].tolist()).items():
+        report.ignored_objects[ToolKind(k).key] += n
+    labels[~used_kind] = -1
+    other = selected & used_kind & (labels < 0)
+    if other.any():
+        report.ignored_objects["other classes"] += int(other.sum())
+    ring_len = np.diff(idx.ring_vert)
+    outer_len = np.where(idx.ring_hole, 0, ring_len)
+    starts = idx.obj_ring_start
+    has_rings = starts[1:] > starts[:-1]
+    best = np.zeros(len(kinds), np.int64)
+    if has_rings.any():
+        best[has_rings] = np.maximum.reduceat(outer_len, starts[:-1][has_rings])
+    box = idx.obj_bbox
+    flat = ~((box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1]))
+    degenerate = (has_rings & (best < 3)) | flat
+    asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
+    w = idx.asset_width[asset_of] if len(asset_of) else np.zeros(0, np.int32)
+    h = idx.asset_height[asset_of] if len(asset_of) else np.zeros(0, np.int32)
+    known = (w > 0) & (h > 0)
+    outside = known & ((box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
+    n_pages = (idx.asset_page_end - idx.asset_page_start)[asset_of]
+    off_page = (n_pages > 0) & (idx.obj_page >= n_pages)
+    for name, bad in (
+        ("degenerate geometry", degenerate),
+        (PAGE_OUTSIDE, off_page),
+        ("outside the image", outside),
+    ):
+        live = labels >= 0
+        n = int((live & bad).sum())
+        if n:
+            report.dropped_objects[name] += n
+            labels[live & bad] = -1
+    return labels.astype(np.int64)
+
+
+def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
+    """Which assets are videos: ``frameTotal``/``frameRate`` in their metadata, or a
+    video file extension (:data:`VIDEO_EXTENSIONS`) on their URL or externalId."""
+    idx = index
+    out = np.zeros(len(idx), bool)
+    for a in range(len(idx)):
+        names = (idx.string(idx.asset_url[a]), idx.string(idx.asset_external_id[a]))
+        if any(n and n.split("?")[0].lower().endswith(VIDEO_EXTENSIONS) for n in names):
+            out[a] = True
+            continue
+        raw = idx.extras.raw(int(idx.asset_extra[a]))
+        if any(k.encode() in raw for k in _VIDEO_KEYS):  # cheap test before decoding
+            meta = idx.extra(int(idx.asset_extra[a])).get("m") or {}
+            out[a] = isinstance(meta, dict) and any(k in meta for k in _VIDEO_KEYS)
+    return out
+
+
+def skip_videos(
+    index: ExportIndex, snapshot_rows: npt.NDArray[np.int32], report: DatasetReport
+) -> npt.NDArray[np.int32]:
+    """``snapshot_rows`` with video assets set to ``-1``, each counted in ``report``.
+
+    A video asset is listed in ``skipped_assets`` and its selected snapshot's objects in
+    ``dropped_objects[VIDEO]`` (until video is supported, one sample would merge every
+    frame's objects and fail to decode).
+    """
+    idx = index
+    rows: npt.NDArray[np.int32] = np.array(snapshot_rows, np.int32)
+    for a in np.flatnonzero(video_assets(idx) & (rows >= 0)).tolist():
+        s = int(rows[a])
+        report.skipped_assets.append((a, idx.string(idx.asset_external_id[a]), VIDEO))
+        n = int(idx.snap_obj_end[s] - idx.snap_obj_start[s])
+        if n:
+            report.dropped_objects[VIDEO] += n
+        rows[a] = -1
+    return rows
+
+
+def unplaced_brush(index: ExportIndex, snapshot_rows: npt.NDArray[np.int32]) -> int:
+    """Multi-page assets whose selected snapshot has a brush mask.
+
+    Ango keeps one brush PNG per task, not per page: which page it was painted on is
+    unknown, so it is applied to none (rather than guessed) and counted.
+    """
+    idx = index
+    a = np.flatnonzero(snapshot_rows >= 0)
+    paged = idx.asset_page_end[a] > idx.asset_page_start[a]
+    return int((paged & (idx.snap_brush[snapshot_rows[a]] >= 0)).sum())
+
+
+def build_samples(
+    index: ExportIndex, snapshot_rows: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int32]:
+    """``[S, 3]`` rows of ``(asset, page or -1, snapshot row)`` in export order.
+
+    One sample per asset; a multi-page asset gives one per annotated page, in order.
+    """
+    idx = index
+    out: list[tuple[int, int, int]] = []
+    for a in np.flatnonzero(snapshot_rows >= 0).tolist():
+        s = int(snapshot_rows[a])
+        n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
+        if n_pages == 0:
+            out.append((a, -1, s))
+            continue
+        o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
+        pages = np.unique(np.maximum(idx.obj_page[o0:o1], 0))
+        out.extend((a, int(p), s) for p in pages.tolist() if p < n_pages)
+    return np.array(out, np.int32).reshape(-1, 3)

@@ -1,0 +1,190 @@
+"""Nothing is dropped silently: for a rich export, per task, every selected object of the
+export ends either in a target or in the dataset's report.
+
+The expected total is counted from the raw export JSON (objects of each asset's answer),
+never from the dataset; the per-reason numbers of the synthetic export are hand-computed
+from its geometry (comments next to each object).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import make_asset, make_box, make_polygon, make_segmentation, write_images
+
+import ango_torch
+from ango_torch import AngoTorchWarning
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
+TASKS = ("detection", "instance", "semantic")
+CLASSES = ["car", "person", "building"]
+SQUARE = [[2, 2], [8, 2], [8, 7], [2, 7]]  # pixels x 2..7, y 2..6
+SLIVER = [[2.6, 1], [2.9, 1], [2.9, 9]]  # between pixel centres: box, no pixel
+TWICE = [[1, 1], [9, 1], [1, 9]] * 2  # the same triangle traced twice: even-odd cancels
+
+
+def _tool(key: str, value: Any, title: str = "car", **extra: Any) -> dict[str, Any]:
+    box = make_box(0, 0, 1, 1, title, **extra)
+    del box["bounding-box"]
+    return {key: value, **box}
+
+
+def rich_assets(folder: Path) -> list[dict[str, Any]]:
+    """Synthetic export (17×11 images): every way an object can be left out."""
+    image = make_asset(
+        [
+            make_polygon(SQUARE),  # kept everywhere
+            make_box(1, 1, 3, 3, "person"),  # detection; ignored by instance/semantic
+            make_polygon(SLIVER),  # detection keeps its box; empty mask elsewhere
+            make_polygon(TWICE),  # detection keeps its box; empty mask elsewhere
+            make_polygon([[100, 100], [120, 100], [110, 120]]),  # outside the image
+            make_polygon([[1, 1], [5, 1]]),  # degenerate (2 points)
+            _tool("point", [3, 3], "person"),  # unused tool everywhere
+            _tool("polyline", [[1, 1], [4, 4], [6, 1]]),  # unused tool everywhere
+            make_polygon(SQUARE, "tree"),  # another class (not in CLASSES)
+            make_segmentation(  # partly outside: clipped, kept everywhere
+                [{"region": [[10, 5], [25, 5], [25, 15], [10, 15]], "holes": [SQUARE]}]
+            ),
+        ]
+    )
+    paged = make_asset(
+        [
+            make_polygon(SQUARE, page=0),  # kept
+            make_box(1, 1, 3, 3, "person", page=1),  # detection only
+            make_polygon(SQUARE, page=2),  # kept
+            make_polygon([[1, 1], [6, 1], [3, 5]], "building", page=2),  # kept
+            make_polygon(SQUARE, page=5),  # the asset has 3 pages: page outside
+        ]
+    )
+    paged["dataset"] = [f"https://x/{paged['assetId']}/p{p}.png" for p in range(3)]
+    video = make_asset(
+        [make_box(1, 1, 3, 3), make_polygon(SQUARE)], external_id="drive.png"
+    )  # a video by its metadata
+    video["metadata"].update(frameTotal=10, frameRate=30)
+    clip = make_asset([make_polygon(SQUARE)], external_id="clip.WEBM")  # by its extension
+    assets = [image, paged, video, clip]
+    write_images(folder, [image])
+    pages = folder / f"{paged['externalId']}.pages"
+    write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(3)])
+    return assets
+
+
+def _raw_total(assets: list[dict[str, Any]]) -> int:
+    return sum(len(a["task"]["tools"]) for a in assets)
+
+
+def _dataset(which: str, task: str, tmp_path: Path) -> tuple[Any, int]:
+    if which == "sample":
+        assets = json.loads((SAMPLE / "sample_export.json").read_text())
+        kw: dict[str, Any] = {"root": SAMPLE / "images", "ontology": SAMPLE / "ontology.json"}
+    else:
+        assets = rich_assets(tmp_path / "images")
+        kw = {"root": tmp_path / "images", "classes": CLASSES}
+    with pytest.warns(AngoTorchWarning) if which == "synthetic" else contextlib.nullcontext():
+        ds = ango_torch.AngoDataset(assets, task=task, **kw)
+    return ds, _raw_total(assets)
+
+
+def _in_targets(ds: Any, task: str) -> int:
+    n = 0
+    for i in range(len(ds)):
+        target = ds.load_target(i, ds.get_height_and_width(i))
+        if task == "semantic":
+            # objects painted: the sample's objects less those whose mask is empty
+            n += len(ds.sample_objects(i)[0]) - ds.report.empty_by_sample.get(i, 0)
+        else:
+            n += int((target["labels"] > 0).sum())
+    return n
+
+
+def _in_report(ds: Any) -> int:
+    r = ds.report
+    return (
+        sum(r.dropped_objects.values()) + sum(r.ignored_objects.values()) + (r.empty_after_clipping)
+    )
+
+
+# Hand-computed from the comments in rich_assets: (in targets, empty, dropped, ignored).
+SYNTHETIC = {
+    "detection": (
+        # image: square, box, sliver, twice, segmentation; pages 0, 1, 2: 1 + 1 + 2
+        9,
+        0,
+        {
+            "outside the image": 1,
+            "degenerate geometry": 1,
+            "page outside the asset": 1,
+            "video asset (not supported yet)": 3,
+        },
+        {"point": 1, "polyline": 1, "other classes": 1},
+    ),
+    "instance": (
+        # image: square, segmentation; pages 0, 2: 1 + 2
+        5,
+        2,  # sliver and twice-traced triangle
+        {
+            "outside the image": 1,
+            "degenerate geometry": 1,
+            "page outside the asset": 1,
+            "video asset (not supported yet)": 3,
+        },
+        {"bounding-box": 2, "point": 1, "polyline": 1, "other classes": 1},
+    ),
+}
+SYNTHETIC["semantic"] = SYNTHETIC["instance"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("which", ["sample", "synthetic"])
+def test_every_object_is_in_a_target_or_in_the_report(
+    tmp_path: Path, which: str, task: str
+) -> None:
+    ds, total = _dataset(which, task, tmp_path)
+    in_targets = _in_targets(ds, task)
+    assert in_targets + _in_report(ds) == total, ds.report.summary()
+    if which == "synthetic":
+        assert len(ds) == 4  # the image and pages 0, 1, 2; no video sample
+        kept, empty, dropped, ignored = SYNTHETIC[task]
+        assert (in_targets, ds.report.empty_after_clipping) == (kept, empty)
+        assert dict(ds.report.dropped_objects) == dropped
+        assert dict(ds.report.ignored_objects) == ignored
+        assert [r for _, _, r in ds.report.skipped_assets] == [
+            "video asset (not supported yet)"
+        ] * 2
+        # loading again (a second epoch) counts nothing twice
+        _in_targets(ds, task)
+        assert ds.report.empty_after_clipping == empty
+
+
+def test_semantic_counts_empty_masks_like_instance(tmp_path: Path) -> None:
+    assets = [make_asset([make_polygon(SQUARE), make_polygon(SLIVER), make_polygon(TWICE)])]
+    write_images(tmp_path / "images", assets)
+    counts = {}
+    for task in ("instance", "semantic"):
+        ds = ango_torch.AngoDataset(assets, task=task, root=tmp_path / "images")  # type: ignore[arg-type]
+        ds[0]
+        counts[task] = ds.report.empty_after_clipping
+    # sliver and twice-traced triangle: no pixel centre inside (pycocotools agrees: 0 pixels)
+    assert counts == {"instance": 2, "semantic": 2}
+
+
+def test_brush_on_a_multi_page_asset_is_counted_not_guessed(tmp_path: Path) -> None:
+    """One brush PNG per task, pages unknown: applied to no page, counted per asset.
+
+    The brush URL is unreachable: fetching it would raise, so none is fetched."""
+    asset = make_asset([make_polygon(SQUARE, page=1)], brushDataUrl="https://nowhere.invalid/b.png")
+    asset["dataset"] = [f"https://x/p{p}.png" for p in range(2)]
+    pages = tmp_path / "images" / f"{asset['externalId']}.pages"
+    write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(2)])
+    with pytest.warns(AngoTorchWarning, match="brush unplaced: 1"):
+        ds = ango_torch.AngoDataset(
+            [asset], task="semantic", root=tmp_path / "images", brush_colors={"#ff0000": "car"}
+        )
+    assert len(ds) == 1 and ds.sample_location(0)[1] == 1  # page 1 only: no brush-only page
+    mask = ds[0][1]["mask"]
+    # hand-computed: SQUARE covers x 2..7, y 2..6 → 30 pixels of "car" (label 1), no brush
+    assert int((mask == 1).sum()) == 30 and int((mask != 0).sum()) == 30

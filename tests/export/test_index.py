@@ -1,0 +1,338 @@
+"""The compact index: round trip through records, its persisted form, and pickling."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import make_asset, make_box, make_polygon, make_segmentation
+
+import ango_torch
+from ango_torch.export._build import concat
+from ango_torch.export.index import ExportIndex
+
+
+def _export() -> list[dict]:
+    seg = make_segmentation(
+        [
+            {"region": [[0, 0], [9, 0], [9, 9], [0, 9]], "holes": [[[2, 2], [4, 2], [3, 4]]]},
+            {"region": [[10, 1], [12, 1], [11, 3]], "holes": []},
+        ]
+    )
+    rot = {
+        "rotated-bounding-box": {
+            "x": 1,
+            "y": 1,
+            "width": 2,
+            "height": 2,
+            "rotation": 0,
+            "corners": [[1, 1], [3, 1], [3, 3], [1, 3]],
+        },
+        "objectId": "r",
+        "title": "sign",
+        "schemaId": "s",
+    }
+    other = {"spline": {"pts": [1, 2]}, "objectId": "sp", "title": "curve"}
+    hist = [{"stage": "Label", "stageId": "L", "tools": [make_box(0, 0, 1, 1)]}]
+    a = make_asset(
+        [
+            make_polygon([[1, 1], [9, 1], [5, 8]]),
+            seg,
+            rot,
+            other,
+            make_box(5, 5, -2, -2, metadata={"createdAt": 1693555521104}),
+        ],
+        stage_history=hist,
+    )
+    a["task"]["classifications"] = [{"title": "weather", "tool": "checkbox", "answer": ["rain"]}]
+    return [a, make_asset([], width=None, height=None)]
+
+
+def test_records_survive_the_index() -> None:
+    """Records rebuilt from the columns equal records parsed straight from JSON."""
+    from ango_torch.export._parse import parse_asset
+
+    raws = _export()
+    export = ango_torch.load_export(raws)
+    for i, raw in enumerate(raws):
+        direct = parse_asset(raw, i)
+        rebuilt = export[i]
+        assert rebuilt.task.answer.classifications == direct.task.answer.classifications
+        for a, b in zip(rebuilt.task.answer.tools, direct.task.answer.tools, strict=True):
+            assert (a.object_id, a.title, a.kind, a.page) == (b.object_id, b.title, b.kind, b.page)
+            assert a.metadata == b.metadata and a.classifications == b.classifications
+            assert repr(a.geometry) == repr(b.geometry)
+        assert len(rebuilt.task.history) == len(direct.task.history)
+        assert (rebuilt.width, rebuilt.height) == (direct.width, direct.height)
+
+
+def test_index_is_columnar_and_pickles(tmp_path: Path) -> None:
+    export = ango_torch.load_export(_export())
+    idx = export.index
+    # Columns, not Python objects: every attribute is a numpy array.
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in idx.arrays.values())
+    assert idx.verts.dtype == np.float32 and idx.verts.shape[1] == 2
+    assert len(idx.obj_kind) == 6  # 5 answer objects + 1 in the Label stage
+    clone = pickle.loads(pickle.dumps(idx))
+    assert clone.asset(0).external_id == idx.asset(0).external_id
+    path = tmp_path / "i.index"
+    idx.save(path)
+    loaded = ExportIndex.load(path)
+    assert repr(loaded.asset(0)) == repr(idx.asset(0))
+    assert idx.rings(1)[1][2] is True  # the segmentation's hole
+
+
+def test_persisted_index_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    cache = tmp_path / "cache"
+    first = ango_torch.load_export(path, cache_dir=cache)
+    (saved,) = (cache / "index").glob("*.index")
+    assert saved.stem == first.index.digest
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr("ango_torch.export._indexing.asset_columns", boom)
+    second = ango_torch.load_export(path, cache_dir=cache)
+    assert repr(second[0]) == repr(first[0])
+    # Changed content → new key → parsed again.
+    path.write_text(json.dumps(_export()[:1]))
+    with pytest.raises(AssertionError, match="parsed again"):
+        ango_torch.load_export(path, cache_dir=cache)
+
+
+def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    first = ango_torch.load_export(path, cache_dir=tmp_path)
+    (saved,) = (tmp_path / "index").glob("*.index")
+    (saved / "verts.npy").write_bytes(b"garbage")
+    again = ango_torch.load_export(path, cache_dir=tmp_path)
+    assert len(again) == len(first)
+
+
+def test_index_out_of_range() -> None:
+    export = ango_torch.load_export(_export())
+    with pytest.raises(IndexError, match="out of range"):
+        export[5]
+    assert export[-1].index == 1
+
+
+def _many(n: int = 12) -> list[dict]:
+    out = []
+    for k in range(n):
+        out.extend(_export())
+        out[-1]["task"]["tools"] = [make_box(k, 1, 2, 2, title=f"class{k % 3}")]
+    return out
+
+
+def test_concat_of_parts_equals_the_whole() -> None:
+    raws = _many()
+    whole = ango_torch.load_export(raws).index
+    parts = [ango_torch.load_export(raws[i : i + 5]).index for i in range(0, len(raws), 5)]
+    merged = concat(parts)
+    assert len(merged) == len(whole)
+    for i in range(len(whole)):
+        assert repr(merged.asset(i)) == repr(whole.asset(i))
+    np.testing.assert_array_equal(merged.verts, whole.verts)
+    assert [merged.titles[t] for t in merged.obj_title] == [
+        whole.titles[t] for t in whole.obj_title
+    ]
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_parallel_indexing_matches_serial(tmp_path: Path, on_error: str) -> None:
+    from ango_torch.export._indexing import index_raw
+    from ango_torch.export._read import iter_raw_assets
+
+    raws = _many()
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+
+    def run(workers: int) -> tuple[ExportIndex, list]:
+        with open(path, "rb") as f:
+            return index_raw(
+                iter_raw_assets(f, "e"),
+                "e",
+                on_error=on_error,  # type: ignore[arg-type]
+                workers=workers,
+                batch_bytes=2000,
+            )
+
+    (serial, s1), (parallel, s2) = run(1), run(2)
+    assert len(parallel) == len(serial) == len(raws) and list(s1) == list(s2) == []
+    for i in range(len(serial)):
+        assert repr(parallel.asset(i)) == repr(serial.asset(i))
+    # Numeric columns are identical; string tables differ in layout (no cross-batch dedup).
+    for key in (
+        "obj_kind",
+        "obj_page",
+        "obj_bbox",
+        "obj_ring_start",
+        "ring_vert",
+        "verts",
+        "asset_width",
+        "snap_obj_start",
+        "snap_obj_end",
+    ):
+        np.testing.assert_array_equal(parallel.arrays[key], serial.arrays[key], err_msg=key)
+
+
+def test_parallel_indexing_errors_and_skips(tmp_path: Path) -> None:
+    from ango_torch.export._indexing import index_raw
+    from ango_torch.export._read import iter_raw_assets
+
+    raws = _many()
+    raws[7] = {"externalId": "broken.png"}
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    with open(path, "rb") as f, pytest.raises(ango_torch.ExportFormatError, match=r"broken\.png"):
+        index_raw(iter_raw_assets(f, "e"), "e", on_error="raise", workers=2, batch_bytes=2000)
+    with open(path, "rb") as f:
+        index, skipped = index_raw(
+            iter_raw_assets(f, "e"), "e", on_error="skip", workers=2, batch_bytes=2000
+        )
+    assert len(index) == len(raws) - 1 and [s.index for s in skipped] == [7]
+
+
+def test_load_export_with_workers(tmp_path: Path) -> None:
+    raws = _many()
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    a = ango_torch.load_export(path, workers=2)
+    b = ango_torch.load_export(path, workers=1)
+    assert [repr(x) for x in a] == [repr(x) for x in b]
+
+
+def test_saved_index_is_memory_mapped_and_pickles_as_its_folder(tmp_path: Path) -> None:
+    export = ango_torch.load_export(_export())
+    export.index.save(tmp_path / "i.index")
+    loaded = ExportIndex.load(tmp_path / "i.index")
+    assert isinstance(loaded.verts.base, np.memmap) and not loaded.verts.flags.writeable
+    data = pickle.dumps(loaded)
+    assert len(data) < 200  # the folder's path, not the columns
+    clone = pickle.loads(data)
+    assert repr(clone.asset(0)) == repr(export.index.asset(0))
+    np.testing.assert_array_equal(clone.verts, export.index.verts)
+
+
+def _die(job: object) -> object:
+    import os
+
+    os._exit(3)  # a worker that dies before answering
+
+
+def test_parallel_indexing_falls_back_when_workers_die(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    import ango_torch.export._indexing as ix
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork to inject the failure into the workers")
+    monkeypatch.setattr(ix, "_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(ix, "_work", _die)
+    raws = _many()
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    with pytest.warns(ango_torch.AngoTorchWarning, match="indexing in this process"):
+        export = ango_torch.load_export(path, workers=2)
+    assert len(export) == len(raws)
+
+
+def test_persisted_index_of_another_parser_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index saved by a different parser (another schema key) is not reused."""
+    import ango_torch.export._indexing as ix
+
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    cache = tmp_path / "cache"
+    ango_torch.load_export(path, cache_dir=cache)
+    (saved,) = (cache / "index").glob("*.index")
+    meta = json.loads(np.load(saved / "meta.npy").tobytes())
+    assert meta.get("schema")  # saved with the parser's schema key
+    meta["schema"] = "0" * len(meta["schema"])  # as written by another parser version
+    np.save(saved / "meta.npy", np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    calls = []
+    real = ix.asset_columns
+    monkeypatch.setattr(ix, "asset_columns", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = ango_torch.load_export(path, cache_dir=cache)
+    assert len(calls) == len(_export())  # parsed again, not read from the stale index
+    assert json.loads(np.load(saved / "meta.npy").tobytes())["schema"] != "0" * len(meta["schema"])
+    assert len(again) == 2
+
+
+def test_schema_key_follows_the_parser_sources(tmp_path: Path) -> None:
+    """The key hashes the index-producing modules' sources: editing one changes it."""
+    import shutil
+
+    from ango_torch.export import index
+
+    package = Path(index.__file__).parents[1]  # the ango_torch folder
+    assert index.schema_key(package) == index.SCHEMA and len(index.SCHEMA) == 32
+    copy = tmp_path / "pkg"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert index.schema_key(copy) == index.SCHEMA
+    with open(copy / "export" / "_parse.py", "a") as f:
+        f.write("# a changed rule\n")
+    assert index.schema_key(copy) != index.SCHEMA
+
+
+_FORK_PROBE = """
+import os, sys
+import ango_torch.export._indexing as ix
+big = 1 << 30
+print(ix._context().get_start_method(), ix.default_workers(big))
+import torch
+torch.set_num_threads(2)
+x = torch.randn(1 << 20)
+(x * 2).sum()  # an intra-op parallel op: starts the OpenMP pool (native threads)
+print(len(os.listdir("/proc/self/task")) > 2, file=sys.stderr)
+print(ix._context().get_start_method(), ix.default_workers(big))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_no_fork_after_native_threads_started() -> None:
+    """Once native (non-Python) threads run, indexing workers are not forked."""
+    import multiprocessing
+    import os
+    import subprocess
+    import sys
+
+    if "fork" not in multiprocessing.get_all_start_methods() or sys.version_info >= (3, 12):
+        pytest.skip("fork is not a default start method here")
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_PROBE], capture_output=True, text=True, check=True
+    )
+    before, after = (line.split() for line in out.stdout.splitlines()[:2])
+    # A fresh, single-threaded process: fork is safe, and a 1 GiB file gets workers.
+    assert before == ["fork", str(max(1, min(4, os.cpu_count() or 1)))]
+    assert out.stderr.strip() == "True"  # the probe really started native threads
+    assert after[0] in ("forkserver", "spawn") and after[1] == "1"
+
+
+def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun (CUDA or a process group initialized), indexing never forks."""
+    import sys
+    import types
+
+    import ango_torch.export._indexing as ix
+
+    for cuda, dist in ((True, False), (False, True)):
+        fake = types.ModuleType("torch")
+        fake.cuda = types.SimpleNamespace(is_initialized=lambda v=cuda: v)  # type: ignore[attr-defined]
+        fake.distributed = types.SimpleNamespace(  # type: ignore[attr-defined]
+            is_available=lambda: True, is_initialized=lambda v=dist: v
+        )
+        monkeypatch.setitem(sys.modules, "torch", fake)
+        assert not ix._fork_ok()
+        assert ix._context().get_start_method() != "fork"
+        assert ix.default_workers(1 << 30) == 1
