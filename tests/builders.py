@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 W, H = 17, 11  # odd, non-square: a height/width swap fails loudly
@@ -149,3 +150,56 @@ def brush_path(root: Any, asset: dict[str, Any], stage: str | None = None) -> An
             content_key=item.content_key,
         )
     )
+
+
+# -- a rich synthetic export (tests/datasets/test_accounting.py, tests/export/test_export.py)
+CLASSES = ["car", "person", "building"]
+SQUARE = [[2, 2], [8, 2], [8, 7], [2, 7]]  # pixels x 2..7, y 2..6
+SLIVER = [[2.6, 1], [2.9, 1], [2.9, 9]]  # between pixel centres: box, no pixel
+TWICE = [[1, 1], [9, 1], [1, 9]] * 2  # the same triangle traced twice: even-odd cancels
+
+
+def _tool(key: str, value: Any, title: str = "car", **extra: Any) -> dict[str, Any]:
+    box = make_box(0, 0, 1, 1, title, **extra)
+    del box["bounding-box"]
+    return {key: value, **box}
+
+
+def rich_assets(folder: Path) -> list[dict[str, Any]]:
+    """Synthetic export (17×11 images): every way an object can be left out."""
+    image = make_asset(
+        [
+            make_polygon(SQUARE),  # kept everywhere
+            make_box(1, 1, 3, 3, "person"),  # detection; ignored by instance/semantic
+            make_polygon(SLIVER),  # detection keeps its box; empty mask elsewhere
+            make_polygon(TWICE),  # detection keeps its box; empty mask elsewhere
+            make_polygon([[100, 100], [120, 100], [110, 120]]),  # outside the image
+            make_polygon([[1, 1], [5, 1]]),  # degenerate (2 points)
+            _tool("point", [3, 3], "person"),  # unused tool everywhere
+            _tool("polyline", [[1, 1], [4, 4], [6, 1]]),  # unused tool everywhere
+            make_polygon(SQUARE, "tree"),  # another class (not in CLASSES)
+            make_segmentation(  # partly outside: clipped, kept everywhere
+                [{"region": [[10, 5], [25, 5], [25, 15], [10, 15]], "holes": [SQUARE]}]
+            ),
+        ]
+    )
+    paged = make_asset(
+        [
+            make_polygon(SQUARE, page=0),  # kept
+            make_box(1, 1, 3, 3, "person", page=1),  # detection only
+            make_polygon(SQUARE, page=2),  # kept
+            make_polygon([[1, 1], [6, 1], [3, 5]], "building", page=2),  # kept
+            make_polygon(SQUARE, page=5),  # the asset has 3 pages: page outside
+        ]
+    )
+    paged["dataset"] = [f"https://x/{paged['assetId']}/p{p}.png" for p in range(3)]
+    video = make_asset(
+        [make_box(1, 1, 3, 3), make_polygon(SQUARE)], external_id="drive.png"
+    )  # a video by its metadata
+    video["metadata"].update(frameTotal=10, frameRate=30)
+    clip = make_asset([make_polygon(SQUARE)], external_id="clip.WEBM")  # by its extension
+    assets = [image, paged, video, clip]
+    write_images(folder, [image])
+    pages = folder / f"{paged['externalId']}.pages"
+    write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(3)])
+    return assets

@@ -1,6 +1,7 @@
 """Fetch asset bytes: local cache → ``root`` → the export's (signed) URL.
 
-The only module of the package that touches fsspec.  :class:`AssetStore` holds
+The only fsspec user for assets (the export file itself is opened by
+:mod:`ango_torch.export._read`).  :class:`AssetStore` holds
 plain, picklable data; filesystem objects are created lazily in each process
 (DataLoader workers started by fork, spawn or forkserver each make their own:
 fsspec filesystems, with their event loops and sessions, are not fork-safe).
@@ -20,26 +21,21 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.client import HTTPException, InvalidURL
-from typing import Any, Final
+from typing import Any
 
 from ..errors import (
     AngoTorchError,
     AssetFetchError,
-    ExpiredURLError,
     LocalURLError,
     missing_filesystem,
     where,
 )
 from ..limits import Limits, current
+from ._http import Retryable, http_get
 from ._local import (
     Missing,
     atomic_write,
@@ -48,10 +44,8 @@ from ._local import (
     is_local_url,
     read_local,
     redact,
-    requote,
     too_large,
 )
-from .expiry import url_expiry
 from .layout import Kind, asset_path, base_folder, cache_name
 
 __all__ = [
@@ -61,15 +55,6 @@ __all__ = [
     "asset_path",
     "is_local_url",
 ]
-
-_USER_AGENT: Final = "ango_torch"
-_RETRY_STATUS: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
-_EXPIRED_BODY: Final = re.compile(rb"expired|expiredtoken", re.IGNORECASE)
-_HINT: Final = (
-    "signed URLs in an Ango export are only valid for a limited time (about 33 hours); "
-    "download a fresh export and pass root= pointing at a copy of the images, e.g. one "
-    "made with `ango-torch prefetch`"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,23 +93,6 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_backoff))
         return wait
-
-
-class _Retryable(Exception):
-    """A transient failure: try again (carries a description and Retry-After)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare for 429/503, fall back to backoff
 
 
 class AssetStore:
@@ -375,7 +343,7 @@ class AssetStore:
             timeout = max(0.001, min(policy.timeout, remaining))
             try:
                 return self._get_http(url, label, timeout) if http else self._get_fs(url, label)
-            except _Retryable as exc:
+            except Retryable as exc:
                 attempt += 1
                 elapsed = time.monotonic() - start
                 wait = policy.delay(attempt - 1, exc.retry_after)
@@ -410,7 +378,7 @@ class AssetStore:
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise Missing(str(exc)) from exc
         except (ConnectionError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         except AngoTorchError:
             raise
         except Exception as exc:  # fsspec backends raise anything: unknown protocol...
@@ -422,77 +390,4 @@ class AssetStore:
         return data
 
     def _get_http(self, url: str, label: str, timeout: float) -> bytes:
-        limit = self.limits.max_asset_file_bytes
-        try:
-            # Non-ASCII and spaces percent-encoded as browsers do (UTF-8); % kept.
-            quoted = requote(url)
-            request = urllib.request.Request(quoted, headers={"User-Agent": _USER_AGENT})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                expected = response.headers.get("Content-Length")
-                if expected is not None and expected.isdigit() and int(expected) > limit:
-                    raise too_large(label, url, f"{int(expected):,} (Content-Length)", limit)
-                data: bytes = response.read(limit + 1)
-                if len(data) > limit:
-                    raise too_large(label, url, f"over {limit:,}", limit)
-                if expected is not None and expected.isdigit() and len(data) != int(expected):
-                    raise _Retryable(f"short body: {len(data)} of {expected} bytes")
-                return data
-        except AngoTorchError:
-            raise
-        except urllib.error.HTTPError as exc:
-            self._http_error(exc, url, label)
-            raise AssertionError("unreachable") from exc  # _http_error always raises
-        except urllib.error.URLError as exc:
-            # Connection refused / reset / DNS / timeout before the response.
-            if isinstance(exc.reason, (ValueError, InvalidURL)):
-                raise self._malformed(url, label, exc.reason) from exc
-            raise _Retryable(f"{type(exc.reason).__name__}: {exc.reason}") from exc
-        except InvalidURL as exc:
-            raise self._malformed(url, label, exc) from exc
-        except (OSError, HTTPException) as exc:
-            # Reset or timeout while reading the body; IncompleteRead; bad status line.
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # bad IPv6 brackets, port, IDNA label...
-            raise self._malformed(url, label, exc) from exc
-
-    @staticmethod
-    def _malformed(url: str, label: str, exc: BaseException) -> AssetFetchError:
-        return AssetFetchError(
-            f"{label}: malformed URL {redact(url)!r} ({type(exc).__name__}: {exc})"
-        )
-
-    @staticmethod
-    def _http_error(exc: urllib.error.HTTPError, url: str, label: str) -> None:
-        status = exc.code
-        try:
-            body = exc.read(4096)
-        except (OSError, HTTPException):
-            body = b""
-        finally:
-            exc.close()
-        if status == 404:
-            raise Missing(f"HTTP 404 from {redact(url)}")
-        if status in _RETRY_STATUS:
-            raise _Retryable(
-                f"HTTP {status} {exc.reason}", _retry_after(exc.headers.get("Retry-After"))
-            )
-        if status in (400, 401, 403):
-            expiry = url_expiry(url)
-            past = expiry is not None and expiry.timestamp() < time.time()
-            if _EXPIRED_BODY.search(body) or past:
-                when = f" at {expiry.isoformat()}" if expiry is not None else ""
-                raise ExpiredURLError(
-                    f"{label}: the signed URL expired{when} (HTTP {status} from "
-                    f"{redact(url)}: {_snippet(body)}); {_HINT}"
-                )
-        raise AssetFetchError(
-            f"{label}: HTTP {status} {exc.reason} from {redact(url)}: {_snippet(body)}"
-        )
-
-
-def _snippet(body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
-    message = re.search(r"<Message>(.*?)</Message>", text, re.DOTALL)
-    text = message.group(1) if message else text
-    text = " ".join(text.split())
-    return repr(text[:200] + ("…" if len(text) > 200 else ""))
+        return http_get(url, label, timeout, self.limits.max_asset_file_bytes)

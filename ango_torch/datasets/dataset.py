@@ -1,9 +1,16 @@
 """``AngoDataset``: an export as torchvision-native ``(image, target)`` samples.
 
-Composition only: the export's index (:mod:`.index`) says which objects a sample has,
-the store (:mod:`.fetch`) brings bytes, :mod:`.decode` makes pixels, and
-:mod:`.targets` rasterizes.  The dataset holds plain numpy data and pickles cleanly, so
+Composition only: the export's index (:mod:`ango_torch.export.index`) says which
+objects a sample has, the store (:mod:`ango_torch.assets.fetch`) brings bytes,
+:mod:`ango_torch.assets.decode` makes pixels, and :mod:`ango_torch.targets` rasterizes.
+The dataset holds plain numpy data and pickles cleanly, so
 DataLoader workers (fork, spawn or forkserver) share the index instead of copying it.
+
+Over the ~400-line guideline because :class:`AngoDataset` is one class whose state
+(the export, store, class map, samples and report) its constructor builds and its
+loaders read; what stands alone is elsewhere: brush colour discovery
+(:mod:`._brush_colors`), batching (:mod:`.batching`), selection and targets
+(:mod:`ango_torch.targets`), bytes and pixels (:mod:`ango_torch.assets`).
 """
 
 from __future__ import annotations

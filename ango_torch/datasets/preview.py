@@ -4,6 +4,9 @@
 utilities; :func:`preview` writes one PNG per sample of a dataset, adding the objects
 its task leaves out (bounding boxes for ``instance``/``semantic``, points and
 polylines always) so that every annotation with an image representation shows.
+
+One concept, drawing a sample, a little over the ~400-line guideline: the colours, the
+mask painting and the drawing of left-out objects all serve :func:`draw_sample`.
 """
 
 from __future__ import annotations

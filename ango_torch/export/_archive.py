@@ -27,7 +27,7 @@ INFLATE_STEP = 1 << 20
 
 
 class Fault(Exception):
-    """A decompression failure, turned into ``cls`` by :func:`._read._located`."""
+    """A decompression failure, turned into ``cls`` by :func:`ango_torch.export._read._located`."""
 
     def __init__(self, cls: type[ExportFormatError], text: str) -> None:
         super().__init__(text)

@@ -22,6 +22,7 @@ _SCHEMA_MODULES = (
     "export/_parse.py",
     "export/_parse_geometry.py",
     "export/_read.py",
+    "export/_scan.py",
     "export/_tables.py",
     "export/_schema.py",
     "export/index.py",

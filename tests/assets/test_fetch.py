@@ -205,12 +205,13 @@ def test_concurrent_workers_fill_same_entry(server: LoopbackServer, tmp_path: Pa
     assert results == [body] * 8
     # Separate processes too (each makes its own filesystem state).
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from test_fetch import _fill_cache;"
+        "import sys, os; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]; "
+        "from test_fetch import _fill_cache;"
         "sys.stdout.write(str(len(_fill_cache(sys.argv[2], sys.argv[3]))))"
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, str(ROOT / "tests"), str(tmp_path), url],
+            [sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path), url],
             stdout=subprocess.PIPE,
             cwd=ROOT,
         )

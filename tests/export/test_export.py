@@ -111,7 +111,9 @@ def _decode(segmentation: Any, h: int, w: int) -> np.ndarray:
 
 
 def _datasets(tmp_path: Path, task: str) -> list[ango_torch.AngoDataset]:
-    from test_accounting import CLASSES, SAMPLE, rich_assets
+    from builders import CLASSES, rich_assets
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "data"
 
     rich = rich_assets(tmp_path / "images")
     with pytest.warns(ango_torch.AngoTorchWarning):
@@ -121,12 +123,12 @@ def _datasets(tmp_path: Path, task: str) -> list[ango_torch.AngoDataset]:
             root=tmp_path / "images",
             classes=CLASSES,
         )
-    kw: dict[str, Any] = {"root": SAMPLE / "images", "ontology": SAMPLE / "ontology.json"}
-    out = [synthetic, ango_torch.AngoDataset(SAMPLE / "sample_export.json", task=task, **kw)]  # type: ignore[arg-type]
+    kw: dict[str, Any] = {"root": sample / "images", "ontology": sample / "ontology.json"}
+    out = [synthetic, ango_torch.AngoDataset(sample / "sample_export.json", task=task, **kw)]  # type: ignore[arg-type]
     if task != "semantic":
         out.append(
             ango_torch.AngoDataset(
-                SAMPLE / "sample_export.json",
+                sample / "sample_export.json",
                 task=task,  # type: ignore[arg-type]
                 brush_instances="components",
                 **kw,

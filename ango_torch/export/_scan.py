@@ -1,0 +1,235 @@
+"""The vectorized scan that splits a JSON array export into its elements.
+
+Strings, escapes and nesting depth are tracked with numpy over each chunk, so each
+asset is decoded on its own and peak memory grows with one asset, not with the object
+tree of the file; the size and depth limits are checked on the bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+
+from ..errors import ExportFormatError, LimitError, where
+from ..limits import Limits, hint
+from ._archive import CHUNK
+
+__all__ = ["RawAsset", "iter_array", "max_depth", "too_deep", "too_large"]
+
+_QUOTE, _BSLASH = ord('"'), ord("\\")
+_OPEN = np.zeros(256, np.int8)
+_OPEN[[ord("{"), ord("[")]] = 1
+_OPEN[[ord("}"), ord("]")]] = -1
+_SPECIAL = np.zeros(256, bool)
+_SPECIAL[[ord(c) for c in '{}[],"\\']] = True
+
+
+@dataclass(frozen=True, slots=True)
+class RawAsset:
+    """One undecoded asset: its JSON bytes and where it came from."""
+
+    index: int
+    data: bytes
+    line: int | None = None
+
+
+def too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:
+    return LimitError(
+        f"export {name!r}, {where(index=index, line=line)}: the asset's JSON is larger than "
+        f"max_asset_bytes={lim.max_asset_bytes}; {hint('max_asset_bytes')}"
+    )
+
+
+def too_deep(name: str, lim: Limits, loc: str) -> LimitError:
+    return LimitError(
+        f"export {name!r}, {loc}: JSON nested more than {lim.max_depth} levels deep "
+        f"(max_depth); {hint('max_depth')}"
+    )
+
+
+def max_depth(data: bytes) -> int:
+    """Deepest nesting of objects/arrays in one JSON text (strings and escapes skipped)."""
+    a = np.frombuffer(data, np.uint8)
+    special = np.flatnonzero(_SPECIAL[a])
+    kinds = a[special]
+    quotes = special[kinds == _QUOTE]
+    if (kinds == _BSLASH).any():
+        quotes, _ = _escaped_quotes(a, quotes, False)
+    marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+    marks = marks[(np.searchsorted(quotes, marks) & 1) == 0]
+    if not len(marks):
+        return 0
+    return int(np.cumsum(_OPEN[a[marks]], dtype=np.int64).max())
+
+
+def _escaped_quotes(
+    a: np.ndarray, quotes: np.ndarray, first_escaped: bool
+) -> tuple[np.ndarray, bool]:
+    """Drop quotes preceded by an unescaped backslash; return them and the carry-over."""
+    bs = np.flatnonzero(a == _BSLASH)
+    if not len(bs) and not first_escaped:
+        return quotes, False
+    esc = np.zeros(len(a) + 1, bool)
+    esc[0] = first_escaped
+    for p in bs.tolist():  # backslashes are rare in exports: a Python loop is fine
+        if not esc[p]:
+            esc[p + 1] = True
+    return quotes[~esc[quotes]], bool(esc[-1])
+
+
+# Events at the array's top level, to find an element that is not an object.
+_START, _ELEM, _CLOSE, _COMMA, _END = range(5)
+
+
+def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
+    """Split a JSON array into its elements, tracking strings and depth sparsely.
+
+    Only the positions of quotes, brackets and commas are examined (numpy over each
+    chunk): a bracket or comma is structural when an even number of unescaped quotes
+    precede it, and the depth is the running sum of the structural brackets.  The
+    depth limit and the size limit of one element are checked here, on the bytes.
+    """
+    depth = 0
+    in_string = False
+    escaped = False
+    pending: list[bytes] = []
+    pending_bytes = 0
+    started = closed = False
+    index = commas = offset = 0
+    last_event, blank = _START, True  # blank: nothing yet between '[' and the 1st event
+    cap, max_level = lim.max_asset_bytes, lim.max_depth + 1  # the array is level 1
+    while chunk := stream.read(CHUNK):
+        a = np.frombuffer(chunk, np.uint8)
+        # One gather finds every quote, backslash, bracket and comma of the chunk.
+        special = np.flatnonzero(_SPECIAL[a])
+        kinds = a[special]
+        quotes = special[kinds == _QUOTE]
+        if escaped or (kinds == _BSLASH).any():
+            quotes, escaped_next = _escaped_quotes(a, quotes, escaped)
+        else:
+            escaped_next = False
+        marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+        # Quotes before each mark (plus the carried string state) → inside a string?
+        outside = ((np.searchsorted(quotes, marks) + in_string) & 1) == 0
+        marks = marks[outside]
+        step = _OPEN[a[marks]]
+        dcum = np.cumsum(step, dtype=np.int64) + depth
+        body = 0  # where this chunk's part of the array body starts
+        if not started:
+            if not len(marks) or a[marks[0]] != ord("["):
+                raise ExportFormatError(f"export {name!r}: expected a JSON array of assets")
+            started, body = True, int(marks[0]) + 1
+        is_open, is_close = step > 0, step < 0
+        starts = marks[is_open & (dcum == 2)].tolist()
+        ends = marks[is_close & (dcum == 1)].tolist()
+        if len(dcum) and dcum.max() > max_level:
+            at = int(marks[np.argmax(dcum > max_level)])
+            j = int(np.searchsorted(np.asarray(starts, np.int64), at))
+            bad = index + j - (0 if pending else 1)
+            raise too_deep(name, lim, where(index=bad))
+        top = (step == 0) & (dcum == 1)
+        commas_before = commas
+        commas += int(np.count_nonzero(top))
+        top_close = marks[is_close & (dcum <= 0)]
+        if len(top_close):
+            closed = True
+            last = int(top_close[0])
+            if chunk[last + 1 :].strip() or stream.read(1).strip():
+                raise ExportFormatError(f"export {name!r}: unexpected data after the array")
+        last_event, blank = _check_elements(
+            name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
+        )
+        e_i = 0
+        if pending:
+            if not ends:
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes > cap:
+                    raise too_large(name, lim, index)
+            else:
+                pending.append(chunk[: ends[0] + 1])
+                if pending_bytes + ends[0] + 1 > cap:
+                    raise too_large(name, lim, index)
+                yield RawAsset(index, b"".join(pending))
+                index += 1
+                pending, pending_bytes = [], 0
+                e_i = 1
+        for start in starts:
+            if e_i < len(ends):
+                if ends[e_i] + 1 - start > cap:
+                    raise too_large(name, lim, index)
+                yield RawAsset(index, chunk[start : ends[e_i] + 1])
+                index += 1
+                e_i += 1
+            else:
+                pending = [chunk[start:]]
+                pending_bytes = len(chunk) - start
+                if pending_bytes > cap:
+                    raise too_large(name, lim, index)
+        if len(dcum):
+            depth = int(dcum[-1])
+        in_string = bool((len(quotes) + in_string) & 1)
+        escaped = escaped_next
+        offset += len(chunk)
+        if closed:
+            break
+    if not started:
+        raise ExportFormatError(f"export {name!r}: the file is empty, expected a JSON array")
+    if not closed:
+        raise ExportFormatError(
+            f"export {name!r}: truncated: the file ends inside the JSON array "
+            f"(after {index} complete assets, at byte {offset})"
+        )
+    if (index and commas != index - 1) or (not index and commas):
+        raise ExportFormatError(
+            f"export {name!r}: the JSON array holds {commas + 1} elements but only {index} "
+            "are objects; every asset must be a JSON object"
+        )
+
+
+def _check_elements(
+    name: str,
+    chunk: bytes,
+    body: int,
+    marks: np.ndarray,
+    step: np.ndarray,
+    dcum: np.ndarray,
+    top: np.ndarray,
+    last_event: int,
+    blank: bool,
+    commas_before: int,
+) -> tuple[int, bool]:
+    """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``).
+
+    Between two commas, after ``[`` or before ``]`` there must be an element that
+    opens with a bracket; returns the last top-level event and whether the array body
+    is still blank, both carried to the next chunk.
+    """
+    events = np.full(len(marks), -1, np.int8)
+    events[(step > 0) & (dcum == 2)] = _ELEM
+    events[(step < 0) & (dcum == 1)] = _CLOSE
+    events[top] = _COMMA
+    events[(step < 0) & (dcum == 0)] = _END
+    keep = events >= 0
+    ev, pos = events[keep], marks[keep]
+    if not len(ev):
+        if last_event == _START and chunk[body:].strip():
+            blank = False
+        return last_event, blank
+    prev = np.concatenate([np.array([last_event], np.int8), ev[:-1]])
+    bad = ((ev == _COMMA) & ((prev == _COMMA) | (prev == _START))) | (
+        (ev == _END) & (prev == _COMMA)
+    )
+    if last_event == _START and ev[0] == _END and (not blank or chunk[body : pos[0]].strip()):
+        bad[0] = True
+    if bad.any():
+        k = int(np.argmax(bad))
+        element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        raise ExportFormatError(
+            f"export {name!r}: the JSON array's element #{element} is not an object; every "
+            "asset must be a JSON object"
+        )
+    return int(ev[-1]), blank
