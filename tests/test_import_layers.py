@@ -156,3 +156,22 @@ def test_the_walker_sees_relative_and_absolute_imports(
     path.write_text(source)
     known = set(_modules())
     assert expected in _imports("ango_torch.targets.m", path, known)
+
+
+def test_the_lower_stages_import_no_torch() -> None:
+    """The base, export, assets and targets stages are numpy-only, as their docstrings say:
+    reading, indexing, inspect and validate start without paying for ``import torch``."""
+    torch_users = []
+    for name, path in _modules().items():
+        if name in FACADES or RANK.get(_stage(name), 99) > 2:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = [(node.module or "").split(".")[0]]
+            else:
+                continue
+            if {"torch", "torchvision"} & set(roots):
+                torch_users.append(name)
+    assert torch_users == []

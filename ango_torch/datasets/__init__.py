@@ -1,8 +1,9 @@
 """Datasets: stage 3, where assets and targets meet as torch samples.
 
-Owns: :class:`~ango_torch.datasets.dataset.AngoDataset` and its report (``dataset``,
-``report``), and drawing samples (``preview``). Video, volume and shard datasets join
-here.
+Owns: :class:`~ango_torch.datasets.dataset.AngoDataset` (``dataset``, with brush colour
+discovery in ``_brush_colors``), batching (``batching``: ``collate_fn``) and drawing
+samples (``preview``). Video, volume and shard datasets join here. (``DatasetReport``,
+the accounting of what a dataset leaves out, is :mod:`ango_torch.targets.selection`'s.)
 
 May import: ``assets``, ``targets``, ``export`` and the base layer. Not ``training``
 (same stage), ``evaluation`` or ``cli``.

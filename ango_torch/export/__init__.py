@@ -1,8 +1,9 @@
 """Reading and indexing an export: stage 1 of the pipeline (read → index).
 
-Owns: the file kinds and streaming reader (``_read``, ``_archive``), the raw-JSON parser
-(``_parse``, ``_fields``, ``_parse_geometry``), the columnar fast path and the index
-(``_columns``, ``_tables``, ``index``, ``_indexing``), :func:`load_export` (``load``),
+Owns: the file kinds and streaming reader (``_read``, ``_scan``, ``_archive``; the export
+file is opened through fsspec here), the raw-JSON parser (``_parse``, ``_fields``,
+``_parse_geometry``), the columnar fast path and the index (``_columns``, ``_tables``,
+``_build``, ``_schema``, ``index``, ``_indexing``), :func:`load_export` (``load``),
 the ontology (``ontology``), ``validate`` (inspect / validate) and the group keys and
 asset filters (``groups``).
 

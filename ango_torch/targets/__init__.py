@@ -1,6 +1,6 @@
 """Training targets, pure (numpy, no IO, no torch): stage 2 (rasterize → targets).
 
-Owns: polygon rasterization and clipping (``geometry``, ``_raster``), brush maps
+Owns: boxes, polygon clipping and rasterization (``geometry``), brush maps
 (``brush``), class lists (``classes``), which objects a sample keeps and the
 accounting of what is left out (``selection``), and the target arrays (``arrays``).
 
