@@ -226,7 +226,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).splitlines())
         print(f"ango-torch {args.command}: error: {message}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
