@@ -20,6 +20,7 @@ import numpy.typing as npt
 __all__ = [
     "Asset",
     "BoundingBox",
+    "BoundingBox3D",
     "Classification",
     "Geometry",
     "Ner",
@@ -179,6 +180,26 @@ class Pdf:
 
 
 @dataclass(frozen=True, slots=True)
+class BoundingBox3D:
+    """A 3D box in voxel indices (medical volumes), normalized so ``x1 <= x2`` etc.
+
+    Exported as ``bounding-box: {x1, y1, z1, x2, y2, z2}``; its object's kind is
+    :attr:`ToolKind.OTHER` (image datasets leave it out and count it).
+    """
+
+    x1: float
+    y1: float
+    z1: float
+    x2: float
+    y2: float
+    z2: float
+
+    def xyzxyz(self) -> tuple[float, float, float, float, float, float]:
+        """``(x1, y1, z1, x2, y2, z2)``."""
+        return (self.x1, self.y1, self.z1, self.x2, self.y2, self.z2)
+
+
+@dataclass(frozen=True, slots=True)
 class OtherGeometry:
     """A tool this version does not understand, kept verbatim and counted."""
 
@@ -187,7 +208,16 @@ class OtherGeometry:
 
 
 Geometry: TypeAlias = (
-    BoundingBox | RotatedBox | Polygon | Polyline | Point | Segmentation | Ner | Pdf | OtherGeometry
+    BoundingBox
+    | RotatedBox
+    | Polygon
+    | Polyline
+    | Point
+    | Segmentation
+    | Ner
+    | Pdf
+    | BoundingBox3D
+    | OtherGeometry
 )
 
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from ..records import (
     Asset,
     BoundingBox,
+    BoundingBox3D,
     Classification,
     Ner,
     OtherGeometry,
@@ -121,6 +122,8 @@ def _fast_geometry(
     (key,) = extra
     value = t[key]
     if key == "bounding-box":
+        if type(value) is dict and "z1" in value:
+            raise _GiveUp  # a 3D box: the parser's BoundingBox3D
         cols.bbox += _bounding_box(value, loc).xyxy()
         return _BOX, None
     if key == "polygon" or key == "polyline":
@@ -338,6 +341,8 @@ def _record_object(cols: AssetColumns, t: Any, rings: list[npt.NDArray[np.float3
         gx = [g.start, g.end, g.selection]
     elif isinstance(g, Pdf):
         gx = dict(g.raw)
+    elif isinstance(g, BoundingBox3D):
+        gx = ["bounding-box", list(g.xyzxyz())]
     elif isinstance(g, OtherGeometry):
         gx = [g.key, g.raw]
     cols.kinds.append(int(t.kind))

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from ..records import (
     BoundingBox,
+    BoundingBox3D,
     Geometry,
     Ner,
     OtherGeometry,
@@ -127,6 +128,17 @@ def _bounding_box(value: Any, loc: _Loc) -> BoundingBox:
     _coord(x + w, loc, f"{key}.width")  # the far corner, as stored (XYXY float32)
     _coord(y + h, loc, f"{key}.height")
     return BoundingBox(x, y, w, h)
+
+
+_BOX3D_KEYS = ("x1", "y1", "z1", "x2", "y2", "z2")
+
+
+def _bounding_box_3d(value: Mapping[str, Any], loc: _Loc) -> BoundingBox3D:
+    """``{x1, y1, z1, x2, y2, z2}`` (voxel indices) → a box with ``x1 <= x2`` etc."""
+    c = [_coord(value.get(k), loc, f"bounding-box.{k}") for k in _BOX3D_KEYS]
+    lo = [min(c[i], c[i + 3]) for i in range(3)]
+    hi = [max(c[i], c[i + 3]) for i in range(3)]
+    return BoundingBox3D(*lo, *hi)
 
 
 def _rotated_box(value: Any, loc: _Loc) -> RotatedBox:
@@ -256,6 +268,8 @@ def parse_geometry(obj: Mapping[str, Any], loc: _Loc) -> tuple[ToolKind, Geometr
     kind = ToolKind.from_key(key)
     value = obj[key]
     geometry: Geometry
+    if kind is ToolKind.BOUNDING_BOX and isinstance(value, Mapping) and "z1" in value:
+        return ToolKind.OTHER, _bounding_box_3d(value, loc)  # a 3D box (volumes)
     if kind is ToolKind.BOUNDING_BOX:
         geometry = _bounding_box(value, loc)
     elif kind is ToolKind.ROTATED_BOUNDING_BOX:

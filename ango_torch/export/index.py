@@ -41,6 +41,7 @@ from ..errors import ExportFormatError
 from ..records import (
     Asset,
     BoundingBox,
+    BoundingBox3D,
     Classification,
     Geometry,
     Ner,
@@ -283,6 +284,8 @@ class ExportIndex:
         if kind is ToolKind.PDF:
             return _pdf(gx or {}, _Loc(None, -1))
         key, raw = gx or ("", None)
+        if key == "bounding-box" and isinstance(raw, list):  # stored by a 3D box only
+            return BoundingBox3D(*(float(v) for v in raw))
         return OtherGeometry(key, raw)
 
     def tool(self, obj: int, extra: list[Any]) -> ToolObject:

@@ -127,6 +127,11 @@ class Gen:
             kind = self.pick(["ner", "pdf", "cuboid"])  # text, pdf, unknown tools
         if self.oops():
             return kind, self.pick(["x", 3, None, [], {}, [[1, 2]], {"zones": {}}])
+        if kind == "bounding-box" and self.r.random() < 0.1:  # a 3D box (volumes)
+            box3 = {k: self.num() for k in ("x1", "y1", "z1", "x2", "y2", "z2")}
+            if self.oops():
+                del box3[self.pick(list(box3))]
+            return kind, box3
         if kind == "bounding-box":
             box = {"x": self.num(), "y": self.num(), "width": self.num(), "height": self.num()}
             if self.r.random() < 0.2:  # dragged leftwards/upwards: negative sizes
@@ -555,7 +560,27 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         r"object 'obj1', field 'rotated-bounding-box\.rotation'.*finite",
     ),
     ("negative-page", _tool(polygon=POLY, page=-2), r"object 'obj1', field 'page'.*≥ 0"),
+    (
+        "box3d-missing-z2",
+        _tool(**{"bounding-box": {"x1": 1, "y1": 2, "z1": 3, "x2": 4, "y2": 5}}),
+        r"object 'obj1', field 'bounding-box\.z2'",
+    ),
 ]
+
+
+def test_a_3d_bounding_box_is_a_typed_record_on_both_paths() -> None:
+    """``bounding-box: {x1, y1, z1, x2, y2, z2}`` (FORMAT.md, medical brush) was an
+    ExportFormatError ('bounding-box.x' missing); now a BoundingBox3D with its corners
+    ordered (expected values: the input, sorted per axis by hand)."""
+    from ango_torch.records import BoundingBox3D, ToolKind
+
+    box = {"x1": 9, "y1": 2, "z1": 7.5, "x2": 3, "y2": 6, "z2": 1}
+    raw = make_asset([_tool(**{"bounding-box": box})], external_id="ct.nrrd")
+    assert fast_path(raw, 0) == "gave up"  # the full parser reads it
+    export = ango_torch.load_export([raw])
+    (obj,) = export[0].task.answer.tools
+    assert obj.kind is ToolKind.OTHER
+    assert obj.geometry == BoundingBox3D(3.0, 2.0, 1.0, 9.0, 6.0, 7.5)
 
 
 @pytest.mark.parametrize(("obj", "match"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
