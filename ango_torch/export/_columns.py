@@ -209,7 +209,7 @@ def _finish(cols: AssetColumns, pts: list[Any]) -> None:
     if pts:
         verts = vertex_array(pts)  # the parser's conversion rule
         if verts is None or verts.shape[1] != 2:
-            raise _GiveUp  # the parser names the bad vertex (or drops extra coordinates)
+            raise _GiveUp  # the parser names the bad vertex
     else:
         verts = np.zeros((0, 2), np.float32)
     box = np.asarray(cols.bbox, np.float64).reshape(-1, 4)

@@ -37,7 +37,12 @@ def _type(value: Any) -> str:
     return type(value).__name__ if value is not None else "null"
 
 
-def _str(value: Any, loc: _Loc, field: str, *, required: bool = False) -> str | None:
+def _str(
+    value: Any, loc: _Loc, field: str, *, required: bool = False, strict: bool = False
+) -> str | None:
+    """A string field; ``None``/absent reads as ``None``.  Numbers read as their text
+    (numeric ids occur in hand-made exports) unless ``strict`` (URLs and externalId,
+    which name files: a number there is a malformed export, not a file name)."""
     if type(value) is str and (value or not required):
         return value
     if value is None or value == "":
@@ -46,7 +51,7 @@ def _str(value: Any, loc: _Loc, field: str, *, required: bool = False) -> str | 
         return None if value is None else ""
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not strict:
         return str(value)  # numeric ids occur in hand-made exports
     raise loc.error(field, f"expected a string, got {_type(value)}")
 
@@ -181,6 +186,10 @@ def _time(value: Any, loc: _Loc, field: str) -> datetime | None:
                     field, f"expected a timestamp within 64 bits, got {len(text)} digits"
                 )
             number = int(text)
+    elif isinstance(value, float) and not -(2.0**63) <= value < 2.0**64:
+        # A JSON reader may give integers beyond 64 bits as floats (orjson does): refuse
+        # them as the same integer in a list would be (and nan/inf), not read them as None.
+        raise loc.error(field, f"expected a timestamp within 64 bits, got {value!r}")
     if number is not None and not -(2**63) <= number < 2**64:
         raise loc.error(
             field,

@@ -204,8 +204,10 @@ def snapshot_envelope(
         tools=tools,
         classifications=parse_classifications(raw.get("classifications"), loc),
         relations=parse_relations(raw.get("relations"), loc),
-        brush_url=_str(raw.get("brushDataUrl"), loc, f"{field}.brushDataUrl") or None,
-        medical_brush_url=_str(raw.get("medicalBrushDataUrl"), loc, f"{field}.medicalBrushDataUrl")
+        brush_url=_str(raw.get("brushDataUrl"), loc, f"{field}.brushDataUrl", strict=True) or None,
+        medical_brush_url=_str(
+            raw.get("medicalBrushDataUrl"), loc, f"{field}.medicalBrushDataUrl", strict=True
+        )
         or None,
         completed_at=_time(raw.get("completedAt"), loc, f"{field}.completedAt"),
         completed_by=_str(raw.get("completedBy"), loc, f"{field}.completedBy") or None,
@@ -235,7 +237,7 @@ def asset_fields(raw: Any, loc: _Loc) -> AssetFields:
     width, height, pages, batches)``; sets ``loc.asset`` (both paths use this)."""
     if not isinstance(raw, Mapping):
         raise loc.error(None, f"expected an asset object, got {_type(raw)}")
-    external_id = _str(raw.get("externalId"), loc, "externalId") or ""
+    external_id = _str(raw.get("externalId"), loc, "externalId", strict=True) or ""
     asset_id = _str(raw.get("assetId"), loc, "assetId") or ""
     loc.asset = external_id or asset_id or None
     if not external_id and not asset_id:
@@ -247,14 +249,17 @@ def asset_fields(raw: Any, loc: _Loc) -> AssetFields:
     width = _opt_index(meta.get("width"), loc, "metadata.width")
     height = _opt_index(meta.get("height"), loc, "metadata.height")
     pages = tuple(
-        _str(p, loc, f"dataset[{k}]", required=True) or ""
+        _str(p, loc, f"dataset[{k}]", required=True, strict=True) or ""
         for k, p in enumerate(_list(raw.get("dataset"), loc, "dataset"))
     )
     batches = tuple(
         b if isinstance(b, str) else str(b.get("name", "")) if isinstance(b, Mapping) else str(b)
         for b in _list(raw.get("batches"), loc, "batches")
     )
-    url = _str(raw["asset"] if "asset" in raw else raw.get("data"), loc, "asset") or None
+    url = (
+        _str(raw["asset"] if "asset" in raw else raw.get("data"), loc, "asset", strict=True)
+        or None
+    )
     ids = (external_id or asset_id, asset_id or external_id)
     return (*ids, url, meta, width, height, pages, batches)
 

@@ -59,7 +59,7 @@ def _points(value: Any, loc: _Loc, field: str, *, min_points: int = 0) -> Points
     """``[[x, y], ...]`` (or ``[{"x":..,"y":..}, ...]``) → read-only float32 ``[N, 2]``.
 
     Every coordinate must be a number (not a bool or a numeric string) that stays finite
-    as float32; extra coordinates beyond ``x, y`` are dropped.
+    as float32; a vertex with more (or fewer) than two coordinates is refused.
     """
     if not isinstance(value, list):
         raise loc.error(field, f"expected a list of [x, y] points, got {_type(value)}")
@@ -70,13 +70,14 @@ def _points(value: Any, loc: _Loc, field: str, *, min_points: int = 0) -> Points
     arr = vertex_array(value)
     if arr is None:
         for k, p in enumerate(value):
-            if not isinstance(p, (list, tuple)) or len(p) < 2:
+            if not isinstance(p, (list, tuple)) or len(p) != 2:
                 raise loc.error(f"{field}[{k}]", f"expected an [x, y] pair, got {p!r:.60}")
             for j, v in enumerate(p):
                 _coord(v, loc, f"{field}[{k}][{j}]")
         raise loc.error(field, "points have inconsistent lengths")
-    if arr.shape[1] != 2:
-        arr = np.ascontiguousarray(arr[:, :2])
+    if arr.shape[1] != 2:  # e.g. [x, y, z]: silently losing z would misplace nothing
+        # visible but is not what the export says; refuse, naming the first such vertex.
+        raise loc.error(f"{field}[0]", f"expected an [x, y] pair, got {value[0]!r:.60}")
     if len(arr) < min_points:
         raise loc.error(field, f"has {len(arr)} points, expected ≥ {min_points}")
     arr.flags.writeable = False
@@ -210,7 +211,7 @@ def _is_point(v: Any) -> bool:
 def _point(value: Any, loc: _Loc) -> Point:
     if isinstance(value, Mapping):
         return Point(_coord(value.get("x"), loc, "point.x"), _coord(value.get("y"), loc, "point.y"))
-    if not isinstance(value, list) or len(value) < 2:
+    if not isinstance(value, list) or len(value) != 2:
         raise loc.error("point", f"expected [x, y], got {value!r:.60}")
     return Point(_coord(value[0], loc, "point[0]"), _coord(value[1], loc, "point[1]"))
 

@@ -108,7 +108,7 @@ class Gen:
         if r < 0.03:
             return {"x": self.num(), "y": self.num()}
         if r < 0.06:
-            return [self.num(), self.num(), self.num()]  # extra coordinates are dropped
+            return [self.num(), self.num(), self.num()]  # refused, by both paths alike
         return [self.num(), self.num()]
 
     def ring(self, n: int | None = None) -> Any:
