@@ -38,8 +38,9 @@ class Tracks:
         frame: ``int64 [E]`` frame index of each entry.
         stopped: ``bool [E]`` ``interpolationStopped``.
         ids: objectId of each track, in order of first appearance.
-        duplicates: entries sharing ``(objectId, frame)`` with another (the last wins).
-        unplaced: entries without a ``page`` (never placed on a frame; left out).
+        duplicates: rows of entries sharing ``(objectId, frame)`` with a later one
+            (the last in export order wins; these are left out).
+        unplaced: rows of entries without a ``page`` (never placed on a frame).
         sparse: some track has a frame gap between two live entries (key frames only).
     """
 
@@ -48,8 +49,8 @@ class Tracks:
     frame: I64
     stopped: npt.NDArray[np.bool_]
     ids: tuple[str, ...]
-    duplicates: int
-    unplaced: int
+    duplicates: I64
+    unplaced: I64
     sparse: bool
 
     def __len__(self) -> int:
@@ -92,6 +93,7 @@ def asset_tracks(index: ExportIndex, asset: int, rows: npt.NDArray[np.int64]) ->
     dup = (t[1:] == t[:-1]) & (f[1:] == f[:-1]) if len(sort) > 1 else np.zeros(0, bool)
     last = np.ones(len(sort), bool)
     last[:-1] = ~dup  # of duplicates, the last entry (in export order) wins
+    sort_all = sort
     sort, t, f = sort[last], t[last], f[last]
     s = stop[sort]
     same = t[1:] == t[:-1]
@@ -102,8 +104,8 @@ def asset_tracks(index: ExportIndex, asset: int, rows: npt.NDArray[np.int64]) ->
         frame=f,
         stopped=s,
         ids=tuple(str(i) for i in np.asarray(ids)[order].tolist()),
-        duplicates=int(dup.sum()),
-        unplaced=int((~placed).sum()),
+        duplicates=rows[sort_all[:-1][dup]] if len(sort_all) > 1 else rows[:0],
+        unplaced=rows[~placed],
         sparse=sparse,
     )
 
