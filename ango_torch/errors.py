@@ -20,6 +20,7 @@ __all__ = [
     "EvaluationError",
     "ExpiredURLError",
     "ExportFormatError",
+    "GridMismatchError",
     "LimitError",
     "LocalURLError",
     "MissingDependencyError",
@@ -122,6 +123,10 @@ class SizeMismatchError(AngoTorchError, ValueError):
     The annotations were drawn on an image of the exported size; using them on an
     image of another size would misplace every one of them.
     """
+
+
+class GridMismatchError(SizeMismatchError):
+    """A volume's label grid (shape, spacing, origin, directions) differs from its image's."""
 
 
 class EvaluationError(AngoTorchError, ValueError):

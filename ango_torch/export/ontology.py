@@ -29,6 +29,9 @@ class OntologyClass:
     title: str
     tool: str | None
     color: str | None = None
+    medical_brush: bool = False
+    """``medical-brush: true``: a voxel-brush class (its voxels are in the task's
+    ``.seg.nrrd``, valued by its schemaId)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +94,17 @@ def parse_ontology(raw: Any, *, name: str = "<dict>") -> Ontology:
                 f"ontology {name}: tools[{k}] (class {title!r}), field 'color': expected a "
                 f"brush colour like '#RRGGBB' or '#RGB', got {color!r}"
             )
+        medical = t.get("medical-brush") is True
+        sid = t.get("schemaId")
+        if medical and type(sid) is int:  # voxel values: small integers from 1
+            sid = str(sid)
         tools.append(
             OntologyClass(
-                schema_id=t.get("schemaId") if isinstance(t.get("schemaId"), str) else None,
+                schema_id=sid if isinstance(sid, str) else None,
                 title=title,
                 tool=t.get("tool") if isinstance(t.get("tool"), str) else None,
                 color=color if isinstance(color, str) and color else None,
+                medical_brush=medical,
             )
         )
     return Ontology(
