@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +14,7 @@ from ..export.index import ExportIndex
 from ..export.ontology import Ontology
 from ..targets.arrays import limit_hint
 from ..targets.brush import count_colors, distinct_colors
-from ..targets.classes import brush_color_source
+from ..targets.classes import ClassSpec, brush_color_source
 
 __all__ = ["discover_brush_colors"]
 
@@ -25,7 +25,7 @@ def discover_brush_colors(
     index: ExportIndex,
     ontology: Ontology | None,
     brush_colors: Mapping[str, str] | None,
-    classes: Sequence[str] | None,
+    classes: ClassSpec | None,
     cap: int,
 ) -> list[str]:
     """Distinct colours of the brush masks (``(asset row, RGBA [H, W, 4] uint8)``), sorted,

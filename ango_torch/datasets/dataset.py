@@ -51,7 +51,7 @@ from ..targets.arrays import (
     semantic_map,
 )
 from ..targets.brush import resize_nearest
-from ..targets.classes import TASKS, ClassMap, label_brush, resolve_classes
+from ..targets.classes import TASKS, ClassMap, ClassSpec, label_brush, resolve_classes
 from ..targets.selection import (
     DatasetReport,
     build_samples,
@@ -81,7 +81,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             Without it, images come from the export's (signed, expiring) URLs.
         ontology: the project's categorySchema (dict, :class:`Ontology`, path or URL);
             fixes the class order and the brush colours.
-        classes: class titles to keep, in label order (others are left out).
+        classes: class titles to keep, in label order (others are left out), or a
+            mapping ``{new title: [titles, schemaIds or brush colours]}`` that merges
+            and renames (unmapped classes are left out and counted).
         stage: ``None`` for the exported answer, else a stage name or id of
             ``stageHistory`` (assets that lack it are skipped and reported).
         transforms: a joint callable ``(image, target) -> (image, target)``, e.g. a
@@ -127,7 +129,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         task: Task = "instance",
         root: str | os.PathLike[str] | None = None,
         ontology: Ontology | Mapping[str, Any] | str | os.PathLike[str] | None = None,
-        classes: Sequence[str] | None = None,
+        classes: ClassSpec | None = None,
         stage: str | None = None,
         transforms: Transforms | None = None,
         storage_options: dict[str, Any] | None = None,

@@ -29,8 +29,10 @@ __all__ = [
     "TASKS",
     "BrushCounts",
     "ClassMap",
+    "ClassSpec",
     "brush_color_source",
     "label_brush",
+    "map_classes",
     "resolve_classes",
     "task_kinds",
 ]
@@ -55,6 +57,10 @@ def task_kinds(task: str) -> tuple[ToolKind, ...]:
 
 RGB = tuple[int, int, int]
 
+ClassSpec = Sequence[str] | Mapping[str, str | Sequence[str]]
+"""What ``classes=`` accepts: titles to keep in label order, or ``{new title: source(s)}``
+whose sources (titles, schemaIds or brush colours) merge into the new title."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClassMap:
@@ -63,16 +69,26 @@ class ClassMap:
     ``brush`` maps the RGB colour of each kept brush class to its label;
     ``brush_excluded`` maps the colours of known brush classes that are not kept (left
     out by ``classes=``) to their titles, so their pixels are recognised and counted
-    rather than taken for the nearest kept colour.
+    rather than taken for the nearest kept colour.  ``sources`` (with a ``classes=``
+    mapping) maps each export title that is kept to the title it becomes; empty, each
+    class is its own source.
     """
 
     titles: tuple[str, ...]
     brush: Mapping[RGB, int]
     brush_excluded: Mapping[RGB, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def lookup(self) -> dict[str, int]:
+        """``{export title: label}`` of every kept title (merged sources included)."""
+        own = {t: k for k, t in enumerate(self.titles) if k}
+        if not self.sources:
+            return own
+        return {source: own[target] for source, target in self.sources.items()}
 
     def label_of_titles(self, titles: Sequence[str]) -> npt.NDArray[np.int64]:
-        """Label of each title (``-1`` for titles that are not classes)."""
-        lookup = {t: k for k, t in enumerate(self.titles) if k}
+        """Label of each export title (``-1`` for titles that are not kept)."""
+        lookup = self.lookup()
         return np.array([lookup.get(t, -1) for t in titles], np.int64)
 
 
@@ -139,9 +155,8 @@ def label_brush(
 
 
 def _brush_tables(
-    colors: Mapping[str, str], titles: Sequence[str]
+    colors: Mapping[str, str], lookup: Mapping[str, int]
 ) -> tuple[dict[RGB, int], dict[RGB, str]]:
-    lookup = {t: k for k, t in enumerate(titles) if k}
     kept: dict[RGB, int] = {}
     excluded: dict[RGB, str] = {}
     for color, title in colors.items():
@@ -171,24 +186,27 @@ def resolve_classes(
     task: str,
     snapshot_rows: npt.NDArray[np.int32],
     ontology: Ontology | None = None,
-    classes: Sequence[str] | None = None,
+    classes: ClassSpec | None = None,
     brush_colors: Mapping[str, str] | None = None,
     discovered_brush: Sequence[str] = (),
     brush: bool = True,
 ) -> ClassMap:
     """The class list of a dataset.
 
-    Order: ``classes`` when given; else the ontology's order (its tools of the kinds
-    the task uses, and its brush classes), followed by brush classes the ontology lacks
-    (``brush_colors`` titles, or discovered colours when the ontology names no brush
-    colour); else titles sorted alphabetically.  Brush colours come from
+    Order: ``classes`` when given (a mapping: its keys, see :func:`map_classes`); else
+    the ontology's order (its tools of the kinds the task uses, and its brush classes),
+    followed by brush classes the ontology lacks (``brush_colors`` titles, or
+    discovered colours when the ontology names no brush colour); else titles sorted
+    alphabetically.  Brush colours come from
     ``brush_colors`` (``{"#rrggbb": title}``, over the ontology's own), else the
     ontology, else ``discovered_brush`` colours (one class per distinct colour, named
     by it).  Colours of brush classes not kept are in :attr:`ClassMap.brush_excluded`.
 
     Raises:
-        OntologyError: ``classes`` names a title the ontology does not have; or the
-            semantic task would give a class the label 255, the ignore value.
+        OntologyError: ``classes`` names a title the ontology does not have (a mapping:
+            a source that is no title, schemaId or brush colour, see
+            :func:`map_classes`); or the semantic task would give a class the label
+            255, the ignore value.
     """
     kinds = {k.key for k in task_kinds(task)}
     colors: dict[str, str] = {}
@@ -203,7 +221,20 @@ def resolve_classes(
         colors = ontology.brush_colors() if ontology is not None else {}
     else:
         colors = {c.lower(): c.lower() for c in discovered_brush}
-    if classes is not None:
+    sources: dict[str, str] = {}
+    if isinstance(classes, Mapping):
+        existing = ontology.titles() if ontology is not None else list(index.titles)
+        titles, sources = map_classes(
+            classes,
+            titles=[*existing, *colors.values()],
+            schema_ids={
+                k: t.title for k, t in (ontology.by_schema_id() if ontology else {}).items()
+            },
+            colors=colors,
+        )
+    elif classes is not None:
+        if isinstance(classes, str):
+            raise TypeError(f"classes must be a list of titles or a mapping, got {classes!r}")
         titles = list(dict.fromkeys(classes))
         if ontology is not None:
             known = set(ontology.titles())
@@ -234,9 +265,70 @@ def resolve_classes(
             f"{titles[IGNORE - 1]!r} would get label {IGNORE}, the ignore value of semantic "
             f"masks; keep at most {IGNORE - 1} classes (classes=[...])"
         )
-    all_titles = (BACKGROUND, *titles)
-    kept, excluded = _brush_tables(colors, all_titles)
-    return ClassMap(all_titles, kept, excluded)
+    class_map = ClassMap((BACKGROUND, *titles), {}, {}, sources)
+    kept, excluded = _brush_tables(colors, class_map.lookup())
+    return ClassMap(class_map.titles, kept, excluded, sources)
+
+
+def map_classes(
+    classes: Mapping[str, str | Sequence[str]],
+    *,
+    titles: Sequence[str],
+    schema_ids: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """Resolve a ``classes=`` mapping that merges and renames classes.
+
+    ``{"vehicle": ["car", "truck"], "person": "pedestrian"}``: each key is a class of the
+    dataset, in label order; each source is a title of ``titles``, else a schemaId (of
+    ``schema_ids``, standing for its class's title: objects are matched by title), else a
+    ``"#rrggbb"`` brush colour (of ``colors``, standing for its brush class's title).
+    Titles no key maps are left out (the caller counts what it drops).  Pure: datasets
+    of any kind (images, volumes) resolve their ``classes=`` with it.
+
+    Args:
+        classes: ``{new title: source or [sources]}``.
+        titles: the titles that exist (the ontology's or the export's, and brush classes').
+        schema_ids: ``{schemaId: title}`` (the ontology's tools).
+        colors: ``{"#rrggbb": title}`` of the brush classes (lower-case colours).
+
+    Returns:
+        ``(new titles in label order, {source title: new title})``.
+
+    Raises:
+        OntologyError: a source that is no title, schemaId or colour; a title mapped to
+            two new titles; a key with no source.
+    """
+    known = set(titles)
+    by_id = dict(schema_ids or {})
+    by_color = {c.lower(): t for c, t in (colors or {}).items()}
+    sources: dict[str, str] = {}
+    for new, given in classes.items():
+        if not isinstance(new, str) or not new:
+            raise OntologyError(f"classes: a mapping key must be a non-empty title, got {new!r}")
+        names = [given] if isinstance(given, str) else list(given)
+        if not names:
+            raise OntologyError(f"classes[{new!r}] maps no class; give at least one source")
+        for name in names:
+            if not isinstance(name, str):
+                raise OntologyError(f"classes[{new!r}]: a source must be a string, got {name!r}")
+            if name in known:
+                title = name
+            elif name in by_id:
+                title = by_id[name]
+            elif name.lower() in by_color:
+                title = by_color[name.lower()]
+            else:
+                raise OntologyError(
+                    f"classes[{new!r}]: {name!r} is no class title, schemaId or brush colour; "
+                    f"titles: {sorted(known)}"
+                )
+            if sources.get(title, new) != new:
+                raise OntologyError(
+                    f"classes: {title!r} is mapped to both {sources[title]!r} and {new!r}"
+                )
+            sources[title] = new
+    return list(classes), sources
 
 
 def _present_titles(
