@@ -1,0 +1,216 @@
+"""``AngoVideoDataset``: clips of a video export with flat, per-clip targets.
+
+A clip is ``clip_len`` frames ``frame_step`` apart; its target is flat over the clip
+(``frame_ids`` says which clip position each instance is on), so one
+``torchvision.transforms.v2`` call applies the same geometry to every frame.
+:func:`split_clip_target` gives one target per frame back; :func:`clip_collate` batches
+clips for video models (``[B, T, 3, H, W]``; transpose to ``[B, 3, T, H, W]`` for
+torchvision's ``r3d_18``).  Frames, tracks and interpolation are
+:class:`~ango_torch.datasets.dataset.AngoDataset`'s (see :mod:`._frames`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torchvision import tv_tensors
+
+from ..export.load import AngoExport
+from ..export.ontology import Ontology
+from ._frames import Interpolate
+from .dataset import AngoDataset
+
+__all__ = ["AngoVideoDataset", "clip_collate", "split_clip_target"]
+
+Clips = Literal["annotated", "all", "random"]
+NOT_VIDEO = "not a video (AngoVideoDataset reads video assets only)"
+
+
+class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str, Any]]]):
+    """The video assets of an export as ``(clip, target)`` pairs.
+
+    Args:
+        export: an :class:`AngoExport` or anything :func:`load_export` accepts.
+        clip_len: frames per clip (``T``).
+        frame_step: source frames between consecutive clip frames.
+        clips: ``"annotated"``: non-overlapping clips from each video's first annotated
+            frame, skipping stretches without annotations; ``"all"``: non-overlapping
+            clips over every frame; ``"random"``: one clip per video, its start drawn
+            (``torch.randint``) at every access.  A clip that would pass a video's end
+            is moved back to end on its last frame (a video shorter than a clip repeats
+            its last frame).
+        task: ``"detection"`` or ``"instance"`` (adds ``masks``).
+        interpolate: ``True``/``False``/``"auto"``, as for :class:`AngoDataset`.
+        root, ontology, classes, stage, storage_options, cache_dir: as for
+            :class:`AngoDataset`.
+        transforms: joint ``(clip, target) -> (clip, target)``, e.g. ``transforms.v2``.
+
+    ``clip``: ``tv_tensors.Video`` ``uint8 [T, 3, H, W]``.  ``target``: ``boxes``
+    ``[M, 4]`` XYXY, ``labels``/``track_ids``/``frame_ids`` ``int64 [M]`` (``frame_ids``
+    in ``0..T-1``), ``keyframe`` ``bool [M]``, ``masks`` ``uint8 [M, H, W]`` (instance),
+    ``frames`` ``int64 [T]`` (source frame indices), ``asset_id``.  Track ids number an
+    asset's ``objectId`` values in order of first appearance (``track_names(i)``).
+    """
+
+    def __init__(
+        self,
+        export: AngoExport | str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+        *,
+        clip_len: int = 16,
+        frame_step: int = 1,
+        clips: Clips = "annotated",
+        task: Literal["detection", "instance", "semantic"] = "detection",
+        interpolate: Interpolate = "auto",
+        root: str | os.PathLike[str] | None = None,
+        ontology: Ontology | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        classes: Sequence[str] | None = None,
+        stage: str | None = None,
+        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if clip_len < 1 or frame_step < 1:
+            raise ValueError(f"clip_len and frame_step must be ≥ 1, got {clip_len}, {frame_step}")
+        if clips not in ("annotated", "all", "random"):
+            raise ValueError(f"clips must be 'annotated', 'all' or 'random', got {clips!r}")
+        if task == "semantic":
+            raise ValueError("task='semantic' is not supported for video clips yet")
+        self.frames = AngoDataset(
+            export,
+            task=task,
+            root=root,
+            ontology=ontology,
+            classes=classes,
+            stage=stage,
+            storage_options=storage_options,
+            cache_dir=cache_dir,
+            interpolate=interpolate,
+        )
+        self.clip_len, self.frame_step, self.clips = clip_len, frame_step, clips
+        self.task = task
+        self.transforms = transforms
+        self.report = self.frames.report
+        video = self.frames._video
+        idx = self.frames.export.index
+        rows = self.frames._snap_rows
+        out: list[tuple[int, int, int]] = []
+        self._length: dict[int, int] = {}
+        for a in np.flatnonzero(rows >= 0).tolist():
+            if not video.is_video[a]:
+                name = idx.string(idx.asset_external_id[a])
+                self.report.skipped_assets.append((a, name, NOT_VIDEO))
+                continue
+            n = video.frame_total(a)
+            if n <= 0:
+                n = video.reader(self.frames.store, a).num_frames
+            self._length[a] = n
+            out += [(a, s, int(rows[a])) for s in self._starts(video.frames(a), n)]
+        self._clips = np.array(out, np.int32).reshape(-1, 3)
+
+    def _starts(self, annotated: npt.NDArray[np.int64], n: int) -> list[int]:
+        span = self.frame_step * (self.clip_len - 1)
+        if self.clips == "random":
+            return [0]
+        if self.clips == "all":
+            return list(range(0, max(n - span, 1), span + self.frame_step)) or [0]
+        starts: list[int] = []
+        for f in annotated.tolist():
+            if not starts or f > starts[-1] + span:
+                starts.append(int(f))
+        return starts
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class titles in label order; ``classes[0] == "__background__"``."""
+        return self.frames.classes
+
+    def track_names(self, i: int) -> tuple[str, ...]:
+        """The objectId of each track number of clip ``i``'s asset."""
+        return self.frames._video.tracks[int(self._clips[i, 0])].ids
+
+    def clip_frames(self, i: int) -> npt.NDArray[np.int64]:
+        """``int64 [T]``: the source frames of clip ``i`` (drawn anew for ``"random"``)."""
+        a, start, _ = (int(v) for v in self._clips[i])
+        n = self._length[a]
+        span = self.frame_step * (self.clip_len - 1)
+        if self.clips == "random":
+            start = int(torch.randint(0, max(n - span, 1), ()).item())
+        start = max(min(start, n - 1 - span), 0)
+        f = start + self.frame_step * np.arange(self.clip_len, dtype=np.int64)
+        return np.minimum(f, n - 1)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"clip {i} out of range for a dataset of {n} clips")
+        i %= n
+        a = int(self._clips[i, 0])
+        frames = self.clip_frames(i)
+        ds = self.frames
+        pixels = ds._video.reader(ds.store, a).frames(frames.tolist())
+        clip = tv_tensors.Video(torch.from_numpy(pixels))
+        canvas = (int(pixels.shape[2]), int(pixels.shape[3]))
+        parts = [
+            ds._video.instances(a, int(f), ds._obj_label, canvas, masks=self.task == "instance")
+            for f in frames.tolist()
+        ]
+        for p in parts:
+            ds.report.empty_after_clipping += p.inst.dropped_empty
+        boxes = np.concatenate([p.inst.boxes for p in parts]).reshape(-1, 4)
+        target: dict[str, Any] = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(boxes.astype(np.float32)),
+                format=tv_tensors.BoundingBoxFormat.XYXY,
+                canvas_size=canvas,
+            ),
+            "labels": torch.from_numpy(np.concatenate([p.inst.labels for p in parts])),
+            "track_ids": torch.from_numpy(np.concatenate([p.track_ids for p in parts])),
+            "frame_ids": torch.from_numpy(
+                np.concatenate([np.full(len(p.inst), t, np.int64) for t, p in enumerate(parts)])
+            ),
+            "keyframe": torch.from_numpy(np.concatenate([p.keyframe for p in parts])),
+        }
+        if self.task == "instance":
+            masks = np.concatenate([p.inst.masks(canvas) for p in parts]).reshape(-1, *canvas)
+            target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
+        target["frames"] = torch.from_numpy(frames)
+        target["asset_id"] = ds.export.index.string(ds.export.index.asset_asset_id[a]) or ""
+        if self.transforms is not None:
+            return self.transforms(clip, target)
+        return clip, target
+
+
+_PER_INSTANCE = ("boxes", "labels", "track_ids", "keyframe", "masks")
+
+
+def split_clip_target(target: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One target per clip frame: the instances whose ``frame_ids`` is that position,
+    with ``frame`` (the source frame index) and ``asset_id``."""
+    frame_ids = target["frame_ids"]
+    out = []
+    for t, source in enumerate(target["frames"].tolist()):
+        on = frame_ids == t
+        one: dict[str, Any] = {k: target[k][on] for k in _PER_INSTANCE if k in target}
+        if "boxes" in one:
+            one["boxes"] = tv_tensors.wrap(one["boxes"], like=target["boxes"])
+        one["frame"] = int(source)
+        one["asset_id"] = target["asset_id"]
+        out.append(one)
+    return out
+
+
+def clip_collate(
+    batch: Sequence[tuple[torch.Tensor, dict[str, Any]]],
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """``[(clip [T, 3, H, W], target), ...]`` → ``(clips [B, T, 3, H, W], [target, ...])``
+    (clips must share ``T``, ``H``, ``W``: resize in ``transforms`` otherwise)."""
+    clips = torch.stack([torch.as_tensor(c) for c, _ in batch]) if batch else torch.empty(0)
+    return clips, [t for _, t in batch]
