@@ -23,6 +23,8 @@ from .records import Asset, ToolKind, ToolObject
 if TYPE_CHECKING:
     from .datasets.batching import collate_fn
     from .datasets.dataset import AngoDataset, DatasetReport
+    from .datasets.shard_writer import write_shards
+    from .datasets.shards import AngoShards
     from .evaluation.coco import to_coco, write_coco
     from .evaluation.distributed import EvalSampler, gather_predictions
     from .evaluation.evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
@@ -38,6 +40,8 @@ _LAZY = {
     "to_coco": ".evaluation.coco",
     "write_coco": ".evaluation.coco",
     "AngoDataset": ".datasets.dataset",
+    "AngoShards": ".datasets.shards",
+    "write_shards": ".datasets.shard_writer",
     "DatasetReport": ".datasets.dataset",
     "collate_fn": ".datasets.batching",
     "EvalSampler": ".evaluation.distributed",
@@ -73,6 +77,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AngoDataset",
+    "AngoShards",
     "AngoExport",
     "AngoTorchError",
     "AngoTorchWarning",
@@ -105,6 +110,7 @@ __all__ = [
     "gather_predictions",
     "load_export",
     "load_ontology",
+    "write_shards",
     "predictions_to_coco",
     "sanitize_labels_getter",
     "split",

@@ -6,6 +6,8 @@ import ango_torch
 
 EXPECTED = {
     "AngoDataset",
+    "AngoShards",
+    "write_shards",
     "AngoExport",
     "AngoTorchError",
     "AngoTorchWarning",
