@@ -61,6 +61,7 @@ from ..targets.selection import (
     unplaced_brush,
 )
 from ._brush_colors import discover_brush_colors
+from ._frames import Interpolate, VideoFrames
 from .batching import worker_tensor
 
 __all__ = ["AngoDataset", "DatasetReport"]
@@ -116,10 +117,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             off by default, as the export is untrusted (``LocalURLError``).
         follow_symlinks: follow symlinks under a local ``root`` that lead out of it;
             off by default (``UnsafePathError``).
+        interpolate: video: ``True`` fills frames between a track's key entries,
+            ``False`` keeps exported entries only, ``"auto"`` interpolates the videos
+            whose tracks have frame gaps (a key-frames-only export).
 
     Samples follow the export's asset order; a multi-page asset gives one sample per
-    annotated page, in page order.  ``classes[0] == "__background__"`` and label ``k``
-    is ``classes[k]``.
+    annotated page, in page order; a video asset one per annotated frame (key or
+    interpolated), with ``target["frame"]``, ``target["track_ids"]`` and
+    ``target["keyframe"]`` (``task="semantic"`` skips videos, counted in the report).
+    ``classes[0] == "__background__"`` and label ``k`` is ``classes[k]``.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         where: Where | None = None,
         allow_local_urls: bool = False,
         follow_symlinks: bool = False,
+        interpolate: Interpolate = "auto",
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -191,7 +198,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             self.report.skipped_assets.append(
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
-        rows = skip_videos(idx, rows, self.report)
+        if task == "semantic":  # per-frame label maps of videos: not supported yet
+            rows = skip_videos(idx, rows, self.report)
+        self._video = VideoFrames(idx, rows, interpolate=interpolate, report=self.report)
         unfiltered = rows  # the class list ignores batches=/where=: filtered sets share labels
         kept, left_out = filter_assets(idx, rows, batches=batches, where=where)
         for reason, gone in left_out.items():  # asked for: counted, not an error or warning
@@ -233,7 +242,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self._obj_label = object_labels(
             idx, selected_objects(idx, rows), self.class_map, task=task, report=self.report
         )
-        self._samples = build_samples(idx, rows)
+        self._video.account(self._obj_label, self.report)
+        self._samples = self._video.expand(build_samples(idx, rows))
         if root is None:
             self._warn_expiry()
         report = self.report
@@ -288,6 +298,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         """``(object rows, labels)`` of sample ``i``'s instances, from the index alone."""
         _a, page, s = (int(v) for v in self._samples[i])
         idx = self.export.index
+        if self._video.is_video[_a]:
+            found = self._video.instances(_a, page, self._obj_label, (1, 1), masks=False)
+            return found.inst.rows, found.inst.labels
         rows = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]), dtype=np.int64)
         labels = self._obj_label[rows]
         keep = labels >= 0
@@ -318,7 +331,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         a, page, _ = (int(v) for v in self._samples[i])
         idx = self.export.index
         h, w = int(idx.asset_height[a]), int(idx.asset_width[a])
-        if h > 0 and w > 0 and page < 0:
+        if h > 0 and w > 0 and (page < 0 or self._video.is_video[a]):
             return h, w
         return image_size(self._fetch_image(i), label=self._label(i))
 
@@ -408,6 +421,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def load_image(self, i: int) -> tv_tensors.Image:
         """Sample ``i``'s image: ``uint8 [3, H, W]`` RGB, EXIF orientation applied."""
         i = self._check(i)
+        a, frame, _ = (int(v) for v in self._samples[i])
+        if self._video.is_video[a]:
+            pixels = self._video.reader(self.store, a).frames([frame])[0]
+            return tv_tensors.Image(torch.from_numpy(pixels))
         pixels = decode_image(
             self._fetch_image(i), label=self._label(i), max_pixels=self._limits.max_canvas_pixels
         )
@@ -431,7 +448,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             self.report.count_empty(i, stats["empty"])
             target = {"mask": tv_tensors.Mask(torch.from_numpy(sem))}
         else:
-            inst = instances(idx, rows, labels, canvas_size, masks=self.task == "instance")
+            a, frame, _ = (int(v) for v in self._samples[i])
+            video = None
+            if self._video.is_video[a]:
+                video = self._video.instances(
+                    a, frame, self._obj_label, canvas_size, masks=self.task == "instance"
+                )
+                inst = video.inst
+            else:
+                inst = instances(idx, rows, labels, canvas_size, masks=self.task == "instance")
             if brush is not None:
                 a = self.asset_index(i)
                 name = idx.string(idx.asset_external_id[a])
@@ -445,6 +470,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             if self.task == "instance":
                 check_mask_bytes(len(inst), canvas_size, self._limits, label=self._label(i))
             target = self._instance_target(inst, canvas_size)
+            if video is not None:
+                target["frame"] = frame
+                target["track_ids"] = torch.from_numpy(video.track_ids)
+                target["keyframe"] = torch.from_numpy(video.keyframe)
             if self.attributes:
                 target["attributes"] = self._attributes(i, inst.rows)
         target["image_id"] = i

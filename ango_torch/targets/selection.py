@@ -172,6 +172,8 @@ def object_labels(
     outside = known & ((box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
     n_pages = (idx.asset_page_end - idx.asset_page_start)[asset_of]
     off_page = (n_pages > 0) & (idx.obj_page >= n_pages)
+    if off_page.any():  # a video's page is a frame index, checked against the decoder
+        off_page &= ~video_assets(idx)[asset_of]
     for name, bad in (
         ("degenerate geometry", degenerate),
         (PAGE_OUTSIDE, off_page),
