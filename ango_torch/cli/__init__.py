@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .split import add_split_parser, run_split
 
     add_split_parser(sub, _add_source).set_defaults(func=run_split)
+
+    from .shard import add_shard_parser, run_shard
+
+    add_shard_parser(sub).set_defaults(func=run_shard)
     return parser
 
 

@@ -221,3 +221,25 @@ def test_torchrun_two_ranks_two_workers_epoch_and_resume(tmp_path: Path) -> None
         ref_image, ref_target = ds[target["image_id"]]
         assert torch.equal(image, ref_image)
         assert all(_equal(target[k], ref_target[k]) for k in ref_target)
+
+
+def test_cli_shard_writes_what_write_shards_writes(tmp_path: Path) -> None:
+    from ango_torch.cli import main
+
+    argv = ["shard", str(EXPORT), "--out", str(tmp_path / "cli"), "--root", str(IMAGES)]
+    argv += ["--ontology", str(ONTOLOGY), "--shard-size", "300KB"]
+    assert main(argv) == 0
+    _sample_shards(tmp_path / "py")
+    for name in ["index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "py" / name).read_bytes()
+
+
+def test_shard_size_units() -> None:
+    from ango_torch.datasets.shard_writer import parse_size
+
+    # by hand: 512 × 10**6, 64 × 2**20, 1.5 × 10**9
+    assert parse_size("512MB") == 512_000_000
+    assert parse_size("64MiB") == 67_108_864
+    assert parse_size("1.5GB") == 1_500_000_000
+    with pytest.raises(ValueError, match="shard size"):
+        parse_size("lots")
