@@ -208,6 +208,8 @@ def _read_dicom(data: bytes, label: str) -> Volume:
     pydicom = _need("pydicom")
     ds = pydicom.dcmread(io.BytesIO(data))
     px = np.asarray(ds.pixel_array)
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:  # stored values → e.g. HU
+        px = np.asarray(_need("pydicom.pixels").apply_modality_lut(px, ds))
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if px.ndim == 2:
         px = px[None]

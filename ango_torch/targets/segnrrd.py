@@ -218,7 +218,7 @@ def fit_to_grid(
     ii, jj = np.meshgrid(np.arange(image_shape[0]), np.arange(image_shape[1]), indexing="ij")
     for k in range(image_shape[2]):
         pts = np.stack([ii, jj, np.full_like(ii, k), np.ones_like(ii)]).reshape(4, -1)
-        src = np.rint(m @ pts)[:3].astype(np.int64)
+        src = np.floor(m @ pts + 0.5)[:3].astype(np.int64)  # halves round up
         ok = ((src >= 0) & (src < np.array(lshape)[:, None])).all(axis=0)
         flat = np.zeros(ii.size, labels.dtype) if labels.ndim == 3 else None
         if flat is not None:

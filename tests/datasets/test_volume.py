@@ -1,0 +1,189 @@
+"""AngoVolumeDataset on the bundled volume sample (examples/data/volume), MONAI and TorchIO.
+
+References: the sample's construction constants (examples/data/volume/make_volume.py:
+sphere centre voxel (8, 10, 8), radius 3.5 voxels; box voxels i 15..20, j 3..8, k 2..6;
+RAS affine = R_z(30°) · diag(0.8, 0.9, 1.5) with origin (-10, 12, 30)), the world
+coordinate of the sphere centre worked out by hand, voxel counts from plain Python
+loops, and SimpleITK's physical point for the same voxel of the same file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from ango_torch.datasets.volume import AngoVolumeDataset, to_torchio_subject
+from ango_torch.errors import GridMismatchError
+
+pytest.importorskip("nrrd")
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data" / "volume"
+# R_z(30°) diag(0.8, 0.9, 1.5) (8, 10, 8) + (-10, 12, 30), by hand:
+# x = 0.8660254·6.4 − 0.5·9.0 − 10 = −8.9574374; y = 0.5·6.4 + 0.8660254·9.0 + 12 = 22.9942286
+SPHERE_WORLD = np.array([-8.9574374, 22.9942286, 42.0])
+SPHERE_VOXELS = sum(
+    1
+    for a in range(-4, 5)
+    for b in range(-4, 5)
+    for c in range(-4, 5)
+    if a * a + b * b + c * c <= 3.5**2
+)
+BOX_VOXELS = 6 * 6 * 5
+
+
+def _dataset(**kw: Any) -> AngoVolumeDataset:
+    return AngoVolumeDataset(
+        SAMPLE / "export.json",
+        root=SAMPLE / "root",
+        ontology=SAMPLE / "ontology.json",
+        **kw,
+    )
+
+
+def _centre(label: np.ndarray, affine: np.ndarray, value: int) -> np.ndarray:
+    ijk = np.argwhere(label == value).mean(axis=0)
+    return (affine @ np.array([*ijk, 1.0]))[:3]
+
+
+def test_sample_dict_shapes_classes_boxes_and_the_sphere_centre() -> None:
+    ds = _dataset(metatensor=False)
+    assert len(ds) == 2
+    assert ds.classes == ["__background__", "Tumour", "Kidney", "Kidney box"]
+    s = ds[0]
+    assert s["image"].dtype == torch.float32 and tuple(s["image"].shape) == (1, 24, 20, 16)
+    assert s["label"].dtype == torch.int64 and tuple(s["label"].shape) == (1, 24, 20, 16)
+    assert s["asset_id"] == "6a1f00000000000000000001"
+    np.testing.assert_allclose(s["spacing"].numpy(), [0.8, 0.9, 1.5])
+    assert s["boxes3d"].tolist() == [[15.0, 3.0, 2.0, 20.0, 8.0, 6.0]]
+    assert s["labels3d"].tolist() == [3]
+    label = s["label"][0].numpy()
+    assert np.bincount(label.ravel()).tolist() == [24 * 20 * 16 - 179 - 180, 179, 180]
+    assert (SPHERE_VOXELS, BOX_VOXELS) == (179, 180)
+    np.testing.assert_allclose(_centre(label, s["affine"].numpy(), 1), SPHERE_WORLD, atol=1e-6)
+    # The sphere's image intensity is +200 over the gradient: image and label agree.
+    image = s["image"][0].numpy()
+    assert image[8, 10, 8] == 8 + 2 * 10 + 3 * 8 + 200
+
+
+def test_sphere_centre_agrees_with_simpleitk() -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    img = sitk.ReadImage(str(SAMPLE / "root" / "ct_001.nrrd"))
+    lps = np.array(img.TransformIndexToPhysicalPoint((8, 10, 8)))
+    np.testing.assert_allclose(lps * [-1, -1, 1], SPHERE_WORLD, atol=1e-6)
+    lps_ds = _dataset(metatensor=False, orientation="LPS")[0]["affine"].numpy()
+    np.testing.assert_allclose((lps_ds @ [8, 10, 8, 1])[:3], lps, atol=1e-6)
+
+
+def test_layered_4d_cropped_labels_equal_the_3d_labels() -> None:
+    ds = _dataset(metatensor=False)
+    np.testing.assert_array_equal(ds[1]["label"].numpy(), ds[0]["label"].numpy())
+    assert not ds.label_stats.unlisted and ds.label_stats.overlap == 0
+
+
+def test_zip_variant_and_grid_mismatch(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(SAMPLE / "root", root)
+    (seg,) = [p for p in (root / "_brush").iterdir() if p.name.startswith("6a1f" + "0" * 19 + "1")]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ct_001.seg.nrrd", seg.read_bytes())
+    seg.write_bytes(buf.getvalue())
+    ds = AngoVolumeDataset(
+        SAMPLE / "export.json", root=root, ontology=SAMPLE / "ontology.json", metatensor=False
+    )
+    np.testing.assert_array_equal(ds[0]["label"].numpy(), ds[1]["label"].numpy())
+    # An image of another shape: the label no longer fits its grid.
+    from ango_torch.assets.volume_io import write_nrrd
+
+    (root / "ct_001.nrrd").write_bytes(write_nrrd(np.zeros((10, 10, 10), np.int16), np.eye(4)))
+    with pytest.raises(GridMismatchError, match=r"asset 'ct_001\.nrrd' \(#0\).*shape"):
+        ds[0]
+
+
+def test_unselected_classes_and_non_volume_assets_are_counted(tmp_path: Path) -> None:
+    raws = json.loads((SAMPLE / "export.json").read_text())
+    raws.append({**raws[0], "assetId": "x", "externalId": "photo.jpg"})
+    raws[-1]["task"] = {**raws[0]["task"], "medicalBrushDataUrl": "", "tools": []}
+    with pytest.warns(UserWarning, match="3D box of a class not selected"):
+        ds = AngoVolumeDataset(
+            raws,
+            root=SAMPLE / "root",
+            ontology=SAMPLE / "ontology.json",
+            classes=["Tumour"],
+            metatensor=False,
+        )
+    assert len(ds) == 2
+    assert ds.report.skipped_assets == [(2, "photo.jpg", "not a volume asset")]
+    assert ds.report.dropped_objects["3D box of a class not selected"] == 2
+    label = ds[0]["label"].numpy()
+    assert np.bincount(label.ravel()).tolist() == [24 * 20 * 16 - 179, 179]
+    assert ds.label_stats.excluded == {"Kidney": 180}
+    assert ds[0]["boxes3d"].shape == (0, 6)
+
+
+def test_monai_dictionary_pipeline_and_unet_step() -> None:
+    monai = pytest.importorskip("monai")
+    from monai import transforms as mt
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import UNet
+
+    keys = ["image", "label"]
+    pipeline = mt.Compose(
+        [
+            mt.Orientationd(keys=keys, axcodes="RAS", labels=None),
+            mt.Spacingd(keys=keys, pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest")),
+        ]
+    )
+    ds = _dataset(transforms=pipeline)
+    s = ds[0]
+    assert isinstance(s["image"], monai.data.MetaTensor)
+    # After reorientation and resampling to 1 mm the sphere is still where it was
+    # (within the 1 mm voxel of nearest-neighbour resampling).
+    label, affine = s["label"][0].numpy(), s["label"].affine.numpy()
+    np.testing.assert_allclose(_centre(label, affine, 1), SPHERE_WORLD, atol=1.0)
+    crop = mt.RandCropByPosNegLabeld(
+        keys=keys, label_key="label", spatial_size=(16, 16, 16), pos=1, neg=1, num_samples=2
+    )
+    crop.set_random_state(0)
+    patches = crop(s)
+    assert len(patches) == 2
+    image = torch.stack([p["image"].as_tensor() for p in patches])
+    target = torch.stack([p["label"].as_tensor() for p in patches])
+    assert image.shape == (2, 1, 16, 16, 16) and target.shape == (2, 1, 16, 16, 16)
+    torch.manual_seed(0)
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=4, channels=(4, 8), strides=(2,))
+    loss = DiceCELoss(to_onehot_y=True, softmax=True)(net(image), target)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_torchio_subject_through_a_queue() -> None:
+    tio = pytest.importorskip("torchio")
+    ds = _dataset(metatensor=False)
+    subject = to_torchio_subject(ds[0])
+    # TorchIO reads the affine's orientation and voxel size as given.
+    assert subject["image"].spacing == pytest.approx((0.8, 0.9, 1.5))
+    np.testing.assert_allclose(subject["label"].affine @ [8, 10, 8, 1], [*SPHERE_WORLD, 1])
+    queue = tio.Queue(
+        tio.SubjectsDataset([subject, to_torchio_subject(ds[1])]),
+        max_length=4,
+        samples_per_volume=2,
+        sampler=tio.LabelSampler(patch_size=8, label_name="label"),
+        num_workers=0,
+        shuffle_subjects=False,
+        shuffle_patches=False,
+    )
+    loader = torch.utils.data.DataLoader(queue, batch_size=2, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["image"][tio.DATA].shape == (2, 1, 8, 8, 8)
+    assert batch["label"][tio.DATA].dtype == torch.int64
