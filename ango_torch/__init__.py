@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .datasets.dataset import AngoDataset, DatasetReport
     from .datasets.shard_writer import write_shards
     from .datasets.shards import AngoShards
+    from .datasets.volume import AngoVolumeDataset, to_torchio_subject
     from .evaluation.coco import to_coco, write_coco
     from .evaluation.distributed import EvalSampler, gather_predictions
     from .evaluation.evaluate import CocoMetrics, evaluate_coco, predictions_to_coco
@@ -42,6 +43,8 @@ _LAZY = {
     "AngoDataset": ".datasets.dataset",
     "AngoShards": ".datasets.shards",
     "write_shards": ".datasets.shard_writer",
+    "AngoVolumeDataset": ".datasets.volume",
+    "to_torchio_subject": ".datasets.volume",
     "DatasetReport": ".datasets.dataset",
     "collate_fn": ".datasets.batching",
     "EvalSampler": ".evaluation.distributed",
@@ -81,6 +84,7 @@ __all__ = [
     "AngoExport",
     "AngoTorchError",
     "AngoTorchWarning",
+    "AngoVolumeDataset",
     "Asset",
     "AssetFetchError",
     "CocoMetrics",
@@ -115,5 +119,6 @@ __all__ = [
     "sanitize_labels_getter",
     "split",
     "to_coco",
+    "to_torchio_subject",
     "write_coco",
 ]

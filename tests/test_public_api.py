@@ -9,6 +9,8 @@ EXPECTED = {
     "AngoShards",
     "write_shards",
     "AngoExport",
+    "AngoVolumeDataset",
+    "to_torchio_subject",
     "AngoTorchError",
     "AngoTorchWarning",
     "Asset",
