@@ -287,7 +287,7 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
             "classes": list(self.classes),
         }
         if self.metatensor:
-            from monai.data import MetaTensor
+            from monai.data.meta_tensor import MetaTensor
 
             meta = {
                 "filename_or_obj": idx.string(idx.asset_external_id[a]) or "",
@@ -320,8 +320,8 @@ def to_torchio_subject(sample: Mapping[str, Any]) -> Any:
     image = torch.as_tensor(sample["image"]).as_subclass(torch.Tensor)
     label = torch.as_tensor(sample["label"]).as_subclass(torch.Tensor)
     return tio.Subject(
-        image=tio.ScalarImage(tensor=image, affine=affine),
-        label=tio.LabelMap(tensor=label, affine=affine),
+        image=tio.ScalarImage(tensor=image, affine=affine),  # type: ignore[no-untyped-call]
+        label=tio.LabelMap(tensor=label, affine=affine),  # type: ignore[no-untyped-call]
         asset_id=sample["asset_id"],
         boxes3d=sample["boxes3d"],
         labels3d=sample["labels3d"],

@@ -92,7 +92,7 @@ def segments(header: Mapping[str, Any], data: npt.NDArray[Any]) -> list[Segment]
 
 def _segment_mask(seg: Segment, data: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     layer = data if data.ndim == 3 else data[seg.layer]
-    mask = layer == seg.label_value
+    mask: npt.NDArray[np.bool_] = np.asarray(layer == seg.label_value)
     if seg.extent is not None:
         i0, i1, j0, j1, k0, k1 = seg.extent
         keep = np.zeros_like(mask)
