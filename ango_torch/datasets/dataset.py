@@ -58,6 +58,7 @@ from ..targets.selection import (
     object_labels,
     selected_objects,
     skip_videos,
+    transposed_hint,
     unplaced_brush,
 )
 from ._brush_colors import discover_brush_colors
@@ -193,6 +194,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         idx = self.export.index
         for s in self.export.skipped:
             self.report.skipped_assets.append((s.index, s.asset, f"unreadable: {s.reason}"))
+        self.report.unlisted_skipped = self.export.skipped_count - len(self.export.skipped)
         rows = self.export.snapshot_rows(stage)
         for a in np.flatnonzero(rows < 0).tolist():
             self.report.skipped_assets.append(
@@ -244,12 +246,14 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         )
         self._video.account(self._obj_label, self.report)
         self._samples = self._video.expand(build_samples(idx, rows))
+        self._transposed_hint = transposed_hint(idx)  # get_height_and_width reads a header
         if root is None:
             self._warn_expiry()
         report = self.report
         if report.skipped_assets or report.dropped_objects or report.brush_unplaced:
             warnings.warn(
-                f"AngoDataset({self.export.source!r}): {self.report.summary()}",
+                f"AngoDataset({self.export.source!r}): "
+                f"{self.report.summary(runtime_note=False)}",
                 AngoTorchWarning,
                 stacklevel=2,
             )
@@ -325,15 +329,32 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     def get_height_and_width(self, i: int) -> tuple[int, int]:
         """``(height, width)`` of sample ``i`` from the export's metadata (no decode).
 
-        Falls back to reading the image header when the export lacks the size.
+        Reads the image header (EXIF orientation applied: the displayed size) instead
+        when the export lacks the size, for pages, and when an object reaches beyond the
+        metadata's canvas on an axis its transpose extends (the metadata may be an
+        EXIF-rotated photo's stored size; ``selection.transposed_hint``).
         """
         i = self._check(i)
         a, page, _ = (int(v) for v in self._samples[i])
         idx = self.export.index
         h, w = int(idx.asset_height[a]), int(idx.asset_width[a])
-        if h > 0 and w > 0 and (page < 0 or self._video.is_video[a]):
+        metadata = page < 0 and not self._transposed_hint[a]
+        if h > 0 and w > 0 and (metadata or self._video.is_video[a]):
             return h, w
         return image_size(self._fetch_image(i), label=self._label(i))
+
+    def audit(self) -> DatasetReport:
+        """Complete the report's runtime counters for every sample, and return it.
+
+        ``empty_after_clipping`` and the brush counts depend on the annotations, the
+        canvas size and brush PNGs only: each sample's target is built for its
+        :meth:`get_height_and_width` (metadata, or a header) without decoding its image,
+        in this process, once per sample (samples loaded before are not counted twice).
+        """
+        for i in range(len(self)):
+            self.load_target(i, self.get_height_and_width(i))
+        self.report.runtime_complete = True
+        return self.report
 
     def _check(self, i: int) -> int:
         n = len(self)
@@ -383,7 +404,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             return None
         rgba = self._brush_rgba(a, s)
         if rgba.shape[:2] != canvas:
-            self.report.brush_resized += 1
+            if i not in self._brush_counted:  # once per sample, like the pixels below
+                self.report.brush_resized += 1
             warnings.warn(
                 f"{self._label(i)}: brush mask is {rgba.shape[1]}×{rgba.shape[0]}, the image "
                 f"{canvas[1]}×{canvas[0]}: resized nearest-neighbour",

@@ -18,12 +18,14 @@ from .classes import ClassMap, task_kinds
 
 __all__ = [
     "PAGE_OUTSIDE",
+    "RUNTIME_COUNTERS",
     "VIDEO",
     "DatasetReport",
     "build_samples",
     "object_labels",
     "selected_objects",
     "skip_videos",
+    "transposed_hint",
     "unplaced_brush",
     "video_assets",
 ]
@@ -32,6 +34,14 @@ PAGE_OUTSIDE = "page outside the asset"
 """Report reason of objects whose ``page`` is not one of the asset's pages."""
 VIDEO = "video asset (not supported yet)"
 """Report reason of video assets (and their objects), skipped at construction."""
+RUNTIME_COUNTERS = (
+    "empty_after_clipping",
+    "brush_inexact_pixels",
+    "brush_resized",
+    "brush_unlisted_pixels",
+    "brush_excluded_pixels",
+)
+"""Report counters found while loading samples (complete after ``AngoDataset.audit``)."""
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
 _VIDEO_KEYS = ("frameTotal", "frameRate")
 
@@ -58,6 +68,14 @@ class DatasetReport:
     (0 with ``brush_unlisted="background"``) and no instance.
     ``filtered_assets``: assets left out on purpose by ``batches=``/``where=``, by
     reason (no warning); ``filtered_objects``: the objects of their selected snapshots.
+    ``unlisted_skipped``: unreadable assets beyond the ``limits.max_skipped`` listed in
+    ``skipped_assets`` (:attr:`skipped_count` counts them all).
+
+    Construction-time counts (assets, dropped/ignored/filtered objects, brush_unplaced)
+    are complete.  The runtime counters (:data:`RUNTIME_COUNTERS`) are complete only once
+    ``runtime_complete`` is true: :meth:`AngoDataset.audit
+    <ango_torch.AngoDataset.audit>` computes them for every sample (no image decoding);
+    until then they cover the samples this process loaded, and :meth:`summary` says so.
     """
 
     skipped_assets: list[tuple[int, str | None, str]] = field(default_factory=list)
@@ -74,13 +92,24 @@ class DatasetReport:
     brush_excluded_classes: Counter[str] = field(default_factory=Counter)
     filtered_assets: Counter[str] = field(default_factory=Counter)
     filtered_objects: int = 0
+    unlisted_skipped: int = 0
+    runtime_complete: bool = False
 
-    def summary(self) -> str:
-        """One line per non-zero count."""
+    @property
+    def skipped_count(self) -> int:
+        """Every skipped asset: those listed in ``skipped_assets`` and the unlisted rest."""
+        return len(self.skipped_assets) + self.unlisted_skipped
+
+    def summary(self, *, runtime_note: bool = True) -> str:
+        """One line per non-zero count; while the runtime counters are not complete (see
+        above), a line saying so instead of "nothing skipped or dropped" (``runtime_note``
+        false leaves it out: construction's own warning)."""
         lines = []
-        if self.skipped_assets:
+        if self.skipped_count:
             reasons = Counter(r.split(":")[0] for _, _, r in self.skipped_assets)
-            lines.append(f"{len(self.skipped_assets)} assets skipped ({dict(reasons)})")
+            if self.unlisted_skipped:
+                reasons["unreadable"] += self.unlisted_skipped
+            lines.append(f"{self.skipped_count} assets skipped ({dict(reasons)})")
         if self.dropped_objects:
             lines.append(f"objects dropped: {dict(self.dropped_objects)}")
         if self.ignored_objects:
@@ -108,6 +137,12 @@ class DatasetReport:
                 f"assets filtered out: {dict(self.filtered_assets)} "
                 f"({self.filtered_objects} objects)"
             )
+        if runtime_note and not self.runtime_complete:
+            lines.append(
+                "runtime counts (empty after clipping, brush pixels) cover only the samples "
+                "this process loaded (not DataLoader workers'): ds.audit() completes them"
+            )
+            return "\n".join(lines)
         return "\n".join(lines) or "nothing skipped or dropped"
 
     def count_empty(self, sample: int, n: int) -> None:
@@ -169,9 +204,14 @@ def object_labels(
     w = idx.asset_width[asset_of] if len(asset_of) else np.zeros(0, np.int32)
     h = idx.asset_height[asset_of] if len(asset_of) else np.zeros(0, np.int32)
     known = (w > 0) & (h > 0)
-    outside = known & ((box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0))
+    # Outside the metadata canvas and its transpose: an EXIF-rotated photo's export may
+    # give its stored size while its annotations are drawn on the displayed one; which
+    # one it is is known only from the file, so construction keeps what fits either
+    # (an object outside the decoded image is then counted as empty after clipping).
+    outside = known & _outside(box, w, h) & _outside(box, h, w)
     n_pages = (idx.asset_page_end - idx.asset_page_start)[asset_of]
-    off_page = (n_pages > 0) & (idx.obj_page >= n_pages)
+    # a single-image asset has one page, 0 (an absent page reads as -1)
+    off_page = idx.obj_page >= np.maximum(n_pages, 1)
     if off_page.any():  # a video's page is a frame index, checked against the decoder
         off_page &= ~video_assets(idx)[asset_of]
     for name, bad in (
@@ -185,6 +225,31 @@ def object_labels(
             report.dropped_objects[name] += n
             labels[live & bad] = -1
     return labels.astype(np.int64)
+
+
+def _outside(
+    box: npt.NDArray[np.float32], w: npt.NDArray[np.int32], h: npt.NDArray[np.int32]
+) -> npt.NDArray[np.bool_]:
+    return (box[:, 0] >= w) | (box[:, 1] >= h) | (box[:, 2] <= 0) | (box[:, 3] <= 0)
+
+
+def transposed_hint(index: ExportIndex) -> npt.NDArray[np.bool_]:
+    """Which single-image assets have an object reaching beyond their metadata canvas
+    ``(W, H)`` on an axis that the transposed canvas ``(H, W)`` extends: a hint that the
+    metadata is an EXIF-rotated photo's stored size, so that its displayed size must be
+    read from the file's header (:meth:`AngoDataset.get_height_and_width
+    <ango_torch.AngoDataset.get_height_and_width>`)."""
+    idx = index
+    out = np.zeros(len(idx), bool)
+    asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
+    if not len(asset_of):
+        return out
+    w, h = idx.asset_width[asset_of], idx.asset_height[asset_of]
+    box = idx.obj_bbox
+    known = (w > 0) & (h > 0) & (w != h)
+    beyond = ((h > w) & (box[:, 2] > w)) | ((w > h) & (box[:, 3] > h))
+    out[np.unique(asset_of[known & beyond])] = True
+    return out
 
 
 def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:

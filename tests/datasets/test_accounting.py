@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from builders import (
     CLASSES,
@@ -36,7 +38,7 @@ def _raw_total(assets: list[dict[str, Any]]) -> int:
     return sum(len(a["task"]["tools"]) for a in assets)
 
 
-def _dataset(which: str, task: str, tmp_path: Path) -> tuple[Any, int]:
+def _dataset(which: str, task: str, tmp_path: Path) -> tuple[Any, list[dict[str, Any]]]:
     if which == "sample":
         assets = json.loads((SAMPLE / "sample_export.json").read_text())
         kw: dict[str, Any] = {"root": SAMPLE / "images", "ontology": SAMPLE / "ontology.json"}
@@ -45,16 +47,51 @@ def _dataset(which: str, task: str, tmp_path: Path) -> tuple[Any, int]:
         kw = {"root": tmp_path / "images", "classes": CLASSES}
     with pytest.warns(AngoTorchWarning) if which == "synthetic" else contextlib.nullcontext():
         ds = ango_torch.AngoDataset(assets, task=task, **kw)
-    return ds, _raw_total(assets)
+    return ds, assets
 
 
-def _in_targets(ds: Any, task: str) -> int:
+def _painted(tool: dict[str, Any], hw: tuple[int, int]) -> bool:
+    """Whether ``tool`` (polygon, rotated box or segmentation, raw JSON) covers ≥ 1 pixel of an ``hw``
+    canvas, as pycocotools rasterizes it (a segmentation zone: region less its holes)."""
+    from pycocotools import mask as mask_utils
+
+    def raster(rings: list[Any]) -> Any:
+        flat = [[float(v) for p in ring for v in p] for ring in rings if len(ring) >= 3]
+        if not flat:
+            return np.zeros(hw, np.uint8)
+        with warnings.catch_warnings():  # pycocotools' Cython vs numpy 2, not our code
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            rle = mask_utils.merge(mask_utils.frPyObjects(flat, *hw))
+            return mask_utils.decode(rle)
+
+    if "polygon" in tool:
+        return bool(raster([tool["polygon"]]).any())
+    if "rotated-bounding-box" in tool:
+        return bool(raster([tool["rotated-bounding-box"]["corners"]]).any())
+    painted = np.zeros(hw, bool)
+    for zone in tool["segmentation"]["zones"]:
+        holes = np.zeros(hw, bool)
+        for hole in zone.get("holes") or []:
+            holes |= raster([hole]).astype(bool)
+        painted |= raster([zone["region"]]).astype(bool) & ~holes
+    return bool(painted.any())
+
+
+def _in_targets(ds: Any, task: str, assets: list[dict[str, Any]]) -> int:
     n = 0
+    idx = ds.export.index
     for i in range(len(ds)):
-        target = ds.load_target(i, ds.get_height_and_width(i))
+        hw = ds.get_height_and_width(i)
+        target = ds.load_target(i, hw)
         if task == "semantic":
-            # objects painted: the sample's objects less those whose mask is empty
-            n += len(ds.sample_objects(i)[0]) - ds.report.empty_by_sample.get(i, 0)
+            # an object is in the semantic target iff its own mask, rasterized here by
+            # pycocotools from the raw export, has a pixel (independent of the package)
+            a, _page, s = ds.sample_location(i)
+            tools = assets[a]["task"]["tools"]
+            for row in ds.sample_objects(i)[0].tolist():
+                tool = tools[row - int(idx.snap_obj_start[s])]
+                assert tool["objectId"] == idx.object_extras(a)[row - idx.first_object(a)][0]
+                n += _painted(tool, hw)
         else:
             n += int((target["labels"] > 0).sum())
     return n
@@ -113,8 +150,9 @@ SYNTHETIC["semantic"] = (
 def test_every_object_is_in_a_target_or_in_the_report(
     tmp_path: Path, which: str, task: str
 ) -> None:
-    ds, total = _dataset(which, task, tmp_path)
-    in_targets = _in_targets(ds, task)
+    ds, assets = _dataset(which, task, tmp_path)
+    total = _raw_total(assets)
+    in_targets = _in_targets(ds, task, assets)
     assert in_targets + _in_report(ds) == total, ds.report.summary()
     if which == "synthetic":
         assert len(ds) == 4  # the image and pages 0, 1, 2; no video sample
@@ -126,7 +164,7 @@ def test_every_object_is_in_a_target_or_in_the_report(
             "video asset (not supported yet)"
         ] * (2 if task == "semantic" else 0)
         # loading again (a second epoch) counts nothing twice
-        _in_targets(ds, task)
+        _in_targets(ds, task, assets)
         assert ds.report.empty_after_clipping == empty
 
 
@@ -158,3 +196,25 @@ def test_brush_on_a_multi_page_asset_is_counted_not_guessed(tmp_path: Path) -> N
     mask = ds[0][1]["mask"]
     # hand-computed: SQUARE covers x 2..7, y 2..6 → 30 pixels of "car" (label 1), no brush
     assert int((mask == 1).sum()) == 30 and int((mask != 0).sum()) == 30
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_unreadable_assets_are_counted_as_assets_not_objects(tmp_path: Path, task: str) -> None:
+    """The rule for assets skipped as unreadable (README, "What is counted"): the asset
+    is counted (``skipped_assets``/``skipped_count``); its objects are not, since a
+    malformed asset's object list cannot be trusted. Every object of every readable
+    asset still ends in a target or the report."""
+    good = make_asset([make_polygon(SQUARE), make_polygon(SLIVER)])
+    bad = make_asset([make_polygon(SQUARE)] * 3)
+    bad["metadata"] = "not an object"  # malformed: the whole asset is unreadable
+    write_images(tmp_path / "images", [good])
+    with pytest.warns(AngoTorchWarning, match="1 assets skipped"):
+        ds = ango_torch.AngoDataset(
+            [good, bad], task=task, root=tmp_path / "images", on_error="skip"
+        )
+    assert ds.report.skipped_count == 1 and ds.report.skipped_assets[0][0] == 1
+    in_targets = _in_targets(ds, task, [good])
+    # hand-counted: SQUARE is in every target; SLIVER is a detection box, an empty mask
+    # elsewhere (pycocotools: no pixel)
+    assert in_targets == (2 if task == "detection" else 1)
+    assert in_targets + _in_report(ds) == _raw_total([good])
