@@ -252,8 +252,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         report = self.report
         if report.skipped_assets or report.dropped_objects or report.brush_unplaced:
             warnings.warn(
-                f"AngoDataset({self.export.source!r}): "
-                f"{self.report.summary(runtime_note=False)}",
+                f"AngoDataset({self.export.source!r}): {self.report.summary(runtime_note=False)}",
                 AngoTorchWarning,
                 stacklevel=2,
             )

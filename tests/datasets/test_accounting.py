@@ -51,8 +51,8 @@ def _dataset(which: str, task: str, tmp_path: Path) -> tuple[Any, list[dict[str,
 
 
 def _painted(tool: dict[str, Any], hw: tuple[int, int]) -> bool:
-    """Whether ``tool`` (polygon, rotated box or segmentation, raw JSON) covers ≥ 1 pixel of an ``hw``
-    canvas, as pycocotools rasterizes it (a segmentation zone: region less its holes)."""
+    """Whether ``tool`` (polygon, rotated box or segmentation, raw JSON) covers ≥ 1 pixel
+    of an ``hw`` canvas, as pycocotools rasterizes it (a zone: region less its holes)."""
     from pycocotools import mask as mask_utils
 
     def raster(rings: list[Any]) -> Any:
