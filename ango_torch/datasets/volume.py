@@ -308,7 +308,8 @@ def _spatial(image: Volume) -> tuple[int, int, int]:
 
 def to_torchio_subject(sample: Mapping[str, Any]) -> Any:
     """A TorchIO ``Subject`` of a sample: ``image`` (ScalarImage), ``label`` (LabelMap,
-    index format) with the sample's affine (TorchIO wants RAS), plus ``asset_id``,
+    index format) with the image ``MetaTensor``'s affine (after any MONAI transforms),
+    else the sample's ``"affine"`` (TorchIO wants RAS), plus ``asset_id``,
     ``boxes3d`` and ``labels3d`` as plain entries."""
     try:
         import torchio as tio
@@ -316,7 +317,10 @@ def to_torchio_subject(sample: Mapping[str, Any]) -> Any:
         from ..errors import MissingDependencyError
 
         raise MissingDependencyError(f"to_torchio_subject needs torchio ({exc})") from exc
-    affine = np.asarray(torch.as_tensor(sample["affine"]).cpu(), np.float64)
+    source = getattr(sample["image"], "affine", None)  # a MetaTensor's, after transforms
+    if source is None:
+        source = sample["affine"]
+    affine = np.asarray(torch.as_tensor(source).cpu(), np.float64)
     image = torch.as_tensor(sample["image"]).as_subclass(torch.Tensor)
     label = torch.as_tensor(sample["label"]).as_subclass(torch.Tensor)
     return tio.Subject(

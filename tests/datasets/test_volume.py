@@ -187,3 +187,17 @@ def test_torchio_subject_through_a_queue() -> None:
     batch = next(iter(loader))
     assert batch["image"][tio.DATA].shape == (2, 1, 8, 8, 8)
     assert batch["label"][tio.DATA].dtype == torch.int64
+
+
+def test_torchio_subject_takes_the_transformed_affine() -> None:
+    """After MONAI's Spacingd the image MetaTensor's affine changes (1 mm voxels); the
+    subject must carry that one, not the sample's stale "affine" entry."""
+    pytest.importorskip("torchio")
+    from monai import transforms as mt
+
+    keys = ["image", "label"]
+    ds = _dataset(
+        transforms=mt.Spacingd(keys=keys, pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest"))
+    )
+    subject = to_torchio_subject(ds[0])
+    assert subject["image"].spacing == pytest.approx((1.0, 1.0, 1.0))
