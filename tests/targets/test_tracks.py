@@ -1,0 +1,87 @@
+"""Tracks and interpolation from the index columns, on hand-built video exports.
+
+Expected frames and boxes are computed by hand in the comments (linear interpolation
+between key entries), not from the code under test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ango_torch.export.load import load_export
+from ango_torch.targets.tracks import (
+    asset_tracks,
+    frame_entries,
+    interpolated_boxes,
+    interpolated_ring,
+)
+from tests.builders import make_asset, make_box, make_polygon
+
+
+def _video(tools: list[dict[str, Any]]) -> Any:
+    asset = make_asset(tools, external_id="v.mp4")
+    asset["metadata"].update(frameTotal=40, frameRate=10)
+    export = load_export([asset])
+    idx = export.index
+    s = int(idx.asset_snap_start[0])
+    rows = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]))
+    return idx, asset_tracks(idx, 0, rows)
+
+
+def _box(t: int, x: float, **kw: Any) -> dict[str, Any]:
+    return make_box(x, 10, 10, 10, objectId="car-1", page=t, **kw)
+
+
+def test_boxes_lerp_between_key_frames_and_stop_then_restart() -> None:
+    # key entries: frame 0 at x=0, frame 10 at x=20 (negative width: x=30, w=-10 → 20..30),
+    # stop on 15, restart on 30 at x=5
+    tools = [
+        _box(10, 30) | {"bounding-box": {"x": 30, "y": 10, "width": -10, "height": 10}},
+        _box(0, 0),
+        _box(15, 40, interpolationStopped=True),
+        _box(30, 5),
+    ]
+    idx, tr = _video(tools)
+    assert tr.ids == ("car-1",) and tr.sparse
+    assert tr.frame.tolist() == [0, 10, 15, 30]  # sorted by frame
+    # frames 0..14 (0..10 key/interpolated, 10..15 towards the stop entry), then 30
+    assert tr.annotated_frames(interpolate=True).tolist() == [*range(15), 30]
+    assert tr.annotated_frames(interpolate=False).tolist() == [0, 10, 30]
+    en = frame_entries(tr, 4, interpolate=True)
+    # x: 0 + (20 - 0) * 4/10 = 8
+    assert interpolated_boxes(idx, en).tolist() == [[8, 10, 18, 20]]
+    assert en.keyframe.tolist() == [False]
+    en = frame_entries(tr, 10, interpolate=True)
+    assert interpolated_boxes(idx, en).tolist() == [[20, 10, 30, 20]] and en.keyframe.all()
+    assert len(frame_entries(tr, 20, interpolate=True).rows) == 0  # stopped on 15
+    assert len(frame_entries(tr, 4, interpolate=False).rows) == 0
+    assert len(frame_entries(tr, 35, interpolate=True).rows) == 0  # no extrapolation
+
+
+def test_duplicates_and_entries_without_a_frame_are_left_out() -> None:
+    tools = [_box(0, 0), _box(0, 4), make_box(1, 1, 2, 2, objectId="car-1")]
+    idx, tr = _video(tools)
+    assert len(tr.duplicates) == 1 and len(tr.unplaced) == 1
+    # the later duplicate (x=4) wins
+    assert interpolated_boxes(idx, frame_entries(tr, 0, interpolate=True)).tolist() == [
+        [4, 10, 14, 20]
+    ]
+
+
+def test_polygons_lerp_vertices_or_hold_when_counts_differ() -> None:
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    moved = [[x + 10, y + 20] for x, y in square]
+    tools = [
+        make_polygon(square, objectId="p", page=0),
+        make_polygon(moved, objectId="p", page=10),
+        make_polygon([[0, 0], [5, 0], [5, 5]], objectId="q", page=0),
+        make_polygon(square, objectId="q", page=10),
+    ]
+    idx, tr = _video(tools)
+    en = frame_entries(tr, 5, interpolate=True)
+    # p: halfway, every vertex + (5, 10); q: unequal vertex counts, the frame-0 ring held
+    assert interpolated_ring(idx, en, 0).tolist() == [[x + 5, y + 10] for x, y in square]
+    assert interpolated_ring(idx, en, 1).tolist() == [[0, 0], [5, 0], [5, 5]]
+    assert interpolated_boxes(idx, en).tolist() == [[5, 10, 15, 20], [0, 0, 5, 5]]
