@@ -39,30 +39,37 @@ import numpy.typing as npt
 import torch
 
 from ..assets.decode import decode_rgba
-from ..errors import AngoTorchError, ExportFormatError
+from ..errors import AngoTorchError, ExportFormatError, where
 from .dataset import AngoDataset, Task
 
 __all__ = ["AngoShards"]
 
+GROUP = 32  # samples read into one AngoDataset: its set-up is paid once per group
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
 
 
-class _OneAsset(AngoDataset):
-    """An :class:`AngoDataset` of one stored record whose bytes come from the shard."""
+class _Stored(AngoDataset):
+    """An :class:`AngoDataset` of stored records whose bytes come from the shard."""
 
-    def __init__(self, record: dict[str, Any], image: bytes, brush: bytes | None, **kw: Any):
-        self._image_bytes, self._brush_bytes = image, brush
-        super().__init__([record], **kw)
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        images: list[bytes],
+        brushes: list[bytes | None],
+        **kw: Any,
+    ) -> None:
+        self._image_bytes, self._brush_bytes = images, brushes
+        super().__init__(records, **kw)
 
     def _fetch_image(self, i: int) -> bytes:
-        return self._image_bytes
+        return self._image_bytes[int(self._samples[i, 0])]
 
     def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
-        if self._brush_bytes is None:
-            raise ExportFormatError(f"{self._label(0)}: the shard sample has no brush member")
-        return decode_rgba(
-            self._brush_bytes, label=self._label(0), max_pixels=self._limits.max_canvas_pixels
-        )
+        data = self._brush_bytes[a]
+        label = where(asset=self.export.index.string(self.export.index.asset_external_id[a]))
+        if data is None:
+            raise ExportFormatError(f"{label}: the shard sample has no brush member")
+        return decode_rgba(data, label=label, max_pixels=self._limits.max_canvas_pixels)
 
 
 def _slot() -> tuple[int, int, int, int]:
@@ -227,20 +234,35 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
                     if key is not None and first <= pos < stop:
                         yield sample
 
-    def _decode(self, sample: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
-        meta = json.loads(sample["json"])
-        exts = [e for e in sample if e not in ("json", "brush.png")]
-        if len(exts) != 1:
-            raise AngoTorchError(f"shard sample of {meta.get('externalId')!r}: no image member")
-        key = str(meta["asset"]).partition(".")[0]
+    def _decode(self, group: list[dict[str, bytes]]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """The ``(image, target)`` of each sample of ``group``: one AngoDataset of their
+        records (the class list is fixed, so grouping does not change a target)."""
+        records, images, brushes = [], [], []
+        for sample in group:
+            meta = json.loads(sample["json"])
+            exts = [e for e in sample if e not in ("json", "brush.png")]
+            if len(exts) != 1:
+                label = where(asset=meta.get("externalId"))
+                raise AngoTorchError(f"shard sample of {label}: expected one image member")
+            records.append(meta)
+            images.append(sample[exts[0]])
+            brushes.append(sample.get("brush.png"))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. objects a task leaves out, per sample
-            ds = _OneAsset(meta, sample[exts[0]], sample.get("brush.png"), **self._kw)
-        image, target = ds[0]
-        target["image_id"] = int(key)
-        if self.transforms is not None:
-            return self.transforms(image, target)
-        return image, target
+            warnings.simplefilter("ignore")  # e.g. objects a task leaves out, per group
+            ds = _Stored(records, images, brushes, **self._kw)
+        if len(ds) != len(group):
+            raise AngoTorchError(f"shards: {len(group)} samples gave {len(ds)}")
+        for i, meta in enumerate(records):
+            image, target = ds[i]
+            target["image_id"] = int(str(meta["asset"]).partition(".")[0])
+            yield (
+                self.transforms(image, target)
+                if self.transforms is not None
+                else (
+                    image,
+                    target,
+                )
+            )
 
     def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
         rank, world, worker, workers = _slot()
@@ -254,11 +276,18 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             stream = self._shuffled(
                 stream, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}")
             )
+        group: list[dict[str, bytes]] = []
         for sample in stream:
-            if self._yielded < skip:
+            if self._yielded + len(group) < skip:  # seen before the state was saved
                 self._yielded += 1
                 continue
-            out = self._decode(sample)
+            group.append(sample)
+            if len(group) == GROUP:
+                for out in self._decode(group):
+                    self._yielded += 1
+                    yield out
+                group = []
+        for out in self._decode(group) if group else ():
             self._yielded += 1
             yield out
 
