@@ -57,7 +57,7 @@ class VideoReader:
 
 class _TorchCodec(VideoReader):
     def __init__(self, data: bytes, label: str) -> None:
-        from torchcodec.decoders import VideoDecoder
+        from torchcodec.decoders import VideoDecoder  # type: ignore[attr-defined]
 
         self.decoder = "torchcodec"
         try:
@@ -141,7 +141,7 @@ def decoder_name() -> Decoder:
     if choice != "auto":
         return choice  # type: ignore[return-value]
     try:
-        from torchcodec.decoders import VideoDecoder  # noqa: F401
+        from torchcodec.decoders import VideoDecoder  # type: ignore[attr-defined]  # noqa: F401
     except Exception as exc:  # ImportError, or RuntimeError when FFmpeg's libs are missing
         if os.getpid() not in _warned:
             _warned.add(os.getpid())

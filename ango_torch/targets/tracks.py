@@ -163,13 +163,13 @@ def frame_entries(tracks: Tracks, frame: int, *, interpolate: bool) -> FrameEntr
 
 
 def _normalized(b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    b = b.astype(np.float64).reshape(-1, 4)
+    f = b.astype(np.float64).reshape(-1, 4)
     return np.stack(
         [
-            np.minimum(b[:, 0], b[:, 2]),
-            np.minimum(b[:, 1], b[:, 3]),
-            np.maximum(b[:, 0], b[:, 2]),
-            np.maximum(b[:, 1], b[:, 3]),
+            np.minimum(f[:, 0], f[:, 2]),
+            np.minimum(f[:, 1], f[:, 3]),
+            np.maximum(f[:, 0], f[:, 2]),
+            np.maximum(f[:, 1], f[:, 3]),
         ],
         axis=1,
     )
