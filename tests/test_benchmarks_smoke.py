@@ -35,8 +35,9 @@ def _run(script: str) -> dict[str, float]:
         # index.py prints fixed-precision ratios ("{:5.1f}"), which at smoke sizes can
         # round to 0.0 (e.g. peak memory vs json.load of a 50-asset file).
         ("index.py", "abcd", False),
+        ("shards.py", "abcd", True),
     ],
-    ids=["dataset", "index"],
+    ids=["dataset", "index", "shards"],
 )
 def test_smoke(script: str, keys: str, positive: bool) -> None:
     ratios = _run(script)
