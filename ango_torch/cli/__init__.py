@@ -162,9 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_source(p)
-    p.add_argument("--to", required=True, choices=("coco", "masks", "yolo"), help="output format")
     p.add_argument(
-        "--out", required=True, help="the JSON file (coco) or the output folder (masks, yolo)"
+        "--to",
+        required=True,
+        choices=("coco", "masks", "yolo", "ytvis", "mot"),
+        help="output format (ytvis: YouTube-VIS JSON of the video tracks; mot: "
+        "MOTChallenge gt.txt per video)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="the JSON file (coco, ytvis) or the output folder (masks, yolo, mot)",
     )
     _add_dataset_options(p)
     p.add_argument(

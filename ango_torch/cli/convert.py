@@ -141,6 +141,10 @@ def run_convert(args: argparse.Namespace) -> int:
         return _convert_masks(args)
     if args.to == "yolo":
         return _convert_yolo(args)
+    if args.to in ("ytvis", "mot"):
+        from .convert_video import convert_mot, convert_ytvis
+
+        return convert_ytvis(args) if args.to == "ytvis" else convert_mot(args)
     task: Literal["detection", "instance"] = "instance" if args.task is None else args.task
     ds = _dataset(args, task=task, brush=args.brush_components)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from builders import make_asset, make_box, make_polygon
 
 from ango_torch.export.load import load_export
 from ango_torch.targets.tracks import (
@@ -17,7 +18,6 @@ from ango_torch.targets.tracks import (
     interpolated_boxes,
     interpolated_ring,
 )
-from tests.builders import make_asset, make_box, make_polygon
 
 
 def _video(tools: list[dict[str, Any]]) -> Any:
