@@ -243,3 +243,23 @@ def test_shard_size_units() -> None:
     assert parse_size("1.5GB") == 1_500_000_000
     with pytest.raises(ValueError, match="shard size"):
         parse_size("lots")
+
+
+def test_fsspec_destination_and_source(tmp_path: Path) -> None:
+    """Shards written to and read from an fsspec URL (memory://) equal local ones."""
+    import fsspec
+
+    local = _sample_shards(tmp_path)
+    remote = write_shards(
+        EXPORT, "memory://ango-shards-test", root=IMAGES, ontology=ONTOLOGY, shard_size="300KB"
+    )
+    assert remote == local
+    fs = fsspec.filesystem("memory")
+    for s in local["shards"]:
+        assert fs.cat(f"/ango-shards-test/{s['name']}") == (tmp_path / s["name"]).read_bytes()
+    shards = AngoShards("memory://ango-shards-test/index.json", task="detection", shuffle=False)
+    assert [t["asset_id"] for _, t in shards] == [
+        t["asset_id"]
+        for _, t in AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
+    ]
+    fs.rm("/ango-shards-test", recursive=True)
