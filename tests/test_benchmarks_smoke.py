@@ -36,8 +36,9 @@ def _run(script: str) -> dict[str, float]:
         # round to 0.0 (e.g. peak memory vs json.load of a 50-asset file).
         ("index.py", "abcd", False),
         ("shards.py", "abcd", True),
+        ("volumes.py", "a", True),
     ],
-    ids=["dataset", "index", "shards"],
+    ids=["dataset", "index", "shards", "volumes"],
 )
 def test_smoke(script: str, keys: str, positive: bool) -> None:
     ratios = _run(script)

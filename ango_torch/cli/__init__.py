@@ -26,6 +26,7 @@ from ._common import (
 from .inspect import cmd_inspect, cmd_validate
 from .prefetch import cmd_prefetch
 from .preview import cmd_preview
+from .volumes import add_volume_options
 
 __all__ = ["main"]
 
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default=None, help="count this stage instead of the answer")
     p.add_argument("--ontology", default=None, help="categorySchema JSON (path or URL)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_volume_options(p)
+    _add_allow_local_urls(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser(
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ontology", default=None, help="also check titles against it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=200, help="problems to print (default 200)")
+    add_volume_options(p)
+    _add_allow_local_urls(p)
     p.set_defaults(func=cmd_validate)
 
     from ..assets.prefetch import DEFAULT_CONCURRENCY

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ._common import _load, _print_counts
+from .video_report import print_videos, video_problems, video_reports
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -17,8 +18,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     summary = summarize(export, stage=args.stage)
     ontology = load_ontology(args.ontology) if args.ontology else None
     problems = find_problems(export, ontology=ontology)
+    videos = video_reports(export)
+    problems += video_problems(videos)
     if args.json:
         summary["problems"] = len(problems)
+        summary["videos"] = videos
         print(json.dumps(summary, indent=2))
         return 0
     out = sys.stdout
@@ -40,6 +44,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for p in problems:
         codes[p.code] = codes.get(p.code, 0) + 1
     _print_counts(f"problems ({len(problems)}; details: ango-torch validate)", codes, out)
+    print_videos(videos, out)
     return 0
 
 
@@ -50,6 +55,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     export = _load(args, on_error="skip")
     ontology = load_ontology(args.ontology) if args.ontology else None
     problems = find_problems(export, ontology=ontology)
+    videos = video_reports(export)
+    problems += video_problems(videos)
     if args.json:
         print(
             json.dumps(

@@ -197,7 +197,8 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
             stage = idx.string(idx.snap_stage[s]) if s != idx.asset_snap_start[a] else None
             o0, o1 = int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])
             ids = [str(extras[o - first][0]) for o in range(o0, o1)]
-            for oid, count in Counter(ids).items():
+            pages = idx.obj_page[o0:o1].tolist()  # a video's objectId is a track: per frame
+            for (oid, _page), count in Counter(zip(ids, pages, strict=True)).items():
                 if count > 1:
                     out.append(
                         Problem(

@@ -581,6 +581,10 @@ def test_a_3d_bounding_box_is_a_typed_record_on_both_paths() -> None:
     (obj,) = export[0].task.answer.tools
     assert obj.kind is ToolKind.OTHER
     assert obj.geometry == BoundingBox3D(3.0, 2.0, 1.0, 9.0, 6.0, 7.5)
+    # validate knows it (was: "tool 'bounding-box' is not understood")
+    from ango_torch.export.validate import find_problems
+
+    assert [p.code for p in find_problems(export) if p.code == "unknown-tool"] == []
 
 
 @pytest.mark.parametrize(("obj", "match"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
