@@ -37,8 +37,9 @@ def _run(script: str) -> dict[str, float]:
         ("index.py", "abcd", False),
         ("shards.py", "abcd", True),
         ("volumes.py", "a", True),
+        ("video.py", "ab", True),
     ],
-    ids=["dataset", "index", "shards", "volumes"],
+    ids=["dataset", "index", "shards", "volumes", "video"],
 )
 def test_smoke(script: str, keys: str, positive: bool) -> None:
     ratios = _run(script)
