@@ -68,8 +68,14 @@ def segments(header: Mapping[str, Any], data: npt.NDArray[Any]) -> list[Segment]
         if m:
             fields.setdefault(int(m.group(1)), {})[m.group(2)] = str(value)
     if not fields:
-        values = np.unique(data if data.ndim == 3 else data.reshape(-1))
-        return [Segment(k, int(v)) for k, v in enumerate(values[values != 0].tolist())]
+        small = data.dtype.kind in "ui" and data.itemsize <= 2 and data.size > 0
+        if small and (data.dtype.kind == "u" or int(data.min()) >= 0):
+            found = np.flatnonzero(np.bincount(data.reshape(-1).astype(np.int64)))
+            values = found[found != 0]
+        else:
+            uniq = np.unique(data)
+            values = uniq[uniq != 0]
+        return [Segment(k, int(v)) for k, v in enumerate(values.tolist())]
     out = []
     for n in sorted(fields):
         f = fields[n]
@@ -128,10 +134,15 @@ def decode_labels(
         int64 ``[I, J, K]`` (or ``[onehot, I, J, K]``).
     """
     stats = stats if stats is not None else LabelStats()
+    segs = segments(header, data)
+    if not onehot and data.ndim == 3 and data.dtype.kind in "ui" and data.itemsize <= 2:
+        fast = _by_table(segs, data, classify, stats)
+        if fast is not None:
+            return fast
     shape = data.shape[-3:]
     out = np.zeros((onehot, *shape) if onehot else shape, np.int64)
     claimed = np.zeros(shape, np.int64)  # last class per voxel, for overlap accounting
-    for seg in segments(header, data):
+    for seg in segs:
         mask = _segment_mask(seg, data)
         n = int(mask.sum())
         if n == 0:
@@ -157,6 +168,39 @@ def decode_labels(
             out[mask] = cls
     if onehot:
         out[0] = (out[1:].sum(axis=0) == 0).astype(np.int64)
+    return out
+
+
+def _by_table(
+    segs: list[Segment],
+    data: npt.NDArray[Any],
+    classify: Mapping[str, int | str | None],
+    stats: LabelStats,
+) -> npt.NDArray[np.int64] | None:
+    """One 3D layer without extents: a lookup table over the voxel values (one pass over
+    the volume instead of one per segment); ``None`` where that does not apply."""
+    if any(s.extent is not None or s.layer != 0 or s.label_value < 0 for s in segs):
+        return None
+    flat = data.reshape(-1).astype(np.int64, copy=False)
+    if flat.size and int(flat.min()) < 0:
+        return None
+    counts = np.bincount(flat)
+    table = np.zeros(len(counts), np.int64)
+    for seg in segs:
+        v = seg.label_value
+        n = int(counts[v]) if v < len(counts) else 0
+        if n == 0:
+            continue
+        cls = classify.get(str(v))
+        if cls is None and seg.name is not None:
+            cls = classify.get(seg.name)
+        if cls is None:
+            stats.unlisted[v] += n
+        elif isinstance(cls, str):
+            stats.excluded[cls] += n
+        else:
+            table[v] = cls
+    out: npt.NDArray[np.int64] = table[data]
     return out
 
 

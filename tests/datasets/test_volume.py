@@ -201,3 +201,26 @@ def test_torchio_subject_takes_the_transformed_affine() -> None:
     )
     subject = to_torchio_subject(ds[0])
     assert subject["image"].spacing == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_slices_for_2d_models() -> None:
+    """Slices across k of the sample: labelled k are 2..6 (box) and 5..11 (sphere, |dk| ≤ 3
+    around 8), i.e. 2..11; a slice is [C, J, I] (y = j, x = i), all by hand."""
+    from ango_torch.datasets.volume_slices import AngoVolumeSlices
+
+    vol = _dataset(metatensor=False)
+    sem = AngoVolumeSlices(vol, axis=2)
+    assert len(sem) == 2 * 10
+    assert [sem._index[n][1] for n in range(10)] == list(range(2, 12))
+    image, target = sem[6]  # volume 0, k = 8
+    assert target["slice"] == 8 and tuple(image.shape) == (1, 20, 24)
+    assert image.dtype == torch.float32
+    assert image[0, 10, 8] == 8 + 2 * 10 + 3 * 8 + 200  # the sphere centre's intensity
+    mask = target["mask"]
+    assert mask.dtype == torch.int64 and mask[10, 8] == 1 and int((mask == 2).sum()) == 0
+    inst = AngoVolumeSlices(vol, axis=2, task="instance", window=(0, 1000))
+    image, target = inst[2]  # volume 0, k = 4: the box only
+    assert image.dtype == torch.uint8 and tuple(image.shape) == (3, 20, 24)
+    assert target["labels"].tolist() == [2]
+    assert target["boxes"].tolist() == [[15.0, 3.0, 21.0, 9.0]]
+    assert target["area"].tolist() == [36.0] and target["masks"].shape == (1, 20, 24)

@@ -90,3 +90,19 @@ def test_a_different_grid_raises_or_resamples() -> None:
     out = fit_to_grid(labels, label_aff, (6, 1, 1), image_aff, resample=True)
     # image voxel i sits at label index i / 2, rounded half up: 0, 1, 1, 2, 2, 3 (outside)
     assert out[:, 0, 0].tolist() == [1, 2, 2, 3, 3, 0]
+
+
+def test_signed_values_and_the_table_path_agree_with_the_mask_path() -> None:
+    """A plain int16 map (one pass through a lookup table) and the same map given a
+    whole-volume extent (the per-segment path) decode alike; -1 has no class."""
+    data = np.array([0, 1, -1, 2, 1], np.int16).reshape(5, 1, 1)
+    stats = LabelStats()
+    plain = decode_labels({}, data, CLASSIFY, stats=stats)
+    assert plain[:, 0, 0].tolist() == [0, 1, 0, 2, 1]
+    assert stats.unlisted == {-1: 1}
+    header = {
+        f"Segment{n}_{k}": v
+        for n, value in enumerate((1, 2))
+        for k, v in (("LabelValue", str(value)), ("Extent", "0 4 0 0 0 0"))
+    }
+    np.testing.assert_array_equal(decode_labels(header, data, CLASSIFY), plain)
