@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         "components), detection boxes only, or the semantic label map",
     )
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N samples")
+    p.add_argument(
+        "--clips",
+        type=_positive_int,
+        default=None,
+        metavar="T",
+        help="videos: write clips of T frames as animated GIFs (AngoVideoDataset, "
+        "interpolated instances dashed, track ids shown) instead of PNGs",
+    )
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser(
