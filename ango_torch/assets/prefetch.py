@@ -30,6 +30,7 @@ from .layout import (
     brush_stage_key,
     shared_assets,
 )
+from .volume_io import VOLUME_EXTENSIONS, medical_content_key, read_volume
 
 if TYPE_CHECKING:
     from ..export.load import AngoExport
@@ -68,6 +69,8 @@ class PrefetchItem:
     shared: bool = False
     index: int | None = field(default=None, compare=False)
     """The asset's index in the export, for messages only (not compared)."""
+    volume: bool = False
+    """A medical volume or ``.seg.nrrd`` (verified with the ``medical`` readers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,20 @@ def prefetch_items(
                         stage_key=brush_stage_key(idx, row),
                         content_key=brush_content_key(idx, row),
                         index=i,
+                    )
+                )
+            murl = idx.string(idx.snap_medical_brush[row])
+            if murl:  # the voxel brush's .seg.nrrd, where AngoVolumeDataset reads it
+                items.append(
+                    PrefetchItem(
+                        asset_id,
+                        external_id,
+                        murl,
+                        kind="brush",
+                        stage_key=brush_stage_key(idx, row),
+                        content_key=medical_content_key(idx, row),
+                        index=i,
+                        volume=True,
                     )
                 )
     return items
@@ -266,6 +283,8 @@ def prefetch(
         )
         if verify:
             check: Callable[..., Any] = decode_rgba if item.kind == "brush" else decode_image
+            if item.volume or item.external_id.lower().endswith(VOLUME_EXTENSIONS):
+                check = read_volume
             check(data, label=label)
         _check_inside(base, dest, label)  # the final path, just before writing
         store.write(dest, data)

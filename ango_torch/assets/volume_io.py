@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..export.index import ExportIndex
 
 __all__ = [
+    "VOLUME_EXTENSIONS",
     "Volume",
     "medical_content_key",
     "nrrd_affine",
@@ -41,6 +42,9 @@ __all__ = [
     "space_flip",
     "write_nrrd",
 ]
+
+VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".dcm", ".dicom")
+"""File names read as volumes (besides any asset with a ``medicalBrushDataUrl``)."""
 
 _SPACES = {  # NRRD ``space`` → the world axes to negate to reach RAS
     "right-anterior-superior": (1.0, 1.0, 1.0),

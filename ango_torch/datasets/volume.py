@@ -18,7 +18,7 @@ import torch
 
 from ..assets.fetch import AssetStore
 from ..assets.layout import brush_stage_key, shared_assets
-from ..assets.volume_io import Volume, medical_content_key, read_volume
+from ..assets.volume_io import VOLUME_EXTENSIONS, Volume, medical_content_key, read_volume
 from ..errors import AngoTorchWarning, where
 from ..export.load import AngoExport, load_export
 from ..export.ontology import Ontology, load_ontology
@@ -28,8 +28,6 @@ from ..targets.selection import DatasetReport
 
 __all__ = ["VOLUME_EXTENSIONS", "AngoVolumeDataset", "to_torchio_subject"]
 
-VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".dcm", ".dicom")
-"""File names read as volumes (besides any asset with a ``medicalBrushDataUrl``)."""
 NOT_A_VOLUME = "not a volume asset"
 UNLISTED_BOX = "3D box of a class not selected"
 _FLIP_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -268,8 +266,10 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
             arr = arr[None]
         elif image.fmt == "nifti":  # [I, J, K, C]
             arr = np.moveaxis(arr, -1, 0)
-        img = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        lab = torch.from_numpy(np.ascontiguousarray(labels if labels.ndim == 4 else labels[None]))
+        # The file's memory order is kept (pynrrd and nibabel give Fortran order): a
+        # C-order copy would cost a strided pass over the volume.
+        img = torch.from_numpy(arr.astype(np.float32, order="K"))
+        lab = torch.from_numpy(labels if labels.ndim == 4 else labels[None])
         affine = image.affine if self.orientation == "RAS" else _FLIP_LPS @ image.affine
         aff = torch.from_numpy(np.ascontiguousarray(affine))
         idx = self.export.index

@@ -70,7 +70,7 @@ def segments(header: Mapping[str, Any], data: npt.NDArray[Any]) -> list[Segment]
     if not fields:
         small = data.dtype.kind in "ui" and data.itemsize <= 2 and data.size > 0
         if small and (data.dtype.kind == "u" or int(data.min()) >= 0):
-            found = np.flatnonzero(np.bincount(data.reshape(-1).astype(np.int64)))
+            found = np.flatnonzero(np.bincount(data.ravel(order="K")))
             values = found[found != 0]
         else:
             uniq = np.unique(data)
@@ -181,7 +181,7 @@ def _by_table(
     the volume instead of one per segment); ``None`` where that does not apply."""
     if any(s.extent is not None or s.layer != 0 or s.label_value < 0 for s in segs):
         return None
-    flat = data.reshape(-1).astype(np.int64, copy=False)
+    flat = data.ravel(order="K")  # no copy for the F-ordered arrays pynrrd returns
     if flat.size and int(flat.min()) < 0:
         return None
     counts = np.bincount(flat)
@@ -200,7 +200,8 @@ def _by_table(
             stats.excluded[cls] += n
         else:
             table[v] = cls
-    out: npt.NDArray[np.int64] = table[data]
+    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    out: npt.NDArray[np.int64] = table[data.ravel(order=order)].reshape(data.shape, order=order)
     return out
 
 

@@ -224,3 +224,46 @@ def test_slices_for_2d_models() -> None:
     assert target["labels"].tolist() == [2]
     assert target["boxes"].tolist() == [[15.0, 3.0, 21.0, 9.0]]
     assert target["area"].tolist() == [36.0] and target["masks"].shape == (1, 20, 24)
+
+
+def test_prefetch_copies_volumes_and_seg_nrrd_where_the_dataset_reads_them(
+    tmp_path: Path,
+) -> None:
+    """Before: prefetch skipped medicalBrushDataUrl and verified .nrrd files as images."""
+    from ango_torch.assets.prefetch import prefetch, prefetch_items
+    from ango_torch.export.load import load_export
+
+    reference = _dataset(metatensor=False)
+    raws = json.loads((SAMPLE / "export.json").read_text())
+    for a, raw in enumerate(raws):
+        seg = reference.store.fetch(  # the sample's .seg.nrrd bytes, by the dataset's rule
+            asset_id=raw["assetId"],
+            external_id=raw["externalId"],
+            url=raw["task"]["medicalBrushDataUrl"],
+            kind="brush",
+            content_key=_medical_key(reference, a),
+        )
+        (tmp_path / f"seg{a}.bin").write_bytes(seg)
+        raw["asset"] = str(SAMPLE / "root" / raw["externalId"])
+        raw["task"]["medicalBrushDataUrl"] = str(tmp_path / f"seg{a}.bin")
+    report = prefetch(
+        prefetch_items(load_export(raws)), to=tmp_path / "dest", allow_local_urls=True
+    )
+    assert (report.fetched, report.failed) == (4, [])
+    ds = AngoVolumeDataset(
+        raws, root=tmp_path / "dest", ontology=SAMPLE / "ontology.json", metatensor=False
+    )
+    for i in range(2):
+        np.testing.assert_array_equal(ds[i]["label"].numpy(), reference[i]["label"].numpy())
+    (tmp_path / "seg0.bin").write_bytes(b"not a volume")
+    report = prefetch(
+        prefetch_items(load_export(raws)), to=tmp_path / "dest2", allow_local_urls=True
+    )
+    assert len(report.failed) == 1 and "not an NRRD" in report.failed[0][1]
+
+
+def _medical_key(ds: AngoVolumeDataset, a: int) -> str:
+    from ango_torch.assets.volume_io import medical_content_key
+
+    idx = ds.export.index
+    return medical_content_key(idx, int(idx.asset_snap_start[a]))
