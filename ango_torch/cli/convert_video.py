@@ -56,7 +56,8 @@ def convert_ytvis(args: argparse.Namespace) -> int:
     """Write a YouTube-VIS JSON of the export's videos to ``args.out``."""
     ds = _dataset(args, task="detection", brush=False)
     video = ds._video
-    videos, annotations = [], []
+    videos: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for vid, (a, name, n, h, w) in enumerate(_videos(ds), start=1):
         stem = PurePosixPath(name).stem
         videos.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
 from ._common import _FAILURE_LINES, _report
 
@@ -12,7 +13,7 @@ def preview_clips_cmd(args: argparse.Namespace) -> int:
     from ..datasets.video import AngoVideoDataset
     from ..datasets.video_preview import preview_clips
 
-    task = "instance" if args.task == "instance" else "detection"
+    task: Literal["detection", "instance"] = "instance" if args.task == "instance" else "detection"
     vds = AngoVideoDataset(
         args.export,
         clip_len=args.clips,

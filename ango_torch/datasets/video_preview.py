@@ -45,7 +45,7 @@ def clip_frames_drawn(
     out = []
     for frame, one in zip(clip, split_clip_target(target), strict=True):
         key = one["keyframe"]
-        shown = {k: one[k][key] for k in ("boxes", "labels", "masks") if k in one}
+        shown: dict[str, Any] = {k: one[k][key] for k in ("boxes", "labels", "masks") if k in one}
         image = Image.fromarray(
             draw_sample(torch.as_tensor(frame), shown, classes=classes, width=1)
             .permute(1, 2, 0)
