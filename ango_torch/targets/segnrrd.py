@@ -200,7 +200,9 @@ def _by_table(
             stats.excluded[cls] += n
         else:
             table[v] = cls
-    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    order: Literal["C", "F"] = (
+        "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    )
     out: npt.NDArray[np.int64] = table[data.ravel(order=order)].reshape(data.shape, order=order)
     return out
 
