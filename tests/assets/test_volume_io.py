@@ -135,3 +135,40 @@ def test_unreadable_volume_names_the_asset() -> None:
         read_volume(
             _nrrd("scanner-xyz", "(1,0,0) (0,1,0) (0,0,1)", "(0,0,0)"), label="asset 'x' (#0)"
         )
+
+
+def test_multiframe_dicom_geometry_and_frames_match_simpleitk(tmp_path: Path) -> None:
+    """A 3-frame oblique DICOM written with pydicom; SimpleITK (GDCM) is the reference
+    for the frame order and the k step (the cross product of IOP's directions times
+    SpacingBetweenSlices)."""
+    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientName = "MR", "x"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 4, 5, 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    ds.ImagePositionPatient = [10, -20, 30]
+    ds.PixelSpacing = [0.5, 0.7]
+    ds.SpacingBetweenSlices = ds.SliceThickness = 2.0
+    ds.PixelData = np.arange(60, dtype=np.uint16).reshape(3, 4, 5).tobytes()
+    path = tmp_path / "mf.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    vol = read_volume(path.read_bytes(), "mf.dcm")
+    img = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(vol.data, sitk.GetArrayFromImage(img).transpose(2, 1, 0))
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    np.testing.assert_allclose(vol.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-9)
