@@ -14,8 +14,12 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
-from ..targets.arrays import IGNORE
+from ..records import ToolKind
+from ..targets.arrays import IGNORE, object_crop, semantic_map
+from ..targets.geometry import crop_to_mask
 from .volume import AngoVolumeDataset
+
+_AREA_2D = (int(ToolKind.POLYGON), int(ToolKind.ROTATED_BOUNDING_BOX), int(ToolKind.SEGMENTATION))
 
 __all__ = ["AngoVolumeSlices"]
 
@@ -40,8 +44,15 @@ class AngoVolumeSlices(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             models expect; default: float32 ``[C, H, W]`` intensities.
         transforms: Called as ``transforms(image, target)``.
 
+    Across ``k`` (``axis=2``), 2D area objects (polygons, rotated boxes, segmentations)
+    whose ``page`` is the slice are drawn on it as well (a multi-frame DICOM annotated
+    like a video: ``page`` = frame = ``k``), over the voxel brush's slice (semantic:
+    painted after it; instance: one instance each). ``classes`` is the volume dataset's
+    plus the titles of such 2D objects it lacks (appended in order of appearance), and
+    with ``slices="labelled"`` a slice with 2D objects counts as labelled.
+
     ``target`` also holds ``"image_id"`` (the index), ``"asset_id"`` and ``"slice"``
-    (the slice index along ``axis``). ``classes`` is the volume dataset's.
+    (the slice index along ``axis``).
     """
 
     def __init__(
@@ -64,15 +75,31 @@ class AngoVolumeSlices(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             raise ValueError("AngoVolumeSlices needs label_format='index' volumes")
         self.volumes, self.axis, self.task = volumes, axis, task
         self.window, self.transforms = window, transforms
-        self.classes = volumes.classes
+        self.classes = list(volumes.classes)
+        idx = volumes.export.index
+        self._objects: list[dict[int, list[int]]] = []  # per volume: page → object rows
+        for v in range(len(volumes)):
+            pages: dict[int, list[int]] = {}
+            if axis == 2:
+                s = volumes._samples[v][1]
+                for o in range(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s])):
+                    page = int(idx.obj_page[o])
+                    if int(idx.obj_kind[o]) in _AREA_2D and page >= 0:
+                        pages.setdefault(page, []).append(o)
+                        title = idx.titles[int(idx.obj_title[o])]
+                        if title not in self.classes:
+                            self.classes.append(title)
+            self._objects.append(pages)
         self._index: list[tuple[int, int]] = []
         for v in range(len(volumes)):
             _, labels = volumes.read(v)
             if slices == "all":
-                keep = range(labels.shape[axis])
+                keep = list(range(labels.shape[axis]))
             else:
                 others = tuple(a for a in range(3) if a != axis)
-                keep = np.flatnonzero((labels != 0).any(axis=others)).tolist()
+                found = set(np.flatnonzero((labels != 0).any(axis=others)).tolist())
+                found |= {p for p in self._objects[v] if p < labels.shape[axis]}
+                keep = sorted(found)
             self._index += [(v, int(z)) for z in keep]
 
     def __len__(self) -> int:
@@ -111,11 +138,22 @@ class AngoVolumeSlices(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             "slice": z,
         }
         h, w = mask.shape
+        rows = np.array(self._objects[v].get(z, []), np.int64)
+        titles = [idx.titles[int(idx.obj_title[o])] for o in rows.tolist()]
+        obj_labels = np.array([self.classes.index(t) for t in titles], np.int64)
         if self.task == "semantic":
-            target["mask"] = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
+            sem = semantic_map(
+                idx, rows, obj_labels, (h, w), brush=mask, overlap=self.volumes.overlap
+            )
+            target["mask"] = tv_tensors.Mask(torch.from_numpy(sem))
         else:
             present = [int(c) for c in np.unique(mask) if c not in (0, IGNORE)]
-            masks = np.stack([mask == c for c in present]) if present else np.zeros((0, h, w), bool)
+            drawn = [crop_to_mask(*object_crop(idx, o, (h, w)), canvas_size=(h, w)) for o in rows]
+            keep = [k for k, m in enumerate(drawn) if m.any()]
+            present += [int(obj_labels[k]) for k in keep]
+            stack = [mask == c for c in present[: len(present) - len(keep)]]
+            stack += [drawn[k] for k in keep]
+            masks = np.stack(stack) if stack else np.zeros((0, h, w), bool)
             boxes = []
             for m in masks:
                 ys, xs = np.nonzero(m)

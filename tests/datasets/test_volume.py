@@ -267,3 +267,37 @@ def _medical_key(ds: AngoVolumeDataset, a: int) -> str:
 
     idx = ds.export.index
     return medical_content_key(idx, int(idx.asset_snap_start[a]))
+
+
+def test_slices_draw_2d_polygons_of_their_page() -> None:
+    """A polygon on page (= k) 8 and one on page 14 (no voxel label there): pixel
+    centres inside [2, 6] × [2, 5] are x 2..5, y 2..4 = 12 pixels (by hand)."""
+    from ango_torch.datasets.volume_slices import AngoVolumeSlices
+
+    raws = json.loads((SAMPLE / "export.json").read_text())
+    square = [[2, 2], [6, 2], [6, 5], [2, 5]]
+    for page, oid in ((8, "p8"), (14, "p14")):
+        raws[0]["task"]["tools"].append(
+            {
+                "polygon": square,
+                "objectId": oid,
+                "title": "Lesion",
+                "page": page,
+                "schemaId": "les",
+                "classifications": [],
+            }
+        )
+    vol = AngoVolumeDataset(
+        raws, root=SAMPLE / "root", ontology=SAMPLE / "ontology.json", metatensor=False
+    )
+    sem = AngoVolumeSlices(vol, axis=2)
+    assert sem.classes == [*vol.classes, "Lesion"]
+    assert [z for v, z in sem._index if v == 0] == [*range(2, 12), 14]
+    _, target = sem[6]  # volume 0, k = 8
+    mask = target["mask"]
+    assert int((mask == 4).sum()) == 12 and bool((mask[2:5, 2:6] == 4).all())
+    assert mask[10, 8] == 1  # the voxel brush's sphere is still there
+    inst = AngoVolumeSlices(vol, axis=2, task="instance")
+    _, target = inst[10]  # volume 0, k = 14: the polygon only
+    assert target["slice"] == 14 and target["labels"].tolist() == [4]
+    assert target["boxes"].tolist() == [[2.0, 2.0, 6.0, 5.0]] and target["area"].tolist() == [12.0]
