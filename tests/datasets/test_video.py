@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,17 +118,25 @@ def _stamps(loader: Any) -> list[int]:
     return out
 
 
+def _worker_decoder(worker_id: int) -> None:
+    # worker 0 decodes with torchcodec (where it loads), worker 1 with PyAV
+    names = ["torchcodec" if _torchcodec_loads() else "pyav", "pyav"]
+    os.environ["ANGO_TORCH_VIDEO_DECODER"] = names[worker_id]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_workers_decode_their_own_frames(method: str, decoder: str) -> None:
+def test_workers_decode_their_own_frames(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANGO_TORCH_VIDEO_DECODER", "pyav")
     ds = ango_torch.AngoDataset(FULL, root=VIDEO, task="detection")
     ds[3]  # the parent opens a decoder first: a forked worker must not use it
     sub = torch.utils.data.Subset(ds, [2, 30, 7, 11])
     loader = torch.utils.data.DataLoader(
         sub,
-        batch_size=2,
-        num_workers=2 if method == "fork" else 1,  # a spawned worker costs seconds
+        batch_size=2,  # batch 0 to worker 0 (torchcodec), batch 1 to worker 1 (PyAV)
+        num_workers=2,
         multiprocessing_context=method,
+        worker_init_fn=_worker_decoder,
         collate_fn=ango_torch.collate_fn,
     )
     assert _stamps(loader) == [2, 30, 7, 11]
