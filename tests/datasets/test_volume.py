@@ -301,3 +301,18 @@ def test_slices_draw_2d_polygons_of_their_page() -> None:
     _, target = inst[10]  # volume 0, k = 14: the polygon only
     assert target["slice"] == 14 and target["labels"].tolist() == [4]
     assert target["boxes"].tolist() == [[2.0, 2.0, 6.0, 5.0]] and target["area"].tolist() == [12.0]
+
+
+def test_the_bundled_sample_is_what_its_generator_writes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = SAMPLE / "make_volume.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(SAMPLE) for p in SAMPLE.rglob("*") if p.is_file() and p.suffix != ".py"
+    )
+    assert made == shipped
+    for rel in made:
+        assert (tmp_path / rel).read_bytes() == (SAMPLE / rel).read_bytes(), rel

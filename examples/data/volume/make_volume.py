@@ -11,7 +11,8 @@ construction: a sphere of radius 3.5 voxels centred on voxel ``SPHERE_CENTRE`` (
 ``Tumour``, value 1) and the box of voxels ``BOX`` (class ``Kidney``, value 2).
 ``ct_001`` carries the SDK's plain 3D label map; ``ct_002`` the same labels as a 3D
 Slicer layered 4D file (one layer per segment, ``SegmentN_*`` fields), cropped to the
-segments' extent (its origin moves accordingly). Run: ``python make_volume.py``.
+segments' extent (its origin moves accordingly). Run: ``python make_volume.py [--out DIR]``
+(the output is byte-for-byte reproducible; tests/datasets/test_volume.py checks it).
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def _extent(mask: np.ndarray, offset: np.ndarray) -> str:
     return " ".join(f"{a} {b}" for a, b in zip(lo.tolist(), hi.tolist(), strict=True))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=HERE, help="folder to write (default: here)")
+    out = ap.parse_args(argv).out
     from ango_torch.assets.fetch import asset_path
     from ango_torch.assets.volume_io import medical_content_key, write_nrrd
     from ango_torch.export.load import load_export
@@ -150,10 +156,10 @@ def main() -> None:
                 },
             }
         )
-    root = HERE / "root"
-    root.mkdir(exist_ok=True)
-    (HERE / "export.json").write_text(json.dumps(assets, indent=1) + "\n")
-    (HERE / "ontology.json").write_text(json.dumps(ontology, indent=1) + "\n")
+    root = out / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    (out / "export.json").write_text(json.dumps(assets, indent=1) + "\n")
+    (out / "ontology.json").write_text(json.dumps(ontology, indent=1) + "\n")
     vol = write_nrrd(image(), affine())
     segs = [write_nrrd(plain, affine()), write_nrrd(layers, crop_affine, fields=fields)]
     index = load_export(assets).index
