@@ -263,3 +263,15 @@ def test_fsspec_destination_and_source(tmp_path: Path) -> None:
         for _, t in AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
     ]
     fs.rm("/ango-shards-test", recursive=True)
+
+
+def test_not_a_shard_index_is_refused(tmp_path: Path) -> None:
+    from ango_torch.errors import ExportFormatError
+
+    (tmp_path / "index.json").write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ExportFormatError, match="format_version 1"):
+        AngoShards(tmp_path / "index.json", task="detection")
+    shards = _fake([2], tmp_path)
+    with pytest.raises(ValueError, match="task must be one of"):
+        AngoShards(tmp_path / "index.json", task="keypoints")  # type: ignore[arg-type]
+    assert len(shards) == 2  # one process: the whole epoch
