@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import MissingDependencyError
+from ._check_results import check_result
 from .coco import clip_polygons, mask_to_rle
 from .metrics import (
     CocoMetrics,
@@ -307,6 +308,7 @@ def _check(
                 f"result #{i}: category_id {r['category_id']!r} is not a ground-truth "
                 f"category (ids {sorted(cats)})"
             )
+        check_result(i, r, sizes, iou_types)
 
 
 def _result(r: Mapping[str, Any], iou_type: str, sizes: dict[int, Any], mask: Any) -> Any:
