@@ -39,6 +39,7 @@ Interpolate = bool | Literal["auto"]
 UNPLACED = "video entry without a frame (page)"
 DUPLICATE = "duplicate (objectId, frame) entry"
 STOP = "track stop (interpolationStopped)"
+PAST_END = "video entry past metadata.frameTotal"
 
 
 @dataclass(slots=True)
@@ -66,10 +67,16 @@ class VideoFrames:
         self.index = idx = index
         self.is_video = video_assets(idx)
         self.tracks: dict[int, Tracks] = {}
+        self.past: dict[int, npt.NDArray[np.int64]] = {}
         self.interpolate: dict[int, bool] = {}
         for a in np.flatnonzero(self.is_video & (snapshot_rows >= 0)).tolist():
             s = int(snapshot_rows[a])
             rows = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]), dtype=np.int64)
+            total = self.frame_total(a)
+            if total > 0:  # entries on frames the video does not have (per its metadata)
+                past = idx.obj_page[rows] >= total
+                self.past[a] = rows[past]
+                rows = rows[~past]
             tr = asset_tracks(idx, a, rows)
             self.tracks[a] = tr
             self.interpolate[a] = tr.sparse if interpolate == "auto" else bool(interpolate)
@@ -77,9 +84,11 @@ class VideoFrames:
 
     def account(self, obj_label: npt.NDArray[np.int64], report: DatasetReport) -> None:
         """Count the entries of kept classes that no frame shows: without a ``page``,
-        a duplicate ``(objectId, frame)``, or a track's stop marker."""
-        for tr in self.tracks.values():
+        a duplicate ``(objectId, frame)``, a frame at or past ``metadata.frameTotal``, or
+        a track's stop marker."""
+        for a, tr in self.tracks.items():
             for name, rows in (
+                (PAST_END, self.past.get(a, tr.unplaced[:0])),
                 (UNPLACED, tr.unplaced),
                 (DUPLICATE, tr.duplicates),
                 (STOP, tr.rows[tr.stopped]),
@@ -89,7 +98,9 @@ class VideoFrames:
                     (report.ignored_objects if name == STOP else report.dropped_objects)[name] += n
 
     def __getstate__(self) -> dict[str, object]:
-        state = {k: getattr(self, k) for k in ("index", "is_video", "tracks", "interpolate")}
+        state = {
+            k: getattr(self, k) for k in ("index", "is_video", "tracks", "past", "interpolate")
+        }
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:

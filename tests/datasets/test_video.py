@@ -10,6 +10,7 @@ from the photograph, never from the dataset's own output.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ from PIL import Image
 
 import ango_torch
 from ango_torch.datasets.video import AngoVideoDataset, clip_collate, split_clip_target
+from ango_torch.errors import AngoTorchWarning
 
 VIDEO = Path(__file__).resolve().parents[2] / "examples" / "data" / "video"
 FULL, KEYS = VIDEO / "video_export.json", VIDEO / "video_keyframes.json"
@@ -239,3 +241,22 @@ def test_video_decoders_agree_with_the_stamps() -> None:
         assert (reader.num_frames, reader.height, reader.width) == (32, 120, 160)
         frames = reader.frames([9, 3, 31, 3])
         assert [stamp(torch.from_numpy(f)) for f in frames] == [9, 3, 31, 3]
+
+
+def test_wrong_frame_total_warns_and_entries_past_it_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANGO_TORCH_VIDEO_DECODER", "pyav")
+    export = json.loads(FULL.read_text())
+    # say 30 frames (the file has 32): entries on frames 30 and 31 (cup, plate) are left
+    # out and counted, and loading a frame warns that the decoder finds 32
+    export[0]["metadata"]["frameTotal"] = 30
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    with pytest.warns(AngoTorchWarning, match="dropped"):
+        ds = ango_torch.AngoDataset(path, root=VIDEO, task="detection")
+    assert len(ds) == 30
+    assert ds.report.dropped_objects["video entry past metadata.frameTotal"] == 4
+    with pytest.warns(AngoTorchWarning, match="frameTotal is 30 but the .* decoder finds 32"):
+        image, target = ds[29]
+    assert stamp(image) == 29 == target["frame"]
