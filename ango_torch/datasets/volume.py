@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..assets.expiry import expiry_report
 from ..assets.fetch import AssetStore
 from ..assets.layout import brush_stage_key, shared_assets
 from ..assets.volume_io import VOLUME_EXTENSIONS, Volume, medical_content_key, read_volume
@@ -152,6 +153,12 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
             for title, _box in self._boxes[a]:
                 if title not in self.classes:
                     self.report.dropped_objects[UNLISTED_BOX] += 1
+        if root is None:  # the export's signed URLs: warn before they fail mid-epoch
+            urls = [idx.string(idx.asset_url[a]) for a, _ in samples]
+            urls += [idx.string(idx.snap_medical_brush[s]) for _, s in samples]
+            message = expiry_report([u for u in urls if u]).message()
+            if message:
+                warnings.warn(message, AngoTorchWarning, stacklevel=2)
         if self.report.dropped_objects:
             warnings.warn(
                 f"AngoVolumeDataset({self.export.source!r}): {self.report.summary()}",

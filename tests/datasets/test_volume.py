@@ -316,3 +316,12 @@ def test_the_bundled_sample_is_what_its_generator_writes(tmp_path: Path) -> None
     assert made == shipped
     for rel in made:
         assert (tmp_path / rel).read_bytes() == (SAMPLE / rel).read_bytes(), rel
+
+
+def test_expired_signed_urls_warn_without_root() -> None:
+    """As AngoDataset: X-Amz-Date 2026-09-01 + 1 h is long past (datetime.now is later)."""
+    raws = json.loads((SAMPLE / "export.json").read_text())
+    signed = "?X-Amz-Date=20260901T080000Z&X-Amz-Expires=3600&X-Amz-Signature=ab"
+    raws[0]["task"]["medicalBrushDataUrl"] += signed
+    with pytest.warns(UserWarning, match=r"1 of 1 signed asset URLs have expired"):
+        AngoVolumeDataset(raws, metatensor=False)
