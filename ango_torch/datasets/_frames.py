@@ -154,7 +154,7 @@ class VideoFrames:
             self._mismatch_warned.add(key)
             warnings.warn(
                 f"{label}: metadata.frameTotal is {total} but the {reader.decoder} decoder "
-                f"finds {reader.num_frames} frames; using the decoder's count",
+                f"finds {reader.num_frames} frames (frames are read as the decoder numbers them)",
                 AngoTorchWarning,
                 stacklevel=3,
             )
