@@ -6,7 +6,8 @@ Readers (chosen by the file's magic bytes, then its name):
   MONAI's reader do not hand back for layered files); also a ``.zip`` holding one
   ``.nrrd`` (older medical-brush exports).
 - NIfTI (``.nii``, ``.nii.gz``): ``nibabel``.
-- DICOM (single- or multi-frame, one file): ``pydicom``.
+- DICOM (single- or multi-frame, one file; or a ``.zip`` of a series, one slice per
+  file): ``pydicom``.
 
 Every reader returns a :class:`Volume`: the array indexed ``[I, J, K]`` (or ``[L, I, J, K]``
 for a layered NRRD / ``[I, J, K, C]`` NIfTI, see ``Volume.data``) and the 4×4 voxel → world
@@ -192,9 +193,37 @@ def _read_nrrd(data: bytes, label: str) -> Volume:
 def _read_zip(data: bytes, label: str) -> Volume:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = [n for n in zf.namelist() if n.lower().endswith(".nrrd")]
-        if len(names) != 1:
-            raise DecodeError(f"{label}: the zip holds {len(names)} .nrrd files, expected 1")
-        return _read_nrrd(zf.read(names[0]), label)
+        if len(names) == 1:
+            return _read_nrrd(zf.read(names[0]), label)
+        files = [n for n in zf.namelist() if not n.endswith("/")]
+        if not names and files:  # a DICOM series: one slice per file
+            return _read_dicom_series([zf.read(n) for n in files], label)
+        raise DecodeError(f"{label}: the zip holds {len(names)} .nrrd files, expected 1")
+
+
+def _read_dicom_series(files: list[bytes], label: str) -> Volume:
+    """Single-frame DICOM slices → one volume, ordered along the slice normal by
+    ImagePositionPatient; the k step is the distance between the first two slices."""
+    pydicom = _need("pydicom")
+    slices = []
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
+            raise DecodeError(f"{label}: a series file holds several frames")
+        slices.append(ds)
+    iop, _, _ = _dicom_geometry(slices[0])
+    if iop is None or any(getattr(d, "ImagePositionPatient", None) is None for d in slices):
+        raise DecodeError(f"{label}: a DICOM series needs ImageOrientation/PositionPatient")
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    slices.sort(key=lambda d: float(np.dot(normal, np.asarray(d.ImagePositionPatient, float))))
+    vols = [_read_dicom_one(d, label) for d in slices]
+    if len({v.data.shape for v in vols}) != 1:
+        raise DecodeError(f"{label}: the series' slices differ in size")
+    arr = np.concatenate([v.data for v in vols], axis=2)
+    aff = vols[0].affine.copy()
+    if len(vols) > 1:
+        aff[:3, 2] = vols[1].affine[:3, 3] - vols[0].affine[:3, 3]
+    return Volume(arr, aff, {}, "dicom")
 
 
 def _read_nifti(raw: bytes, label: str) -> Volume:
@@ -210,7 +239,10 @@ def _read_nifti(raw: bytes, label: str) -> Volume:
 
 def _read_dicom(data: bytes, label: str) -> Volume:
     pydicom = _need("pydicom")
-    ds = pydicom.dcmread(io.BytesIO(data))
+    return _read_dicom_one(pydicom.dcmread(io.BytesIO(data)), label)
+
+
+def _read_dicom_one(ds: Any, label: str) -> Volume:
     px = np.asarray(ds.pixel_array)
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:  # stored values → e.g. HU
         px = np.asarray(_need("pydicom.pixels").apply_modality_lut(px, ds))

@@ -12,6 +12,7 @@ import gzip
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,12 +138,8 @@ def test_unreadable_volume_names_the_asset() -> None:
         )
 
 
-def test_multiframe_dicom_geometry_and_frames_match_simpleitk(tmp_path: Path) -> None:
-    """A 3-frame oblique DICOM written with pydicom; SimpleITK (GDCM) is the reference
-    for the frame order and the k step (the cross product of IOP's directions times
-    SpacingBetweenSlices)."""
-    sitk = pytest.importorskip("SimpleITK")
-    pytest.importorskip("pydicom")
+def _dicom(path: Path, frames: int, position: list[float], series: str = "") -> None:
+    """An oblique 16-bit MR DICOM of ``frames`` frames of 4×5 pixels, written by pydicom."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -153,22 +150,57 @@ def test_multiframe_dicom_geometry_and_frames_match_simpleitk(tmp_path: Path) ->
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyInstanceUID = "1.2.3.4"
+    ds.SeriesInstanceUID = series or generate_uid()
     ds.Modality, ds.PatientName = "MR", "x"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 4, 5, 3
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 4, 5, frames
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
-    ds.ImagePositionPatient = [10, -20, 30]
+    ds.ImagePositionPatient = position
     ds.PixelSpacing = [0.5, 0.7]
     ds.SpacingBetweenSlices = ds.SliceThickness = 2.0
-    ds.PixelData = np.arange(60, dtype=np.uint16).reshape(3, 4, 5).tobytes()
-    path = tmp_path / "mf.dcm"
+    start = int(abs(position[0]) * 10)
+    ds.PixelData = np.arange(start, start + 20 * frames, dtype=np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
-    vol = read_volume(path.read_bytes(), "mf.dcm")
-    img = sitk.ReadImage(str(path))
-    np.testing.assert_array_equal(vol.data, sitk.GetArrayFromImage(img).transpose(2, 1, 0))
+
+
+def _sitk_ras(img: Any) -> np.ndarray:
     lps = np.eye(4)
     lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
     lps[:3, 3] = img.GetOrigin()
-    np.testing.assert_allclose(vol.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, atol=1e-9)
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def test_multiframe_dicom_geometry_and_frames_match_simpleitk(tmp_path: Path) -> None:
+    """A 3-frame oblique DICOM written with pydicom; SimpleITK (GDCM) is the reference
+    for the frame order and the k step (the cross product of IOP's directions times
+    SpacingBetweenSlices)."""
+    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("pydicom")
+    path = tmp_path / "mf.dcm"
+    _dicom(path, 3, [10, -20, 30])
+    vol = read_volume(path.read_bytes(), "mf.dcm")
+    img = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(vol.data, sitk.GetArrayFromImage(img).transpose(2, 1, 0))
+    np.testing.assert_allclose(vol.affine, _sitk_ras(img), atol=1e-9)
+
+
+def test_zipped_dicom_series_matches_simpleitk_series_reader(tmp_path: Path) -> None:
+    """Three single-slice files, stored out of order; SimpleITK's series reader (GDCM
+    sorts by position) is the reference for order, voxels and affine."""
+    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("pydicom")
+    folder = tmp_path / "series"
+    folder.mkdir()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for n, x in enumerate([12.0, 8.0, 10.0]):  # the slice normal is −x (LPS)
+            _dicom(folder / f"s{n}.dcm", 1, [x, -20, 30], series="1.2.3.4.5")
+            zf.write(folder / f"s{n}.dcm", f"s{n}.dcm")
+    vol = read_volume(buf.getvalue(), "series.zip")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    img = reader.Execute()
+    np.testing.assert_array_equal(vol.data, sitk.GetArrayFromImage(img).transpose(2, 1, 0))
+    np.testing.assert_allclose(vol.affine, _sitk_ras(img), atol=1e-6)
