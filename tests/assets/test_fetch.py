@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -83,13 +84,21 @@ def test_slow_forever_gives_clear_error(server: LoopbackServer) -> None:
 
 
 def test_total_budget_stops_retries(server: LoopbackServer) -> None:
+    """Without the budget all 1000 attempts would run (backoff ≤ 0.05 s each); a 2 s
+    budget stops them early, once the next wait would pass it.
+
+    The budget is long enough that a loaded machine still fits a retry into it (a 0.3 s
+    one did not), and both bounds are far from what an unbudgeted run would give."""
     server.always("/a.jpg", "503")
     store = AssetStore(
-        retry=RetryPolicy(attempts=1000, backoff=0.05, max_backoff=0.05, total_timeout=0.3)
+        retry=RetryPolicy(attempts=1000, backoff=0.05, max_backoff=0.05, total_timeout=2.0)
     )
+    start = time.monotonic()
     with pytest.raises(AssetFetchError, match="HTTP 503"):
         fetch(store, server.url("/a.jpg"))
-    assert 2 <= server.counts["/a.jpg"] < 50
+    elapsed = time.monotonic() - start
+    assert 2 <= server.counts["/a.jpg"] < 1000  # retried, and stopped before the attempts
+    assert elapsed < 2.0 + 5  # by the budget (plus one request's time, generously)
 
 
 def test_signature_not_in_error_message(server: LoopbackServer) -> None:
