@@ -33,6 +33,7 @@ def add_shard_parser(sub: Any) -> argparse.ArgumentParser:
         "ango-torch prefetch); default: the export's URLs",
     )
     p.add_argument("--ontology", default=None, help="categorySchema JSON: class order, colours")
+    p.add_argument("--stage", default=None, help="shard this stage instead of the answer")
     p.add_argument("--shard-size", default="512MB", help="target bytes per shard (default 512MB)")
     _add_allow_local_urls(p)
     _add_progress(p)
@@ -48,6 +49,7 @@ def run_shard(args: argparse.Namespace) -> int:
         root=args.root,
         shard_size=args.shard_size,
         ontology=args.ontology,
+        stage=args.stage,
         storage_options=args.storage_options,
         cache_dir=args.cache_dir,
         allow_local_urls=args.allow_local_urls,

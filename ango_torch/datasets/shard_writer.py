@@ -103,6 +103,7 @@ def write_shards(
     root: str | os.PathLike[str] | None = None,
     shard_size: int | str = "512MB",
     ontology: Any = None,
+    stage: str | None = None,
     storage_options: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     allow_local_urls: bool = False,
@@ -118,6 +119,8 @@ def write_shards(
         shard_size: target bytes per shard (``"512MB"``); a shard closes before the
             sample that would take it over (a single larger sample gets its own shard).
         ontology: as for :class:`AngoDataset`; fixes the class lists stored in the index.
+        stage: shard this stage of ``stageHistory`` (its brush masks; assets without
+            it are skipped) instead of the exported answer; recorded as ``stage``.
         show_progress: a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -134,6 +137,7 @@ def write_shards(
     kw: dict[str, Any] = dict(
         root=root,
         ontology=ontology,
+        stage=stage,
         storage_options=storage_options,
         cache_dir=cache_dir,
         allow_local_urls=allow_local_urls,
@@ -218,6 +222,7 @@ def write_shards(
         "shards": shards,
         "tasks": tasks,
         "skipped": sorted(skipped, key=lambda x: x["index"]),
+        "stage": stage,
     }
     _write(fs, f"{base}/index.json", json.dumps(index, indent=1, sort_keys=True).encode())
     fs.rm(f"{base}/{PROGRESS}")

@@ -99,7 +99,8 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
         storage_options: passed to fsspec.
         cache_dir: keep a local copy of remote shards here (fsspec ``filecache``).
         **options: further :class:`AngoDataset` options (``overlap``, ``attributes``,
-            ``brush_instances``, ``brush_unlisted``, ``stage``).
+            ``brush_instances``, ``brush_unlisted``); ``stage`` is the shards' own
+            (``write_shards(stage=...)``).
     """
 
     def __init__(
@@ -133,6 +134,13 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             ["__background__", *classes] if classes is not None else list(info["classes"])
         )
         brush = dict(self.index["tasks"]["semantic"]["brush_colors"])
+        stage = self.index.get("stage")
+        if options.get("stage", stage) != stage:  # the brush members are that stage's
+            raise ValueError(
+                f"{url}: the shards hold stage {stage!r}, not {options['stage']!r}; "
+                "write shards of that stage (write_shards(stage=...))"
+            )
+        options["stage"] = stage
         self._kw: dict[str, Any] = {
             "task": task,
             "classes": self.classes[1:],

@@ -275,3 +275,32 @@ def test_not_a_shard_index_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="task must be one of"):
         AngoShards(tmp_path / "index.json", task="keypoints")  # type: ignore[arg-type]
     assert len(shards) == 2  # one process: the whole epoch
+
+
+@pytest.mark.parametrize("task", ["detection", "semantic"])
+def test_stage_shards_equal_the_stage_dataset(tmp_path: Path, task: str) -> None:
+    """Stage "Label" of the sample (its brush masks removed: the stage's mask is not
+    bundled, and the test runs offline)."""
+    records = json.loads(EXPORT.read_text())
+    for rec in records:
+        rec["task"]["brushDataUrl"] = ""
+        for snap in rec["task"]["stageHistory"]:
+            snap["brushDataUrl"] = ""
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(records))
+    write_shards(export, tmp_path, root=IMAGES, ontology=ONTOLOGY, stage="Label")
+    ds = AngoDataset(export, task=task, root=IMAGES, ontology=ONTOLOGY, stage="Label")
+    answer = AngoDataset(export, task=task, root=IMAGES, ontology=ONTOLOGY)
+    key = "boxes" if task == "detection" else "mask"
+    # the stage differs from the answer, so the test can tell them apart
+    assert any(not _equal(ds[i][1][key], answer[i][1][key]) for i in range(3))
+    shards = AngoShards(tmp_path / "index.json", task=task, shuffle=False)
+    got = list(shards)
+    assert len(got) == len(ds) == 3
+    for i, (image, target) in enumerate(got):
+        ref_image, ref_target = ds[i]
+        assert torch.equal(image, ref_image)
+        for key in ref_target:
+            assert _equal(target[key], ref_target[key]), (task, i, key)
+    with pytest.raises(ValueError, match="stage 'Label'"):
+        AngoShards(tmp_path / "index.json", task=task, stage=None)
