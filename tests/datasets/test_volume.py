@@ -325,3 +325,14 @@ def test_expired_signed_urls_warn_without_root() -> None:
     raws[0]["task"]["medicalBrushDataUrl"] += signed
     with pytest.warns(UserWarning, match=r"1 of 1 signed asset URLs have expired"):
         AngoVolumeDataset(raws, metatensor=False)
+
+
+def test_dataloader_worker_batches_the_sample() -> None:
+    """The dataset pickles into a worker; both samples have one box, so the default
+    collate stacks everything (labels summed by hand: 179 + 2 · 180 voxels each)."""
+    ds = _dataset(metatensor=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1)
+    batch = next(iter(loader))
+    assert tuple(batch["image"].shape) == (2, 1, 24, 20, 16)
+    assert batch["label"].sum(dim=(1, 2, 3, 4)).tolist() == [539, 539]
+    assert tuple(batch["boxes3d"].shape) == (2, 1, 6)
