@@ -76,12 +76,15 @@ def _check_segmentation(seg: Any, hw: tuple[int, int], fail: Any) -> None:
     if not isinstance(size, list) or size != [h, w]:
         raise fail("segmentation", f"expected an RLE of size [{h}, {w}], got size {size!r:.60}")
     counts = seg.get("counts")
+    runs: list[int] | None
     if isinstance(counts, list):
         if not all(_int(c) and c >= 0 for c in counts):
             raise fail("segmentation", "RLE counts must be integers ≥ 0")
         runs = counts
     elif isinstance(counts, str | bytes):
-        runs = _decode_counts(counts.encode() if isinstance(counts, str) else counts)
+        ascii_ = counts.isascii()
+        data = counts.encode("ascii") if isinstance(counts, str) and ascii_ else counts
+        runs = _decode_counts(data) if ascii_ and isinstance(data, bytes) else None
         if runs is None:
             raise fail("segmentation", f"unreadable compressed RLE counts {counts!r:.60}")
     else:

@@ -54,6 +54,10 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "rle_short": ({**OK, "segmentation": {"size": [H, W], "counts": [3, 4]}}, "segmentation"),
     "rle_garbage": ({**OK, "segmentation": {"size": [H, W], "counts": "zz"}}, "segmentation"),
     "seg_int": ({**OK, "segmentation": 5}, "segmentation"),
+    "rle_non_ascii": (
+        {**OK, "segmentation": {"size": [H, W], "counts": "\udc80é"}},
+        "segmentation",
+    ),
 }
 
 
