@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check ango_torch tests benchmarks examples

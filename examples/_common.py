@@ -152,6 +152,27 @@ def segmentation_transforms(cfg: dict[str, Any], *, train: bool) -> v2.Transform
     return v2.Compose(steps)
 
 
+def base(ds: Any) -> Any:
+    """The dataset under a ``Subset`` (its ``classes``, ``task``)."""
+    return base(ds.dataset) if isinstance(ds, torch.utils.data.Subset) else ds
+
+
+def split_datasets(cfg: dict[str, Any], train_ds: Any, val_ds: Any) -> tuple[Any, Any]:
+    """``(train, val)``: with ``data.val_fraction`` > 0, leak-free ``Subset``\\ s of the
+    two datasets (same export, different transforms) by :func:`ango_torch.split`
+    (``data.split_by``: asset, batch, video, metadata:KEY), the same groups on the same
+    side for both; else the datasets as given."""
+    d = cfg["data"]
+    fraction = float(d.get("val_fraction", 0) or 0)
+    if fraction <= 0:
+        return train_ds, val_ds
+    fractions = {"train": 1 - fraction, "val": fraction}
+    seed, by = int(cfg.get("schedule", {}).get("seed", 0)), d.get("split_by", "asset")
+    parts = ango_torch.split(train_ds, fractions, by=by, seed=seed)
+    log(parts.report.summary())
+    return parts["train"], ango_torch.split(val_ds, fractions, by=by, seed=seed)["val"]
+
+
 def build_dataset(cfg: dict[str, Any], *, train: bool, transforms: Any) -> ango_torch.AngoDataset:
     d = cfg["data"]
     source = d["source"] if train or not d.get("val_source") else d["val_source"]
@@ -168,9 +189,31 @@ def build_dataset(cfg: dict[str, Any], *, train: bool, transforms: Any) -> ango_
     )
 
 
-def loader(ds: Any, cfg: dict[str, Any], *, train: bool) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
+def loader(
+    ds: Any, cfg: dict[str, Any], *, train: bool, grouped: bool = False
+) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
+    """The DataLoader of ``ds``.  ``grouped`` (detection training): batches of one
+    aspect-ratio group from :class:`ango_torch.GroupedBatchSampler`, which also gives
+    each torchrun rank a disjoint share with the same number of batches; its shuffle is
+    seeded by ``schedule.seed`` + the epoch (``Run.epochs`` calls ``set_epoch``)."""
     s = cfg.get("schedule", {})
     workers = int(s.get("workers", 0))
+    if train and grouped:
+        sampler = ango_torch.GroupedBatchSampler(
+            ds,
+            int(s.get("batch_size", 2)),
+            seed=int(s.get("seed", 0)),
+            group_factor=int(s.get("group_factor", 0)),
+            repeat_threshold=s.get("repeat_threshold"),
+        )
+        return torch.utils.data.DataLoader(
+            ds,
+            batch_sampler=sampler,
+            num_workers=workers,
+            collate_fn=ango_torch.collate_fn,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
     if train:
         sampler: Any = (
             torch.utils.data.DistributedSampler(ds, shuffle=True)
@@ -278,8 +321,9 @@ class Run:
 
     def epochs(self, loader: torch.utils.data.DataLoader, n: int) -> Iterator[int]:  # type: ignore[type-arg]
         for epoch in range(self.start, n):
-            if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-                loader.sampler.set_epoch(epoch)
+            for sampler in (loader.sampler, loader.batch_sampler):  # a new shuffle each epoch
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
             yield epoch
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
@@ -305,15 +349,19 @@ class Run:
 def prepare_training(
     cfg: dict[str, Any],
     args: argparse.Namespace,
-    train_ds: ango_torch.AngoDataset,
+    train_ds: Any,
     model: torch.nn.Module,
     out: Path,
+    *,
+    grouped: bool = False,
 ) -> tuple[torch.nn.Module, torch.utils.data.DataLoader, Any, Run, int]:  # type: ignore[type-arg]
     """DDP wrapper, training loader, optimizer + schedule, checkpoint/resume: the setup
     both training scripts share.  Returns ``(ddp, loader, optimizer, run, epochs)``."""
-    log(f"{train_ds!r}\nclasses: {train_ds.classes[1:]}\noutput: {out}")
+    log(f"{base(train_ds)!r}\nclasses: {base(train_ds).classes[1:]}\noutput: {out}")
+    if isinstance(train_ds, torch.utils.data.Subset):
+        log(f"training on {len(train_ds)} of {len(train_ds.dataset)} samples (data.val_fraction)")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
-    train_loader = loader(train_ds, cfg, train=True)
+    train_loader = loader(train_ds, cfg, train=True, grouped=grouped)
     epochs = int(cfg.get("schedule", {}).get("epochs", 1))
     steps = epochs * min(len(train_loader), args.max_steps or len(train_loader))
     opt, sched = make_optimizer(model, cfg, steps)
@@ -323,7 +371,7 @@ def prepare_training(
         optimizer=opt,
         scheduler=sched,
         cfg=cfg,
-        classes=train_ds.classes,
+        classes=base(train_ds).classes,
         resume=args.resume,
     )
     return ddp, train_loader, (opt, sched), run, epochs

@@ -88,7 +88,7 @@ def evaluate(
     if len(gathered) != len(ds):
         raise RuntimeError(f"evaluated {len(gathered)} images, expected {len(ds)}")
     results = [r for image_id in sorted(gathered) for r in gathered[image_id]]
-    iou_types = ("bbox", "segm") if ds.task == "instance" else ("bbox",)
+    iou_types = ("bbox", "segm") if c.base(ds).task == "instance" else ("bbox",)
     metrics = evaluate_coco(gt, results, iou_types=iou_types)
     c.log(metrics.table())
     return {"images": len(gathered), **metrics.to_dict()}
@@ -108,10 +108,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Ground truth from annotations alone: the models resize internally and answer in
     # the input's coordinates, so validation images are not resized beforehand.
     gt = ango_torch.to_coco(val_ds)
+    # data.val_fraction > 0: hold out whole groups (assets, Ango batches, ...) with
+    # ango_torch.split. The bundled sample has 3 images, so its configs keep 0 and
+    # evaluate on the training images (a smoke test of the pipeline, not a benchmark).
+    train_ds, val_ds = c.split_datasets(cfg, train_ds, val_ds)
+    if isinstance(val_ds, torch.utils.data.Subset):
+        keep = set(val_ds.indices)
+        gt = {
+            **gt,
+            "images": [im for im in gt["images"] if im["id"] in keep],
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
+        }
     out = Path(cfg.get("output", {}).get("dir", "runs/detection"))
-    model = build_model(cfg, len(train_ds.classes)).to(device)
+    model = build_model(cfg, len(c.base(train_ds).classes)).to(device)
+    # Batches of one aspect-ratio group (GroupedBatchSampler; under torchrun a disjoint,
+    # equal-length share per rank). On the sample all 3 images are landscape or square:
+    # one group, so this only shuffles; on real exports it cuts padding in each batch.
     ddp, train_loader, (opt, sched), run, epochs = c.prepare_training(
-        cfg, args, train_ds, model, out
+        cfg, args, train_ds, model, out, grouped=True
     )
     for epoch in run.epochs(train_loader, epochs):
         ddp.train()
