@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "that the targets are learnable, not that the model generalizes.",
         flush=True,
     )
-    print(f"{'epoch':>5} {'loss':>8} {'train-set mIoU':>15}   per class IoU")
+    names = ", ".join(classes[1:])
+    print(f"{'epoch':>5} {'loss':>8} {'train-set mIoU':>15}   IoU per class ({names})")
     history: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for epoch in range(epochs):
