@@ -262,6 +262,17 @@ def test_fsspec_destination_and_source(tmp_path: Path) -> None:
         t["asset_id"]
         for _, t in AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
     ]
+    # cache_dir keeps local copies: once read, the shards are read without the source
+    cached = AngoShards(
+        "memory://ango-shards-test/index.json",
+        task="detection",
+        shuffle=False,
+        cache_dir=tmp_path / "cache",
+    )
+    first = [t["asset_id"] for _, t in cached]
+    for s in local["shards"]:
+        fs.rm(f"/ango-shards-test/{s['name']}")
+    assert [t["asset_id"] for _, t in cached] == first
     fs.rm("/ango-shards-test", recursive=True)
 
 
