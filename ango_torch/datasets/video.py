@@ -20,19 +20,25 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
+from ..assets.decode import decode_image
+from ..errors import SizeMismatchError, where
 from ..export.load import AngoExport
 from ..export.ontology import Ontology
+from ..targets.tracks import asset_tracks
 from ._frames import Interpolate
 from .dataset import AngoDataset
 
 __all__ = ["AngoVideoDataset", "clip_collate", "split_clip_target"]
 
 Clips = Literal["annotated", "all", "random"]
-NOT_VIDEO = "not a video (AngoVideoDataset reads video assets only)"
+NOT_VIDEO = "not a video or multi-image asset (AngoVideoDataset reads sequences only)"
 
 
 class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str, Any]]]):
-    """The video assets of an export as ``(clip, target)`` pairs.
+    """The video (and multi-image) assets of an export as ``(clip, target)`` pairs.
+
+    A multi-image asset (``dataset``: a list of image URLs) is read as a video whose
+    frames are its pages (``page`` = frame; images under ``root/<externalId>.pages/``).
 
     Args:
         export: an :class:`AngoExport` or anything :func:`load_export` accepts.
@@ -101,13 +107,22 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
         out: list[tuple[int, int, int]] = []
         self._length: dict[int, int] = {}
         for a in np.flatnonzero(rows >= 0).tolist():
-            if not video.is_video[a]:
+            n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
+            if not video.is_video[a] and n_pages == 0:
                 name = idx.string(idx.asset_external_id[a])
                 self.report.skipped_assets.append((a, name, NOT_VIDEO))
                 continue
-            n = video.frame_total(a)
-            if n <= 0:
-                n = video.reader(self.frames.store, a).num_frames
+            if not video.is_video[a]:  # a multi-image asset: its pages are the frames
+                s = int(rows[a])
+                objs = np.arange(int(idx.snap_obj_start[s]), int(idx.snap_obj_end[s]))
+                tr = asset_tracks(idx, a, objs)
+                video.tracks[a] = tr
+                video.interpolate[a] = tr.sparse if interpolate == "auto" else bool(interpolate)
+                n = n_pages
+            else:
+                n = video.frame_total(a)
+                if n <= 0:
+                    n = video.reader(self.frames.store, a).num_frames
             self._length[a] = n
             out += [(a, s, int(rows[a])) for s in self._starts(video.frames(a), n)]
         self._clips = np.array(out, np.int32).reshape(-1, 3)
@@ -147,6 +162,30 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
         f = start + self.frame_step * np.arange(self.clip_len, dtype=np.int64)
         return np.minimum(f, n - 1)
 
+    def _page_frames(self, a: int, pages: list[int]) -> npt.NDArray[np.uint8]:
+        """``uint8 [T, 3, H, W]``: pages of multi-image asset ``a`` (all one size)."""
+        ds = self.frames
+        idx = ds.export.index
+        name = idx.string(idx.asset_external_id[a]) or ""
+        out = []
+        for p in pages:
+            label = where(asset=name, index=a)
+            data = ds.store.fetch(
+                asset_id=idx.string(idx.asset_asset_id[a]) or "",
+                external_id=name,
+                url=idx.string(idx.page_urls[int(idx.asset_page_start[a]) + p]),
+                page=p,
+                shared=bool(ds._shared[a]),
+                label=label,
+            )
+            out.append(decode_image(data, label=f"{label}, page {p}").transpose(2, 0, 1))
+            if out[-1].shape != out[0].shape:
+                raise SizeMismatchError(
+                    f"{label}: page {p} is {out[-1].shape[2]}×{out[-1].shape[1]}, page "
+                    f"{pages[0]} {out[0].shape[2]}×{out[0].shape[1]}: a clip needs one size"
+                )
+        return np.stack(out)
+
     def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
         n = len(self)
         if not -n <= i < n:
@@ -155,7 +194,10 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
         a = int(self._clips[i, 0])
         frames = self.clip_frames(i)
         ds = self.frames
-        pixels = ds._video.reader(ds.store, a).frames(frames.tolist())
+        if ds._video.is_video[a]:
+            pixels = ds._video.reader(ds.store, a).frames(frames.tolist())
+        else:
+            pixels = self._page_frames(a, frames.tolist())
         clip = tv_tensors.Video(torch.from_numpy(pixels))
         canvas = (int(pixels.shape[2]), int(pixels.shape[3]))
         parts = [
