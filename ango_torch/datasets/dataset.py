@@ -329,8 +329,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         """``(height, width)`` of sample ``i`` from the export's metadata (no decode).
 
         Reads the image header (EXIF orientation applied: the displayed size) instead
-        when the export lacks the size, for pages, and when an object reaches beyond the
-        metadata's canvas on an axis its transpose extends (the metadata may be an
+        when the export lacks the size, for pages, and when an object lies outside the
+        metadata's canvas but not outside its transpose (the metadata may be an
         EXIF-rotated photo's stored size; ``selection.transposed_hint``).
         """
         i = self._check(i)

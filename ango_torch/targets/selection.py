@@ -234,11 +234,13 @@ def _outside(
 
 
 def transposed_hint(index: ExportIndex) -> npt.NDArray[np.bool_]:
-    """Which single-image assets have an object reaching beyond their metadata canvas
-    ``(W, H)`` on an axis that the transposed canvas ``(H, W)`` extends: a hint that the
-    metadata is an EXIF-rotated photo's stored size, so that its displayed size must be
-    read from the file's header (:meth:`AngoDataset.get_height_and_width
-    <ango_torch.AngoDataset.get_height_and_width>`)."""
+    """Which assets have an object entirely outside their metadata canvas ``(W, H)`` but
+    not outside the transposed canvas ``(H, W)`` (the objects :func:`object_labels` keeps
+    for that reason): a hint that the metadata is an EXIF-rotated photo's stored size, so
+    that its displayed size must be read from the file's header
+    (:meth:`AngoDataset.get_height_and_width <ango_torch.AngoDataset.get_height_and_width>`).
+    Objects that merely overhang the canvas give no hint (they are common, and reading
+    every such image's header would make ``to_coco`` fetch images)."""
     idx = index
     out = np.zeros(len(idx), bool)
     asset_of = np.repeat(idx.snap_asset, idx.snap_obj_end - idx.snap_obj_start)
@@ -247,8 +249,8 @@ def transposed_hint(index: ExportIndex) -> npt.NDArray[np.bool_]:
     w, h = idx.asset_width[asset_of], idx.asset_height[asset_of]
     box = idx.obj_bbox
     known = (w > 0) & (h > 0) & (w != h)
-    beyond = ((h > w) & (box[:, 2] > w)) | ((w > h) & (box[:, 3] > h))
-    out[np.unique(asset_of[known & beyond])] = True
+    hint = known & _outside(box, w, h) & ~_outside(box, h, w)
+    out[np.unique(asset_of[hint])] = True
     return out
 
 
