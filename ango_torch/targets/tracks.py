@@ -7,8 +7,8 @@ sorted by ``(track, frame)``); :func:`frame_entries` says which instances a fram
 key entries (an entry on that frame) and, with interpolation, entries between two key
 entries of a track (linear in the frame index).  Geometry rules
 (:func:`interpolated_boxes`, :func:`interpolated_ring`): boxes and points lerp their
-corners; polygons and rotated boxes with equal vertex counts lerp their vertices;
-anything else (unequal vertex counts, segmentation) holds the earlier key frame's
+corners; polygons with equal vertex counts lerp their vertices; rotated boxes lerp
+centre and sides and turn the shorter way round; anything else (unequal vertex counts, segmentation) holds the earlier key frame's
 geometry.  A track ends at its last entry (no extrapolation) or at an entry with
 ``interpolationStopped`` (absent from that frame on, until a later entry restarts it).
 """
@@ -218,4 +218,31 @@ def interpolated_ring(
     if not rings_b or len(rings_b[0][0]) != len(ring_a):
         return ring_a
     t = float(entries.t[n])
+    if kind == ToolKind.ROTATED_BOUNDING_BOX and len(ring_a) == 4:
+        return _rotated_lerp(ring_a, rings_b[0][0], t)
     return np.asarray(ring_a + (rings_b[0][0] - ring_a) * t, np.float32)
+
+
+def _rotated_lerp(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], t: float
+) -> npt.NDArray[np.float32]:
+    """Corners of a rotated box between corners ``a`` and ``b`` (``[4, 2]`` in drawing
+    order): centre and side lengths linear, the angle of the first side turned the
+    shorter way round."""
+
+    def parts(c: npt.NDArray[np.float32]) -> tuple[np.ndarray, float, float, float, float]:
+        c = c.astype(np.float64)
+        e1, e2 = c[1] - c[0], c[2] - c[1]
+        side = 1.0 if e1[0] * e2[1] - e1[1] * e2[0] >= 0 else -1.0
+        angle = float(np.arctan2(e1[1], e1[0]))
+        return c.mean(axis=0), float(np.hypot(*e1)), float(np.hypot(*e2)), angle, side
+
+    ca, wa, ha, ta, sa = parts(a)
+    cb, wb, hb, tb, _ = parts(b)
+    turn = (tb - ta + np.pi) % (2 * np.pi) - np.pi
+    centre, w, h = ca + (cb - ca) * t, wa + (wb - wa) * t, ha + (hb - ha) * t
+    angle = ta + turn * t
+    u = np.array([np.cos(angle), np.sin(angle)])
+    v = sa * np.array([-np.sin(angle), np.cos(angle)])
+    c0 = centre - u * w / 2 - v * h / 2
+    return np.asarray([c0, c0 + u * w, c0 + u * w + v * h, c0 + v * h], np.float32)

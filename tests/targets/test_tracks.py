@@ -6,6 +6,7 @@ between key entries), not from the code under test.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -85,3 +86,43 @@ def test_polygons_lerp_vertices_or_hold_when_counts_differ() -> None:
     assert interpolated_ring(idx, en, 0).tolist() == [[x + 5, y + 10] for x, y in square]
     assert interpolated_ring(idx, en, 1).tolist() == [[0, 0], [5, 0], [5, 5]]
     assert interpolated_boxes(idx, en).tolist() == [[5, 10, 15, 20], [0, 0, 5, 5]]
+
+
+def _rotated(cx: float, cy: float, w: float, h: float, degrees: float) -> list[list[float]]:
+    a = math.radians(degrees)
+    u, v = (math.cos(a), math.sin(a)), (-math.sin(a), math.cos(a))
+    x0, y0 = cx - u[0] * w / 2 - v[0] * h / 2, cy - u[1] * w / 2 - v[1] * h / 2
+    return [
+        [x0, y0],
+        [x0 + u[0] * w, y0 + u[1] * w],
+        [x0 + u[0] * w + v[0] * h, y0 + u[1] * w + v[1] * h],
+        [x0 + v[0] * h, y0 + v[1] * h],
+    ]
+
+
+def test_rotated_boxes_turn_the_shorter_way() -> None:
+    def rbox(corners: list[list[float]], page: int) -> dict[str, Any]:
+        return {
+            "rotated-bounding-box": {
+                "x": 0,
+                "y": 0,
+                "width": 1,
+                "height": 1,
+                "rotation": 0,
+                "corners": corners,
+            },
+            "objectId": "r",
+            "schemaId": "s-car",
+            "title": "car",
+            "classifications": [],
+            "page": page,
+        }
+
+    # 20×10 at (50, 40) turned 170° on frame 0 and -170° on frame 10: the short way is
+    # through 180°, so frame 5 shows it at 180° (a corner lerp would shrink it)
+    tools = [rbox(_rotated(50, 40, 20, 10, 170), 0), rbox(_rotated(50, 40, 20, 10, -170), 10)]
+    idx, tr = _video(tools)
+    en = frame_entries(tr, 5, interpolate=True)
+    ring = interpolated_ring(idx, en, 0)
+    assert ring is not None
+    np.testing.assert_allclose(ring, _rotated(50, 40, 20, 10, 180), atol=1e-3)
