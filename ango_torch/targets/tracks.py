@@ -8,9 +8,10 @@ key entries (an entry on that frame) and, with interpolation, entries between tw
 entries of a track (linear in the frame index).  Geometry rules
 (:func:`interpolated_boxes`, :func:`interpolated_ring`): boxes and points lerp their
 corners; polygons with equal vertex counts lerp their vertices; rotated boxes lerp
-centre and sides and turn the shorter way round; anything else (unequal vertex counts, segmentation) holds the earlier key frame's
-geometry.  A track ends at its last entry (no extrapolation) or at an entry with
-``interpolationStopped`` (absent from that frame on, until a later entry restarts it).
+centre and sides and turn the shorter way round; anything else (unequal vertex
+counts, segmentation) holds the earlier key frame's geometry.  A track ends at its
+last entry (no extrapolation) or at an entry with ``interpolationStopped`` (absent
+from that frame on, until a later entry restarts it).
 """
 
 from __future__ import annotations
