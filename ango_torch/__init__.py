@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .datasets.dataset import AngoDataset, DatasetReport
     from .datasets.shard_writer import write_shards
     from .datasets.shards import AngoShards
+    from .datasets.video import AngoVideoDataset
     from .datasets.volume import AngoVolumeDataset, to_torchio_subject
     from .evaluation.coco import to_coco, write_coco
     from .evaluation.distributed import EvalSampler, gather_predictions
@@ -45,6 +46,7 @@ _LAZY = {
     "write_shards": ".datasets.shard_writer",
     "AngoVolumeDataset": ".datasets.volume",
     "to_torchio_subject": ".datasets.volume",
+    "AngoVideoDataset": ".datasets.video",
     "DatasetReport": ".datasets.dataset",
     "collate_fn": ".datasets.batching",
     "EvalSampler": ".evaluation.distributed",
@@ -84,6 +86,7 @@ __all__ = [
     "AngoExport",
     "AngoTorchError",
     "AngoTorchWarning",
+    "AngoVideoDataset",
     "AngoVolumeDataset",
     "Asset",
     "AssetFetchError",

@@ -11,6 +11,7 @@ EXPECTED = {
     "AngoExport",
     "AngoVolumeDataset",
     "to_torchio_subject",
+    "AngoVideoDataset",
     "AngoTorchError",
     "AngoTorchWarning",
     "Asset",
