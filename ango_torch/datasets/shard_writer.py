@@ -9,6 +9,11 @@ there is one.  Tar members are plain (ustar) with fixed mtime, owner and mode, i
 fixed order, so the same export gives byte-identical shards.  Each shard is written to
 a temporary name and renamed; ``_progress.json`` lists the finished ones, so an
 interrupted run continues where it stopped.
+
+Next to each shard, ``index/<shard>.npz`` holds the shard's stored records already
+parsed and checked, as the columns of an :class:`~ango_torch.export.index.ExportIndex`
+(a deterministic, uncompressed ``.npz``): :class:`~ango_torch.AngoShards` builds its
+targets from it instead of re-parsing each ``.json`` member every epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import re
 import tarfile
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,12 +34,14 @@ import numpy as np
 from .._progress import progress
 from ..assets.layout import brush_content_key, brush_stage_key
 from ..errors import AngoTorchError, where
+from ..export.index import ExportIndex
+from ..export.load import load_export
 from ..export.raw import iter_asset_json
 from .dataset import AngoDataset
 
-__all__ = ["FORMAT_VERSION", "parse_size", "write_shards"]
+__all__ = ["FORMAT_VERSION", "index_name", "parse_size", "read_index", "write_shards"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a parsed index per shard (index/<shard>.npz)
 PROGRESS = "_progress.json"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -88,6 +96,46 @@ def _class_info(ds: AngoDataset) -> dict[str, Any]:
     return {"classes": list(cm.titles), "brush_colors": dict(sorted(colors.items()))}
 
 
+def index_name(shard: str) -> str:
+    """The path, relative to the shards' folder, of ``shard``'s parsed index."""
+    return f"index/{shard}.npz"
+
+
+def _index_bytes(records: list[dict[str, Any]]) -> bytes:
+    """The :class:`ExportIndex` of ``records`` as an ``.npz`` with fixed member times
+    (``np.savez`` stamps the clock), so the same records give the same bytes."""
+    index = load_export(records, progress_bar=False).index
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, value in sorted(index.arrays.items()):
+            column = io.BytesIO()
+            np.save(column, np.ascontiguousarray(value), allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), column.getvalue())
+    return buf.getvalue()
+
+
+def read_index(data: bytes, label: str) -> ExportIndex:
+    """The :class:`ExportIndex` stored by :func:`_index_bytes` (``label`` names it).
+
+    Raises:
+        ExportFormatError: unreadable, or written by another version of the parser.
+    """
+    from ..errors import ExportFormatError
+    from ..export.index import SCHEMA
+
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            index = ExportIndex({k: z[k] for k in z.files})
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ExportFormatError(f"{label}: unreadable shard index ({exc})") from exc
+    if index.schema != SCHEMA:
+        raise ExportFormatError(
+            f"{label}: written by another version of the parser (schema "
+            f"{index.schema or 'none'!r}, expected {SCHEMA!r}); write the shards again"
+        )
+    return index
+
+
 def _write(fs: Any, path: str, data: bytes) -> None:
     """Write ``path`` whole: to a temporary name first, then renamed."""
     tmp = f"{path}.tmp"
@@ -133,7 +181,7 @@ def write_shards(
 
     limit = parse_size(shard_size)
     fs, base = fsspec.core.url_to_fs(os.fspath(out), **(storage_options or {}))
-    fs.makedirs(base, exist_ok=True)
+    fs.makedirs(f"{base}/index", exist_ok=True)
     kw: dict[str, Any] = dict(
         root=root,
         ontology=ontology,
@@ -167,17 +215,19 @@ def write_shards(
     resume_at = sum(s["samples"] for s in shards)
     digest = hashlib.sha256()
     members: list[tuple[tarfile.TarInfo, bytes]] = []
+    stored: list[dict[str, Any]] = []  # the shard's records, as its .json members hold them
     size, count, n = 0, 0, 0
 
     def flush() -> None:
-        nonlocal members, size, count
+        nonlocal members, stored, size, count
         name = f"shard-{len(shards):06d}.tar"
+        _write(fs, f"{base}/{index_name(name)}", _index_bytes(stored))
         data = _tar(members)
         _write(fs, f"{base}/{name}", data)
         shards.append({"name": name, "samples": count, "bytes": len(data)})
         state = {"shard_size": limit, "shards": shards, "sha256_prefix": digest.hexdigest()}
         _write(fs, f"{base}/{PROGRESS}", json.dumps(state).encode())
-        members, size, count = [], 0, 0
+        members, stored, size, count = [], [], 0, 0
 
     records = iter_asset_json(export, storage_options=storage_options)
     bar = progress(records, desc="shards", total=len(idx), enabled=show_progress)
@@ -210,6 +260,7 @@ def write_shards(
             flush()
         digest.update(_record_bytes(record, key, "", False))
         members += sample
+        stored.append(json.loads(meta))
         size += extra
         count += 1
         n += 1
@@ -266,5 +317,7 @@ def _resume_state(fs: Any, base: str, limit: int) -> dict[str, Any]:
     for shard in state["shards"]:
         p = f"{base}/{shard['name']}"
         if not fs.exists(p) or fs.size(p) != shard["bytes"]:
+            return fresh
+        if not fs.exists(f"{base}/{index_name(shard['name'])}"):
             return fresh
     return dict(state)

@@ -1,6 +1,7 @@
 """``AngoShards``: WebDataset shards (from :func:`write_shards`) as a streaming dataset.
 
-Each sample's stored export record is read back as a one-asset export by
+Each shard's stored records, parsed and checked once by the writer
+(``index/<shard>.npz``, an :class:`~ango_torch.export.index.ExportIndex`), are read by
 :class:`AngoDataset` itself (its image and brush bytes come from the shard), so a shard
 sample gives exactly the ``(image, target)`` that ``AngoDataset`` gives for that asset;
 ``target["image_id"]`` is the sample's position in the shards.
@@ -29,8 +30,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import tarfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -40,36 +41,60 @@ import torch
 
 from ..assets.decode import decode_rgba
 from ..errors import AngoTorchError, ExportFormatError, where
+from ..export.load import AngoExport
 from .dataset import AngoDataset, Task
+from .shard_writer import FORMAT_VERSION, index_name, read_index
 
 __all__ = ["AngoShards"]
 
-GROUP = 32  # samples read into one AngoDataset: its set-up is paid once per group
+CACHED = 8  # per-shard datasets kept (a shuffle buffer may interleave a few shards)
 Transforms = Callable[[Any, Any], tuple[Any, Any]]
 
 
 class _Stored(AngoDataset):
-    """An :class:`AngoDataset` of stored records whose bytes come from the shard."""
+    """An :class:`AngoDataset` of one shard's stored index; the bytes of the sample being
+    decoded are set on it (``image``, ``brush``) just before it is read."""
 
-    def __init__(
-        self,
-        records: list[dict[str, Any]],
-        images: list[bytes],
-        brushes: list[bytes | None],
-        **kw: Any,
-    ) -> None:
-        self._image_bytes, self._brush_bytes = images, brushes
-        super().__init__(records, **kw)
+    image: bytes = b""
+    brush: bytes | None = None
 
     def _fetch_image(self, i: int) -> bytes:
-        return self._image_bytes[int(self._samples[i, 0])]
+        return self.image
 
     def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
-        data = self._brush_bytes[a]
         label = where(asset=self.export.index.string(self.export.index.asset_external_id[a]))
-        if data is None:
+        if self.brush is None:
             raise ExportFormatError(f"{label}: the shard sample has no brush member")
-        return decode_rgba(data, label=label, max_pixels=self._limits.max_canvas_pixels)
+        return decode_rgba(self.brush, label=label, max_pixels=self._limits.max_canvas_pixels)
+
+
+def _members(f: Any, label: str) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of each member of the ustar stream ``f`` (as written by
+    :func:`write_shards`: regular files, no pax headers), in order, read sequentially.
+
+    Reads each 512-byte header directly: ``tarfile``'s per-member objects cost about a
+    fifth of a shard epoch at small images.
+
+    Raises:
+        ExportFormatError: a member that is not a regular file, or a truncated stream.
+    """
+    while True:
+        head = f.read(512)
+        if len(head) < 512 or head == bytes(512):
+            return
+        name = head[:100].split(b"\0", 1)[0]
+        if head[345:500].strip(b"\0"):
+            name = head[345:500].split(b"\0", 1)[0] + b"/" + name
+        try:
+            size = int(head[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            size = -1
+        if head[156:157] not in (b"0", b"\0") or size < 0:
+            raise ExportFormatError(f"{label}: not a shard written by write_shards ({name!r})")
+        data = f.read(-(-size // 512) * 512)[:size]
+        if len(data) < size:
+            raise ExportFormatError(f"{label}: truncated at member {name!r}")
+        yield name.decode(), data
 
 
 def _slot() -> tuple[int, int, int, int]:
@@ -123,8 +148,11 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
         url = os.fspath(index)
         with fsspec.open(url, "rb", **(storage_options or {})) as f:
             self.index: dict[str, Any] = json.loads(f.read())
-        if self.index.get("format_version") != 1:
-            raise ExportFormatError(f"{url}: not an ango_torch shard index (format_version 1)")
+        if self.index.get("format_version") != FORMAT_VERSION:
+            raise ExportFormatError(
+                f"{url}: not an ango_torch shard index (format_version {FORMAT_VERSION}); "
+                "write the shards again with this version"
+            )
         if task not in self.index["tasks"]:
             raise ValueError(f"task must be one of {sorted(self.index['tasks'])}, got {task!r}")
         self.base = url.rsplit("/", 1)[0] if "/" in url else "."
@@ -153,6 +181,7 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
         self.epoch = 0
         self._yielded = 0
         self._resume: dict[str, int] | None = None
+        self._datasets: OrderedDict[int, _Stored] = OrderedDict()
 
     # -- epochs and state -----------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -220,49 +249,85 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             ).open()
         return fsspec.open(url, "rb", **(self.storage_options or {})).open()
 
-    def _raw(self, runs: list[tuple[int, int, int]]) -> Iterator[dict[str, bytes]]:
-        """The members of each sample of ``runs``, in order, as ``{ext: bytes}``."""
+    def _raw(self, runs: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, dict[str, bytes]]]:
+        """``(shard, position, {ext: bytes})`` of each sample of ``runs``, in order."""
         for shard, first, stop in runs:
             name = self.index["shards"][shard]["name"]
-            with self._open(name) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            with self._open(name) as f:
                 pos, key = -1, None
                 sample: dict[str, bytes] = {}
-                for member in tar:
-                    k, _, ext = member.name.partition(".")
+                for member, data in _members(f, f"{self.base}/{name}"):
+                    k, _, ext = member.partition(".")
                     if k != key:
                         if key is not None and first <= pos < stop:
-                            yield sample
+                            yield shard, pos, sample
                         pos, key, sample = pos + 1, k, {}
                         if pos >= stop:
                             break
                     if first <= pos < stop:
-                        data = tar.extractfile(member)
-                        sample[ext] = data.read() if data is not None else b""
+                        sample[ext] = data
                 else:
                     if key is not None and first <= pos < stop:
-                        yield sample
+                        yield shard, pos, sample
 
-    def _decode(self, group: list[dict[str, bytes]]) -> Iterator[tuple[Any, dict[str, Any]]]:
-        """The ``(image, target)`` of each sample of ``group``: one AngoDataset of their
-        records (the class list is fixed, so grouping does not change a target)."""
-        records, images, brushes = [], [], []
-        for sample in group:
-            meta = json.loads(sample["json"])
-            exts = [e for e in sample if e not in ("json", "brush.png")]
-            if len(exts) != 1:
-                label = where(asset=meta.get("externalId"))
-                raise AngoTorchError(f"shard sample of {label}: expected one image member")
-            records.append(meta)
-            images.append(sample[exts[0]])
-            brushes.append(sample.get("brush.png"))
+    def _dataset(self, shard: int) -> _Stored:
+        """The :class:`AngoDataset` of ``shard``'s stored index (a few kept, LRU)."""
+        ds = self._datasets.get(shard)
+        if ds is not None:
+            self._datasets.move_to_end(shard)
+            return ds
+        entry = self.index["shards"][shard]
+        name = index_name(entry["name"])
+        with self._open(name) as f:
+            stored = read_index(f.read(), f"{self.base}/{name}")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. objects a task leaves out, per group
-            ds = _Stored(records, images, brushes, **self._kw)
-        if len(ds) != len(group):
-            raise AngoTorchError(f"shards: {len(group)} samples gave {len(ds)}")
-        for i, meta in enumerate(records):
-            image, target = ds[i]
-            target["image_id"] = int(str(meta["asset"]).partition(".")[0])
+            warnings.simplefilter("ignore")  # e.g. objects a task leaves out, per shard
+            ds = _Stored(AngoExport(stored, source=f"{self.base}/{name}"), **self._kw)
+        if len(ds) != int(entry["samples"]):
+            raise AngoTorchError(
+                f"{self.base}/{name}: {len(ds)} samples, the shard has {entry['samples']}"
+            )
+        self._datasets[shard] = ds
+        if len(self._datasets) > CACHED:
+            self._datasets.popitem(last=False)
+        return ds
+
+    def _decode(self, shard: int, pos: int, sample: dict[str, bytes]) -> tuple[Any, Any]:
+        """The ``(image, target)`` of the sample at ``pos`` in ``shard``."""
+        ds = self._dataset(shard)
+        exts = [e for e in sample if e not in ("json", "brush.png")]
+        if len(exts) != 1:
+            label = where(asset=ds.asset_id(pos))
+            raise AngoTorchError(f"shard sample of {label}: expected one image member")
+        ds.image, ds.brush = sample[exts[0]], sample.get("brush.png")
+        try:
+            image, target = ds[pos]
+        finally:
+            ds.image, ds.brush = b"", None
+        return image, target
+
+    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        rank, world, worker, workers = _slot()
+        skip = 0
+        if self._resume is not None and self._resume["epoch"] == self.epoch:
+            skip = self._resume["yielded"]
+        self._resume = None
+        self._yielded = 0
+        starts = np.cumsum([0] + [int(s["samples"]) for s in self.index["shards"]])
+        stream: Iterator[tuple[int, int, dict[str, bytes]]] = self._raw(
+            self.plan(rank, world, worker, workers)
+        )
+        if self.buffer > 1:
+            stream = self._shuffled(
+                stream, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}")
+            )
+        for shard, pos, sample in stream:
+            if self._yielded < skip:  # seen before the state was saved: read, not decoded
+                self._yielded += 1
+                continue
+            image, target = self._decode(shard, pos, sample)
+            target["image_id"] = int(starts[shard]) + pos
+            self._yielded += 1
             yield (
                 self.transforms(image, target)
                 if self.transforms is not None
@@ -272,37 +337,10 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
                 )
             )
 
-    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
-        rank, world, worker, workers = _slot()
-        skip = 0
-        if self._resume is not None and self._resume["epoch"] == self.epoch:
-            skip = self._resume["yielded"]
-        self._resume = None
-        self._yielded = 0
-        stream: Iterator[dict[str, bytes]] = self._raw(self.plan(rank, world, worker, workers))
-        if self.buffer > 1:
-            stream = self._shuffled(
-                stream, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}")
-            )
-        group: list[dict[str, bytes]] = []
-        for sample in stream:
-            if self._yielded + len(group) < skip:  # seen before the state was saved
-                self._yielded += 1
-                continue
-            group.append(sample)
-            if len(group) == GROUP:
-                for out in self._decode(group):
-                    self._yielded += 1
-                    yield out
-                group = []
-        for out in self._decode(group) if group else ():
-            self._yielded += 1
-            yield out
-
     def _shuffled(
-        self, stream: Iterator[dict[str, bytes]], rng: random.Random
-    ) -> Iterator[dict[str, bytes]]:
-        buf: list[dict[str, bytes]] = []
+        self, stream: Iterator[tuple[int, int, dict[str, bytes]]], rng: random.Random
+    ) -> Iterator[tuple[int, int, dict[str, bytes]]]:
+        buf: list[tuple[int, int, dict[str, bytes]]] = []
         for sample in stream:
             buf.append(sample)
             if len(buf) >= self.buffer:

@@ -20,7 +20,7 @@ import torch
 
 from ango_torch import AngoDataset
 from ango_torch.assets.fetch import AssetStore
-from ango_torch.datasets.shard_writer import write_shards
+from ango_torch.datasets.shard_writer import FORMAT_VERSION, write_shards
 from ango_torch.datasets.shards import AngoShards
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
@@ -96,8 +96,9 @@ def test_webdataset_reads_the_shards(tmp_path: Path) -> None:
 def test_same_export_gives_byte_identical_shards(tmp_path: Path) -> None:
     a, b = _sample_shards(tmp_path / "a"), _sample_shards(tmp_path / "b")
     assert a == b
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    names = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*.*"))
+    tars = ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert names == sorted([f"index/{t}.npz" for t in tars] + ["index.json", *tars])
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -128,12 +129,15 @@ def test_interrupted_write_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert fetched == ["astronaut.png", "coffee.png"]  # shard 0's image is not fetched again
     for name in ["index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+        if name != "index.json":
+            name = f"index/{name}.npz"
+            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
     assert not (tmp_path / "out" / "_progress.json").exists()
 
 
 def _fake(counts: list[int], tmp_path: Path) -> AngoShards:
     index = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "samples": sum(counts),
         "shards": [{"name": f"s{i}", "samples": c, "bytes": 0} for i, c in enumerate(counts)],
         "tasks": {
@@ -280,7 +284,7 @@ def test_not_a_shard_index_is_refused(tmp_path: Path) -> None:
     from ango_torch.errors import ExportFormatError
 
     (tmp_path / "index.json").write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(ExportFormatError, match="format_version 1"):
+    with pytest.raises(ExportFormatError, match=f"format_version {FORMAT_VERSION}"):
         AngoShards(tmp_path / "index.json", task="detection")
     shards = _fake([2], tmp_path)
     with pytest.raises(ValueError, match="task must be one of"):
@@ -315,3 +319,46 @@ def test_stage_shards_equal_the_stage_dataset(tmp_path: Path, task: str) -> None
             assert _equal(target[key], ref_target[key]), (task, i, key)
     with pytest.raises(ValueError, match="stage 'Label'"):
         AngoShards(tmp_path / "index.json", task=task, stage=None)
+
+
+def test_reading_uses_the_stored_index_not_the_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets come from index/<shard>.npz (parsed once by the writer): with the export
+    parser disabled, the samples still equal AngoDataset's (the reference)."""
+    import ango_torch.export.load as load
+
+    _sample_shards(tmp_path)
+    ds = AngoDataset(EXPORT, task="instance", root=IMAGES, ontology=ONTOLOGY)
+
+    def no_parsing(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("AngoShards parsed a stored record")
+
+    monkeypatch.setattr(load, "index_dicts", no_parsing)
+    got = list(AngoShards(tmp_path / "index.json", task="instance", shuffle=False))
+    assert len(got) == 3
+    for i, (image, target) in enumerate(got):
+        assert torch.equal(image, ds[i][0])
+        assert all(_equal(target[k], v) for k, v in ds[i][1].items())
+
+
+def test_a_damaged_shard_index_is_refused(tmp_path: Path) -> None:
+    from ango_torch.errors import ExportFormatError
+
+    _sample_shards(tmp_path)
+    (tmp_path / "index" / "shard-000001.tar.npz").write_bytes(b"not an npz")
+    shards = AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
+    with pytest.raises(ExportFormatError, match=r"shard-000001\.tar\.npz.*unreadable"):
+        list(shards)
+
+
+def test_a_truncated_shard_is_refused(tmp_path: Path) -> None:
+    """The reader parses ustar headers itself: a shard cut mid-member names the shard."""
+    from ango_torch.errors import ExportFormatError
+
+    _sample_shards(tmp_path)
+    path = tmp_path / "shard-000000.tar"
+    path.write_bytes(path.read_bytes()[:2048])  # header + part of the first image
+    shards = AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
+    with pytest.raises(ExportFormatError, match=r"shard-000000\.tar: truncated"):
+        list(shards)
