@@ -172,9 +172,11 @@ def _main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
     with serve(latency=args.latency) as server:
-        for name in os.listdir(args.dir):
-            with open(os.path.join(args.dir, name), "rb") as f:
-                server.files["/" + name] = f.read()
+        for folder, _, names in os.walk(args.dir):  # subfolders too (shards' index/)
+            for name in names:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    server.files["/" + os.path.relpath(path, args.dir)] = f.read()
         print(server.url("/"), flush=True)
         sys.stdin.read()
 
