@@ -24,6 +24,7 @@ from ..errors import AngoTorchWarning, where
 from ..export.load import AngoExport, load_export
 from ..export.ontology import Ontology, load_ontology
 from ..records import BoundingBox3D
+from ..targets.classes import map_classes
 from ..targets.segnrrd import LabelStats, Overlap, decode_labels, fit_to_grid
 from ..targets.selection import DatasetReport
 
@@ -82,7 +83,7 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
         *,
         root: str | os.PathLike[str] | None = None,
         ontology: Ontology | Mapping[str, Any] | str | os.PathLike[str] | None = None,
-        classes: Sequence[str] | None = None,
+        classes: Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
         stage: str | None = None,
         transforms: Callable[[dict[str, Any]], Any] | None = None,
         orientation: Literal["RAS", "LPS"] = "RAS",
@@ -146,12 +147,13 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
                 self.report.skipped_assets.append((a, name, NOT_A_VOLUME))
         self._samples = samples
         self._boxes = {a: self._boxes3d(a, s) for a, s in samples}
-        self.classes: list[str] = ["__background__", *self._class_titles(classes)]
+        titles, self._label_of = self._resolve_classes(classes)
+        self.classes: list[str] = ["__background__", *titles]
         """Label ``k`` is ``classes[k]``; 0 is the background."""
         self._classify = self._class_table()
         for a, _ in samples:
             for title, _box in self._boxes[a]:
-                if title not in self.classes:
+                if title not in self._label_of:
                     self.report.dropped_objects[UNLISTED_BOX] += 1
         if root is None:  # the export's signed URLs: warn before they fail mid-epoch
             urls = [idx.string(idx.asset_url[a]) for a, _ in samples]
@@ -180,6 +182,27 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
                 out.append((idx.titles[int(idx.obj_title[o])], g))
         return out
 
+    def _resolve_classes(
+        self, classes: Sequence[str] | Mapping[str, str | Sequence[str]] | None
+    ) -> tuple[list[str], dict[str, int]]:
+        """``(class titles in label order, {source title: label})``.
+
+        A mapping merges and renames (:func:`~ango_torch.targets.classes.map_classes`,
+        as for images): sources are titles or schemaIds of the ontology's classes."""
+        if isinstance(classes, Mapping):
+            known = self._class_titles(None)
+            ids = {}
+            if self.ontology is not None:
+                ids = {t.schema_id: t.title for t in self.ontology.tools if t.schema_id}
+                known += [t.title for t in self.ontology.tools]
+            titles, sources = map_classes(
+                classes, titles=list(dict.fromkeys(known)), schema_ids=ids
+            )
+            label = {t: k for k, t in enumerate(titles, start=1)}
+            return titles, {old: label[new] for old, new in sources.items()}
+        titles = self._class_titles(classes)
+        return titles, {t: k for k, t in enumerate(titles, start=1)}
+
     def _class_titles(self, classes: Sequence[str] | None) -> list[str]:
         if classes is not None:
             return list(dict.fromkeys(classes))
@@ -193,7 +216,7 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
     def _class_table(self) -> dict[str, int | str | None]:
         """schemaId or segment name → class index, or → title of a class not selected."""
         table: dict[str, int | str | None] = {}
-        index = {t: k for k, t in enumerate(self.classes) if k}
+        index = self._label_of
         if self.ontology is not None:
             for t in self.ontology.tools:
                 if t.medical_brush and t.schema_id:
@@ -280,7 +303,7 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
         affine = image.affine if self.orientation == "RAS" else _FLIP_LPS @ image.affine
         aff = torch.from_numpy(np.ascontiguousarray(affine))
         idx = self.export.index
-        boxes = [(t, b) for t, b in self._boxes[a] if t in self.classes]
+        boxes = [(t, b) for t, b in self._boxes[a] if t in self._label_of]
         sample: dict[str, Any] = {
             "image": img,
             "label": lab,
@@ -290,7 +313,7 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
             "boxes3d": torch.tensor([b.xyzxyz() for _, b in boxes], dtype=torch.float32).reshape(
                 -1, 6
             ),
-            "labels3d": torch.tensor([self.classes.index(t) for t, _ in boxes], dtype=torch.int64),
+            "labels3d": torch.tensor([self._label_of[t] for t, _ in boxes], dtype=torch.int64),
             "classes": list(self.classes),
         }
         if self.metatensor:

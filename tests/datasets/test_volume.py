@@ -336,3 +336,24 @@ def test_dataloader_worker_batches_the_sample() -> None:
     assert tuple(batch["image"].shape) == (2, 1, 24, 20, 16)
     assert batch["label"].sum(dim=(1, 2, 3, 4)).tolist() == [539, 539]
     assert tuple(batch["boxes3d"].shape) == (2, 1, 6)
+
+
+def test_classes_mapping_merges_voxel_classes_and_3d_boxes() -> None:
+    # Issue 15's class mapping on volumes: "organ" merges Kidney (by title) and the
+    # "Kidney box" 3D boxes (by schemaId "box3d"); "lesion" renames Tumour (schemaId "1").
+    # Expected voxel counts are the sample's construction constants (module docstring):
+    # sphere 179 voxels, box 6·6·5 = 180.
+    ds = _dataset(metatensor=False, classes={"lesion": "1", "organ": ["Kidney", "box3d"]})
+    assert ds.classes == ["__background__", "lesion", "organ"]
+    s = ds[0]
+    label = s["label"][0].numpy()
+    assert np.bincount(label.ravel()).tolist() == [24 * 20 * 16 - 179 - 180, 179, 180]
+    assert s["labels3d"].tolist() == [2]
+    assert s["classes"] == ["__background__", "lesion", "organ"]
+    # Unmapped classes are left out and counted, as with a list.
+    with pytest.warns(UserWarning, match="3D box of a class not selected"):
+        only = _dataset(metatensor=False, classes={"lesion": ["Tumour"]})
+    assert only.classes == ["__background__", "lesion"]
+    assert only.report.dropped_objects["3D box of a class not selected"] == 2
+    assert np.bincount(only[0]["label"].numpy().ravel()).tolist() == [24 * 20 * 16 - 179, 179]
+    assert only.label_stats.excluded == {"Kidney": 180}
