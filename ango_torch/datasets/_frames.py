@@ -19,7 +19,7 @@ import numpy.typing as npt
 from ..assets.video import VideoReader, cached_reader
 from ..errors import AngoTorchWarning, where
 from ..export.index import ExportIndex
-from ..targets.arrays import Instances, object_crop
+from ..targets.arrays import Instances, Overlap, object_crop, semantic_map
 from ..targets.geometry import rasterize_crop
 from ..targets.selection import DatasetReport, video_assets
 from ..targets.tracks import (
@@ -198,3 +198,23 @@ class VideoFrames:
         dropped = int(((labels >= 0) & ~keep).sum())
         inst = Instances(en.rows[keep], labels[keep], boxes[keep], crops, offsets, dropped)
         return FrameInstances(inst, en.track[keep], en.keyframe[keep])
+
+    def semantic(
+        self,
+        a: int,
+        frame: int,
+        obj_label: npt.NDArray[np.int64],
+        canvas: tuple[int, int],
+        *,
+        overlap: Overlap,
+    ) -> tuple[npt.NDArray[np.int64], int]:
+        """``(int64 [H, W] label map, shapes covering no pixel)`` of ``frame`` of ``a``:
+        :func:`~ango_torch.targets.arrays.semantic_map` of its key and interpolated
+        shapes, painted in export order (of each instance's earlier key entry)."""
+        inst = self.instances(a, frame, obj_label, canvas, masks=True).inst
+        order = np.argsort(inst.rows, kind="stable")
+        crops = [(inst.crops[k], inst.offsets[k]) for k in order.tolist()]
+        sem = semantic_map(
+            self.index, inst.rows[order], inst.labels[order], canvas, overlap=overlap, crops=crops
+        )
+        return sem, inst.dropped_empty

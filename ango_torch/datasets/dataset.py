@@ -57,7 +57,6 @@ from ..targets.selection import (
     build_samples,
     object_labels,
     selected_objects,
-    skip_videos,
     transposed_hint,
     unplaced_brush,
 )
@@ -125,7 +124,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
     Samples follow the export's asset order; a multi-page asset gives one sample per
     annotated page, in page order; a video asset one per annotated frame (key or
     interpolated), with ``target["frame"]``, ``target["track_ids"]`` and
-    ``target["keyframe"]`` (``task="semantic"`` skips videos, counted in the report).
+    ``target["keyframe"]`` (``task="semantic"``: the frame's ``mask``, interpolated
+    shapes included).
     ``classes[0] == "__background__"`` and label ``k`` is ``classes[k]``.
     """
 
@@ -200,8 +200,6 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             self.report.skipped_assets.append(
                 (a, idx.string(idx.asset_external_id[a]), f"no stage: {stage!r} not in its history")
             )
-        if task == "semantic":  # per-frame label maps of videos: not supported yet
-            rows = skip_videos(idx, rows, self.report)
         self._video = VideoFrames(idx, rows, interpolate=interpolate, report=self.report)
         unfiltered = rows  # the class list ignores batches=/where=: filtered sets share labels
         kept, left_out = filter_assets(idx, rows, batches=batches, where=where)
@@ -463,9 +461,15 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         target: dict[str, Any]
         if self.task == "semantic":
             stats = {"empty": 0}
-            sem = semantic_map(
-                idx, rows, labels, canvas_size, brush=brush, overlap=self.overlap, stats=stats
-            )
+            a, frame, _ = (int(v) for v in self._samples[i])
+            if self._video.is_video[a]:  # key and interpolated shapes of this frame
+                sem, stats["empty"] = self._video.semantic(
+                    a, frame, self._obj_label, canvas_size, overlap=self.overlap
+                )
+            else:
+                sem = semantic_map(
+                    idx, rows, labels, canvas_size, brush=brush, overlap=self.overlap, stats=stats
+                )
             self.report.count_empty(i, stats["empty"])
             target = {"mask": tv_tensors.Mask(torch.from_numpy(sem))}
         else:

@@ -50,7 +50,9 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
             (``torch.randint``) at every access.  A clip that would pass a video's end
             is moved back to end on its last frame (a video shorter than a clip repeats
             its last frame).
-        task: ``"detection"`` or ``"instance"`` (adds ``masks``).
+        task: ``"detection"``, ``"instance"`` (adds ``masks``) or ``"semantic"`` (only
+            ``mask`` ``int64 [T, H, W]``: each frame's label map, interpolated shapes
+            included, as :class:`AngoDataset` paints images).
         interpolate: ``True``/``False``/``"auto"``, as for :class:`AngoDataset`.
         root, ontology, classes, stage, storage_options, cache_dir: as for
             :class:`AngoDataset`.
@@ -84,8 +86,6 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
             raise ValueError(f"clip_len and frame_step must be ≥ 1, got {clip_len}, {frame_step}")
         if clips not in ("annotated", "all", "random"):
             raise ValueError(f"clips must be 'annotated', 'all' or 'random', got {clips!r}")
-        if task == "semantic":
-            raise ValueError("task='semantic' is not supported for video clips yet")
         self.frames = AngoDataset(
             export,
             task=task,
@@ -200,6 +200,17 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
             pixels = self._page_frames(a, frames.tolist())
         clip = tv_tensors.Video(torch.from_numpy(pixels))
         canvas = (int(pixels.shape[2]), int(pixels.shape[3]))
+        if self.task == "semantic":
+            maps = []
+            for f in frames.tolist():
+                sem, empty = ds._video.semantic(
+                    a, int(f), ds._obj_label, canvas, overlap=ds.overlap
+                )
+                ds.report.empty_after_clipping += empty
+                maps.append(sem)
+            return self._finish(
+                clip, {"mask": tv_tensors.Mask(torch.from_numpy(np.stack(maps)))}, a, frames
+            )
         parts = [
             ds._video.instances(a, int(f), ds._obj_label, canvas, masks=self.task == "instance")
             for f in frames.tolist()
@@ -223,8 +234,14 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
         if self.task == "instance":
             masks = np.concatenate([p.inst.masks(canvas) for p in parts]).reshape(-1, *canvas)
             target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
+        return self._finish(clip, target, a, frames)
+
+    def _finish(
+        self, clip: tv_tensors.Video, target: dict[str, Any], a: int, frames: npt.NDArray[np.int64]
+    ) -> tuple[Any, dict[str, Any]]:
+        idx = self.frames.export.index
         target["frames"] = torch.from_numpy(frames)
-        target["asset_id"] = ds.export.index.string(ds.export.index.asset_asset_id[a]) or ""
+        target["asset_id"] = idx.string(idx.asset_asset_id[a]) or ""
         if self.transforms is not None:
             return self.transforms(clip, target)
         return clip, target

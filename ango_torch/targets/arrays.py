@@ -279,6 +279,7 @@ def semantic_map(
     brush: npt.NDArray[np.int64] | None = None,
     overlap: Overlap = "last",
     stats: dict[str, int] | None = None,
+    crops: list[tuple[BoolArray, Offset]] | None = None,
 ) -> npt.NDArray[np.int64]:
     """``int64 [H, W]``: 0 background, ``k`` for class ``k``, :data:`IGNORE` ignored.
 
@@ -286,12 +287,14 @@ def semantic_map(
     ``overlap="last"``: a later shape paints over earlier ones (as the annotator saw
     them stacked).  ``overlap="ignore"``: pixels claimed by two different classes
     become :data:`IGNORE`.  ``stats["empty"]`` (when given) is increased by the number
-    of shapes that cover no pixel (slivers, self-cancelling outlines).
+    of shapes that cover no pixel (slivers, self-cancelling outlines).  ``crops`` (one
+    ``(crop, (y0, x0))`` per row, e.g. a video's interpolated shapes) replace the rows'
+    own shapes.
     """
     h, w = canvas_size
     out = np.zeros((h, w), np.int64) if brush is None else brush.astype(np.int64, copy=True)
-    for row, label in zip(rows.tolist(), labels.tolist(), strict=True):
-        crop, (y0, x0) = object_crop(index, row, canvas_size)
+    for n, (row, label) in enumerate(zip(rows.tolist(), labels.tolist(), strict=True)):
+        crop, (y0, x0) = object_crop(index, row, canvas_size) if crops is None else crops[n]
         if not crop.any():
             if stats is not None:
                 stats["empty"] = stats.get("empty", 0) + 1
