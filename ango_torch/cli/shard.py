@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ._common import _add_allow_local_urls, _add_progress, _add_source
+from .split import _by, _fractions
 
 __all__ = ["add_shard_parser", "run_shard"]
 
@@ -35,6 +36,22 @@ def add_shard_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--ontology", default=None, help="categorySchema JSON: class order, colours")
     p.add_argument("--stage", default=None, help="shard this stage instead of the answer")
     p.add_argument("--shard-size", default="512MB", help="target bytes per shard (default 512MB)")
+    p.add_argument(
+        "--split-by",
+        type=_by,
+        default=None,
+        metavar="KIND",
+        help="write leak-free splits (as `ango-torch split --by KIND`: asset, batch, video or "
+        "metadata:KEY), each in OUT/<name>/ with its own index.json; OUT/splits.json lists them",
+    )
+    p.add_argument(
+        "--fractions",
+        type=_fractions,
+        default={"train": 0.8, "val": 0.2},
+        metavar="NAME=F,...",
+        help="with --split-by: split names and fractions (default train=0.8,val=0.2)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --split-by: hash seed (default 0)")
     _add_allow_local_urls(p)
     _add_progress(p)
     return p
@@ -54,7 +71,14 @@ def run_shard(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         allow_local_urls=args.allow_local_urls,
         show_progress=args.progress,
+        split_by=args.split_by,
+        fractions=args.fractions,
+        seed=args.seed,
     )
+    if args.split_by is not None:
+        for name, entry in index["splits"].items():
+            print(f"{args.out}/{name}: {entry['samples']} samples of {entry['assets']} assets")
+        return 0
     print(
         f"{args.export} → {args.out}: {index['samples']} samples in "
         f"{len(index['shards'])} shards, {len(index['skipped'])} assets skipped"

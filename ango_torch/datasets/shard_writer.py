@@ -30,10 +30,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .._progress import progress
 from ..assets.layout import brush_content_key, brush_stage_key
 from ..errors import AngoTorchError, where
+from ..export.groups import GroupBy, group_keys, unit_hash
 from ..export.index import ExportIndex
 from ..export.load import load_export
 from ..export.raw import iter_asset_json
@@ -156,6 +158,9 @@ def write_shards(
     cache_dir: str | os.PathLike[str] | None = None,
     allow_local_urls: bool = False,
     show_progress: bool | None = None,
+    split_by: GroupBy | None = None,
+    fractions: Mapping[str, float] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write ``export`` as WebDataset shards and ``index.json`` under ``out``.
 
@@ -170,18 +175,26 @@ def write_shards(
         stage: shard this stage of ``stageHistory`` (its brush masks; assets without
             it are skipped) instead of the exported answer; recorded as ``stage``.
         show_progress: a progress bar (default: when stderr is a terminal).
+        split_by: write leak-free splits instead of one set: the assets are split as
+            :func:`ango_torch.split` splits them (``"asset"``, ``"batch"``,
+            ``"metadata:<key>"``, ``"video"`` or a callable; no group straddles two
+            splits) and each split's shards and ``index.json`` go to ``out/<name>/``;
+            ``out/splits.json`` lists them.
+        fractions: ``{name: fraction}`` of the splits (default ``train=0.8, val=0.2``).
+        seed: the split's hash seed.
 
     Returns:
         The ``index.json`` content: ``format_version``, ``export_sha256`` (of the
         records as stored), ``samples``, ``shards`` (``[{"name", "samples", "bytes"}]``),
         ``tasks`` (``{task: {"classes", "brush_colors"}}``) and ``skipped``
-        (``[{"index", "asset", "reason"}]``: multi-page and video assets, unreadable).
+        (``[{"index", "asset", "reason"}]``: video assets, unreadable ones); with
+        ``split_by``, the ``splits.json`` content (``splits``: ``{name: {"index",
+        "samples", "assets"}}`` and ``split``: ``by``, ``seed``, ``fractions``).
     """
     import fsspec
 
     limit = parse_size(shard_size)
     fs, base = fsspec.core.url_to_fs(os.fspath(out), **(storage_options or {}))
-    fs.makedirs(f"{base}/index", exist_ok=True)
     kw: dict[str, Any] = dict(
         root=root,
         ontology=ontology,
@@ -200,70 +213,151 @@ def write_shards(
     skipped: list[dict[str, Any]] = [
         {"index": a, "asset": n, "reason": r} for a, n, r in ds.report.skipped_assets
     ]
-    # sample and snapshot row of each asset (-1: none); arrays, not dicts, for 1M assets
+    # each asset's first sample and sample count (0: none); arrays, not dicts, for 1M assets
     samples = np.asarray(ds._samples, np.int64).reshape(-1, 3)
-    single = samples[:, 1] < 0
-    sample_of = np.full(len(idx), -1, np.int64)
-    snap_of = np.full(len(idx), -1, np.int64)
-    sample_of[samples[single, 0]] = np.flatnonzero(single)
-    snap_of[samples[single, 0]] = samples[single, 2]
-    for a in np.unique(samples[~single, 0]).tolist():
+    first = np.searchsorted(samples[:, 0], np.arange(len(idx)))
+    count = np.searchsorted(samples[:, 0], np.arange(len(idx)), side="right") - first
+    for a in np.flatnonzero(ds._video.is_video & (count > 0)).tolist():
         name = idx.string(idx.asset_external_id[a])
-        skipped.append({"index": a, "asset": name, "reason": "multi-page asset"})
+        skipped.append({"index": a, "asset": name, "reason": "video asset"})
+        count[a] = 0
+    part: dict[str, Any] = dict(ds=ds, tasks=tasks, limit=limit, first=first, count=count)
+    part |= dict(stage=stage, storage_options=storage_options, show_progress=show_progress)
+    if split_by is None:
+        return _write_part(export, fs, base, skipped=skipped, **part)
+    fractions = dict(fractions or {"train": 0.8, "val": 0.2})
+    for name, f in fractions.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name) or name == "index":
+            raise ValueError(f"split name {name!r}: use letters, digits, _ - . (not 'index')")
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise ValueError(f"fractions[{name!r}]: expected a number in [0, 1], got {f!r}")
+    if abs(sum(fractions.values()) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must sum to 1, got {fractions!r}")
+    sides = _split_sides(idx, fractions, split_by, seed)
+    label = split_by if isinstance(split_by, str) else getattr(split_by, "__name__", "callable")
+    top: dict[str, Any] = {"format_version": FORMAT_VERSION, "splits": {}}
+    top["split"] = {"by": label, "seed": seed, "fractions": fractions}
+    for name, positions in sides.items():
+        keep = np.zeros(len(idx), bool)
+        keep[np.asarray(positions, np.int64)] = True
+        mine = [s for s in skipped if keep[s["index"]]]
+        split_info = {"name": name, **top["split"]}
+        index = _write_part(
+            export, fs, f"{base}/{name}", skipped=mine, keep=keep, split=split_info, **part
+        )
+        top["splits"][name] = {
+            "index": f"{name}/index.json",
+            "samples": index["samples"],
+            "assets": int(keep.sum()),
+        }
+    _write(fs, f"{base}/splits.json", json.dumps(top, indent=1, sort_keys=True).encode())
+    return top
+
+
+def _split_sides(
+    idx: ExportIndex, fractions: dict[str, float], by: GroupBy, seed: int
+) -> dict[str, list[int]]:
+    """The asset positions of each split, assigned as :func:`ango_torch.split` assigns
+    them (unstratified): a group's side is where ``unit_hash(seed, group)`` falls in the
+    cumulative fractions, so no group straddles two splits."""
+    keys, _ = group_keys(idx, range(len(idx)), by)
+    names, cum = list(fractions), np.cumsum(list(fractions.values())).tolist()
+    sides: dict[str, list[int]] = {name: [] for name in names}
+    for a in range(len(idx)):
+        u = unit_hash(seed, keys[a])
+        sides[next((n for n, c in zip(names, cum, strict=True) if u < c), names[-1])].append(a)
+    return sides
+
+
+def _write_part(
+    export: Any,
+    fs: Any,
+    base: str,
+    *,
+    ds: AngoDataset,
+    tasks: dict[str, Any],
+    limit: int,
+    first: npt.NDArray[np.int64],
+    count: npt.NDArray[np.int64],
+    stage: str | None,
+    skipped: list[dict[str, Any]],
+    storage_options: dict[str, Any] | None,
+    show_progress: bool | None,
+    keep: npt.NDArray[np.bool_] | None = None,
+    split: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the shards and ``index.json`` of the assets ``keep`` (all) under ``base``."""
+    idx = ds.export.index
+    fs.makedirs(f"{base}/index", exist_ok=True)
     done = _resume_state(fs, base, limit)
     shards: list[dict[str, Any]] = done["shards"]
     resume_at = sum(s["samples"] for s in shards)
     digest = hashlib.sha256()
     members: list[tuple[tarfile.TarInfo, bytes]] = []
     stored: list[dict[str, Any]] = []  # the shard's records, as its .json members hold them
-    size, count, n = 0, 0, 0
+    size, in_shard, n = 0, 0, 0
 
     def flush() -> None:
-        nonlocal members, stored, size, count
+        nonlocal members, stored, size, in_shard
         name = f"shard-{len(shards):06d}.tar"
         _write(fs, f"{base}/{index_name(name)}", _index_bytes(stored))
         data = _tar(members)
         _write(fs, f"{base}/{name}", data)
-        shards.append({"name": name, "samples": count, "bytes": len(data)})
+        shards.append({"name": name, "samples": in_shard, "bytes": len(data)})
         state = {"shard_size": limit, "shards": shards, "sha256_prefix": digest.hexdigest()}
         _write(fs, f"{base}/{PROGRESS}", json.dumps(state).encode())
-        members, stored, size, count = [], [], 0, 0
+        members, stored, size, in_shard = [], [], 0, 0
 
     records = iter_asset_json(export, storage_options=storage_options)
     bar = progress(records, desc="shards", total=len(idx), enabled=show_progress)
     for a, record in enumerate(bar):
-        i, s = int(sample_of[a]), int(snap_of[a])
-        if i < 0:
+        k = int(count[a]) if keep is None or keep[a] else 0
+        if k == 0:
             continue
-        label = where(asset=idx.string(idx.asset_external_id[a]), index=a)
-        if record.get("externalId") != idx.string(idx.asset_external_id[a]):
+        i0 = int(first[a])
+        name = idx.string(idx.asset_external_id[a])
+        label = where(asset=name, index=a)
+        if record.get("externalId") != name:
             raise AngoTorchError(f"{label}: the export changed while it was read")
-        key = f"{n:08d}"
+        key = f"{i0:08d}"
         if n < resume_at:  # in a shard already written: only its record's hash counts
             digest.update(_record_bytes(record, key, "", False))
-            n += 1
-            if n == resume_at and digest.hexdigest() != done["sha256_prefix"]:
+            n += k
+            if n >= resume_at and digest.hexdigest() != done["sha256_prefix"]:
                 raise AngoTorchError(
-                    f"{out}: {PROGRESS} is from another export or version; "
+                    f"{base}: {PROGRESS} is from another export or version; "
                     "remove the folder's shards to start again"
                 )
             continue
-        image = ds._fetch_image(i)
-        ext = _ext(idx.string(idx.asset_external_id[a]) or "", image)
+        s = int(ds._samples[i0, 2])
         brush = _brush_bytes(ds, a, s) if idx.snap_brush[s] >= 0 else None
-        meta = _record_bytes(record, key, ext, brush is not None)
-        sample = [_member(f"{key}.{ext}", image), _member(f"{key}.json", meta)]
-        if brush is not None:
-            sample.append(_member(f"{key}.brush.png", brush))
-        extra = sum(512 + -(-len(d) // 512) * 512 for _, d in sample)
+        pages = int(ds._samples[i0, 1]) >= 0  # a multi-page asset: one sample per page
+        images = [ds._fetch_image(i) for i in range(i0, i0 + k)]
+        exts = [_ext("" if pages else name or "", image) for image in images]
+        keys = [f"{i:08d}" for i in range(i0, i0 + k)]
+        rec = dict(record)
+        if pages:  # each page's URL becomes its sample's image member (unannotated: a name)
+            page_of = {int(ds._samples[i, 1]): j for j, i in enumerate(range(i0, i0 + k))}
+            n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
+            rec["dataset"] = [
+                f"{keys[page_of[p]]}.{exts[page_of[p]]}" if p in page_of else f"page-{p}"
+                for p in range(n_pages)
+            ]
+        meta = _record_bytes(rec, key, "" if pages else exts[0], brush is not None)
+        asset_members = []
+        for kk, ext, image in zip(keys, exts, images, strict=True):
+            asset_members += [_member(f"{kk}.{ext}", image), _member(f"{kk}.json", meta)]
+            if brush is not None:
+                asset_members.append(_member(f"{kk}.brush.png", brush))
+        extra = sum(512 + -(-len(d) // 512) * 512 for _, d in asset_members)
         if members and size + extra + 1024 > limit:
             flush()
         digest.update(_record_bytes(record, key, "", False))
-        members += sample
+        members += asset_members
         stored.append(json.loads(meta))
         size += extra
-        count += 1
-        n += 1
+        in_shard += k
+        n += k
     if members:
         flush()
     index = {
@@ -275,8 +369,11 @@ def write_shards(
         "skipped": sorted(skipped, key=lambda x: x["index"]),
         "stage": stage,
     }
+    if split is not None:
+        index["split"] = split
     _write(fs, f"{base}/index.json", json.dumps(index, indent=1, sort_keys=True).encode())
-    fs.rm(f"{base}/{PROGRESS}")
+    if fs.exists(f"{base}/{PROGRESS}"):  # none when no shard was written
+        fs.rm(f"{base}/{PROGRESS}")
     return index
 
 

@@ -249,26 +249,28 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             ).open()
         return fsspec.open(url, "rb", **(self.storage_options or {})).open()
 
-    def _raw(self, runs: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, dict[str, bytes]]]:
-        """``(shard, position, {ext: bytes})`` of each sample of ``runs``, in order."""
+    def _raw(
+        self, runs: list[tuple[int, int, int]]
+    ) -> Iterator[tuple[int, int, str, dict[str, bytes]]]:
+        """``(shard, position, key, {ext: bytes})`` of each sample of ``runs``, in order."""
         for shard, first, stop in runs:
             name = self.index["shards"][shard]["name"]
             with self._open(name) as f:
-                pos, key = -1, None
+                pos, key = -1, ""
                 sample: dict[str, bytes] = {}
                 for member, data in _members(f, f"{self.base}/{name}"):
                     k, _, ext = member.partition(".")
                     if k != key:
-                        if key is not None and first <= pos < stop:
-                            yield shard, pos, sample
+                        if key and first <= pos < stop:
+                            yield shard, pos, key, sample
                         pos, key, sample = pos + 1, k, {}
                         if pos >= stop:
                             break
                     if first <= pos < stop:
                         sample[ext] = data
                 else:
-                    if key is not None and first <= pos < stop:
-                        yield shard, pos, sample
+                    if key and first <= pos < stop:
+                        yield shard, pos, key, sample
 
     def _dataset(self, shard: int) -> _Stored:
         """The :class:`AngoDataset` of ``shard``'s stored index (a few kept, LRU)."""
@@ -313,20 +315,19 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             skip = self._resume["yielded"]
         self._resume = None
         self._yielded = 0
-        starts = np.cumsum([0] + [int(s["samples"]) for s in self.index["shards"]])
-        stream: Iterator[tuple[int, int, dict[str, bytes]]] = self._raw(
+        stream: Iterator[tuple[int, int, str, dict[str, bytes]]] = self._raw(
             self.plan(rank, world, worker, workers)
         )
         if self.buffer > 1:
             stream = self._shuffled(
                 stream, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}")
             )
-        for shard, pos, sample in stream:
+        for shard, pos, key, sample in stream:
             if self._yielded < skip:  # seen before the state was saved: read, not decoded
                 self._yielded += 1
                 continue
             image, target = self._decode(shard, pos, sample)
-            target["image_id"] = int(starts[shard]) + pos
+            target["image_id"] = int(key)  # the sample's AngoDataset index
             self._yielded += 1
             yield (
                 self.transforms(image, target)
@@ -338,9 +339,9 @@ class AngoShards(torch.utils.data.IterableDataset[tuple[Any, dict[str, Any]]]):
             )
 
     def _shuffled(
-        self, stream: Iterator[tuple[int, int, dict[str, bytes]]], rng: random.Random
-    ) -> Iterator[tuple[int, int, dict[str, bytes]]]:
-        buf: list[tuple[int, int, dict[str, bytes]]] = []
+        self, stream: Iterator[tuple[int, int, str, dict[str, bytes]]], rng: random.Random
+    ) -> Iterator[tuple[int, int, str, dict[str, bytes]]]:
+        buf: list[tuple[int, int, str, dict[str, bytes]]] = []
         for sample in stream:
             buf.append(sample)
             if len(buf) >= self.buffer:

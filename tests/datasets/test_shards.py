@@ -131,7 +131,9 @@ def test_interrupted_write_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
         if name != "index.json":
             name = f"index/{name}.npz"
-            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+            assert (tmp_path / "out" / name).read_bytes() == (
+                tmp_path / "clean" / name
+            ).read_bytes()
     assert not (tmp_path / "out" / "_progress.json").exists()
 
 
@@ -362,3 +364,79 @@ def test_a_truncated_shard_is_refused(tmp_path: Path) -> None:
     shards = AngoShards(tmp_path / "index.json", task="detection", shuffle=False)
     with pytest.raises(ExportFormatError, match=r"shard-000000\.tar: truncated"):
         list(shards)
+
+
+def test_split_by_writes_leak_free_splits(tmp_path: Path) -> None:
+    """--split-by metadata:site: each split's shards hold the assets ango_torch.split puts
+    there (the reference: the split module's own assignment), no site in two splits (by
+    hand: the site of each asset), and samples equal AngoDataset's (same sample index)."""
+    from ango_torch import split
+
+    export, root = many_assets(tmp_path, 12)
+    records = json.loads(export.read_text())
+    for i, rec in enumerate(records):
+        rec.setdefault("metadata", {})["site"] = f"s{i % 4}"
+    export.write_text(json.dumps(records))
+    fractions = {"train": 0.5, "val": 0.5}
+    top = write_shards(
+        export, tmp_path / "sh", root=root, split_by="metadata:site", fractions=fractions, seed=1
+    )
+    assert json.loads((tmp_path / "sh" / "splits.json").read_text()) == top
+    ds = AngoDataset(export, task="detection", root=root)
+    ref = split(ds, fractions, by="metadata:site", seed=1)
+    assert sorted(top["splits"]) == ["train", "val"]
+    sites: dict[str, set[str]] = {}
+    for name, subset in ref.items():
+        entry = top["splits"][name]
+        assert entry["index"] == f"{name}/index.json"
+        assert entry["samples"] == entry["assets"] == len(subset.indices)
+        shards = AngoShards(tmp_path / "sh" / entry["index"], task="detection", shuffle=False)
+        assert shards.index["split"]["name"] == name
+        got = list(shards)
+        assert [t["image_id"] for _, t in got] == list(subset.indices)
+        for image, target in got:
+            ref_image, ref_target = ds[target["image_id"]]
+            assert torch.equal(image, ref_image)
+            assert all(_equal(target[k], v) for k, v in ref_target.items())
+        sites[name] = {f"s{i % 4}" for i in subset.indices}
+    assert sum(len(s.indices) for s in ref.values()) == 12
+    assert sites["train"] and sites["val"] and not sites["train"] & sites["val"]  # none in both
+
+    from ango_torch.cli import main
+
+    argv = ["shard", str(export), "--out", str(tmp_path / "cli"), "--root", str(root)]
+    argv += ["--split-by", "metadata:site", "--fractions", "train=0.5,val=0.5", "--seed", "1"]
+    assert main(argv) == 0
+    for name in ["splits.json", "train/index.json", "val/shard-000000.tar"]:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "sh" / name).read_bytes()
+    with pytest.raises(ValueError, match="split name"):
+        write_shards(export, tmp_path / "bad", root=root, split_by="asset", fractions={"a/b": 1})
+
+
+def test_multi_page_assets_are_sharded_one_sample_per_page(tmp_path: Path) -> None:
+    """A 3-page asset annotated on pages 0 and 2 gives 2 samples (AngoDataset's, the
+    reference), kept in one shard even when the shard size would split them."""
+    from builders import SQUARE, make_asset, make_polygon, write_images
+
+    one, two = make_asset([make_polygon(SQUARE)]), make_asset([make_polygon(SQUARE)])
+    paged = make_asset(
+        [make_polygon(SQUARE, page=0), make_polygon(SQUARE, page=2), make_polygon(SQUARE, page=2)]
+    )
+    paged["dataset"] = ["https://x/p0.png", "https://x/p1.png", "https://x/p2.png"]
+    root = tmp_path / "images"
+    write_images(root, [one, two])
+    write_images(root / f"{paged['externalId']}.pages", [{"externalId": str(p)} for p in range(3)])
+    assets = [one, paged, two]
+    index = write_shards(assets, tmp_path / "sh", root=root, shard_size="1KB")
+    ds = AngoDataset(assets, task="instance", root=root)
+    assert len(ds) == index["samples"] == 4 and index["skipped"] == []
+    assert [s["samples"] for s in index["shards"]] == [1, 2, 1]  # the pages stay together
+    got = list(AngoShards(tmp_path / "sh" / "index.json", task="instance", shuffle=False))
+    assert [t["image_id"] for _, t in got] == [0, 1, 2, 3]
+    assert [len(t["labels"]) for _, t in got] == [1, 1, 2, 1]  # by hand: objects per page
+    for image, target in got:
+        ref_image, ref_target = ds[target["image_id"]]
+        assert torch.equal(image, ref_image)
+        assert all(_equal(target[k], v) for k, v in ref_target.items())
+    tar = (tmp_path / "sh" / "shard-000001.tar").read_bytes()
+    assert (root / f"{paged['externalId']}.pages" / "2").read_bytes() in tar  # page 2's bytes
