@@ -8,8 +8,9 @@ key entries (an entry on that frame) and, with interpolation, entries between tw
 entries of a track (linear in the frame index).  Geometry rules
 (:func:`interpolated_boxes`, :func:`interpolated_ring`): boxes and points lerp their
 corners; polygons with equal vertex counts lerp their vertices; rotated boxes lerp
-centre and sides and turn the shorter way round; anything else (unequal vertex
-counts, segmentation) holds the earlier key frame's geometry.  A track ends at its
+centre and sides and turn the shorter way round; polygons with unequal vertex counts
+are matched by arc length (:func:`arc_length_match`) then lerped; segmentation holds
+the earlier key frame's geometry.  A track ends at its
 last entry (no extrapolation) or at an entry with ``interpolationStopped`` (absent
 from that frame on, until a later entry restarts it).
 """
@@ -24,7 +25,14 @@ import numpy.typing as npt
 from ..export.index import ExportIndex
 from ..records import ToolKind
 
-__all__ = ["FrameEntries", "Tracks", "asset_tracks", "frame_entries", "interpolated_boxes"]
+__all__ = [
+    "FrameEntries",
+    "Tracks",
+    "arc_length_match",
+    "asset_tracks",
+    "frame_entries",
+    "interpolated_boxes",
+]
 
 I64 = npt.NDArray[np.int64]
 
@@ -206,7 +214,8 @@ def interpolated_ring(
 ) -> npt.NDArray[np.float32] | None:
     """The outline of interpolated instance ``n`` (polygon or rotated box), else ``None``.
 
-    Equal vertex counts lerp vertex by vertex; otherwise the earlier ring is held.
+    Equal vertex counts lerp vertex by vertex; unequal counts are matched by
+    :func:`arc_length_match` first.
     """
     ra, rb = int(entries.rows[n]), int(entries.next_rows[n])
     kind = int(index.obj_kind[ra])
@@ -216,12 +225,55 @@ def interpolated_ring(
     if rb < 0 or int(index.obj_kind[rb]) != kind:
         return ring_a
     rings_b = index.rings(rb)
-    if not rings_b or len(rings_b[0][0]) != len(ring_a):
+    if not rings_b or not len(ring_a) or not len(rings_b[0][0]):
         return ring_a
     t = float(entries.t[n])
-    if kind == ToolKind.ROTATED_BOUNDING_BOX and len(ring_a) == 4:
-        return _rotated_lerp(ring_a, rings_b[0][0], t)
-    return np.asarray(ring_a + (rings_b[0][0] - ring_a) * t, np.float32)
+    ring_b = rings_b[0][0]
+    if kind == ToolKind.ROTATED_BOUNDING_BOX and len(ring_a) == len(ring_b) == 4:
+        return _rotated_lerp(ring_a, ring_b, t)
+    if len(ring_b) != len(ring_a):
+        ring_a, ring_b = arc_length_match(ring_a, ring_b)
+    return np.asarray(ring_a + (ring_b - ring_a) * t, np.float32)
+
+
+def _arc_params(ring: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``[n + 1]`` cumulative outline length at each vertex (closing edge included),
+    as a fraction of the perimeter (evenly spaced for a ring of no length)."""
+    closed = np.vstack([ring, ring[:1]])
+    cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(closed, axis=0).T))])
+    if cum[-1] <= 0:
+        return np.linspace(0.0, 1.0, len(closed))
+    return np.asarray(cum / cum[-1], np.float64)
+
+
+def _resample(ring: npt.NDArray[np.float64], s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The points of ``ring`` at outline fractions ``s`` (linear along its edges)."""
+    closed = np.vstack([ring, ring[:1]])
+    cum = _arc_params(ring)
+    return np.stack([np.interp(s, cum, closed[:, 0]), np.interp(s, cum, closed[:, 1])], axis=1)
+
+
+def arc_length_match(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Rings ``a`` and ``b`` (``[n, 2]``, ``[m, 2]``) resampled to one vertex count
+    (CVAT's approach for polygons of unequal counts).
+
+    ``b`` is turned to ``a``'s winding and rotated to start at its vertex closest to
+    ``a[0]``; both are then sampled at the union of their vertices' outline fractions
+    (arc length from the start over the perimeter), so every vertex of either ring is
+    kept and the two are matched point by point for linear interpolation.
+    """
+    fa, fb = a.astype(np.float64), b.astype(np.float64)
+
+    def area2(r: npt.NDArray[np.float64]) -> float:
+        return float(np.sum(r[:, 0] * np.roll(r[:, 1], -1) - np.roll(r[:, 0], -1) * r[:, 1]))
+
+    if area2(fa) * area2(fb) < 0:
+        fb = fb[::-1]
+    fb = np.roll(fb, -int(np.argmin(np.hypot(*(fb - fa[0]).T))), axis=0)
+    s = np.unique(np.concatenate([_arc_params(fa)[:-1], _arc_params(fb)[:-1]]))
+    return _resample(fa, s), _resample(fb, s)
 
 
 def _rotated_lerp(

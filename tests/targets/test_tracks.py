@@ -7,11 +7,13 @@ between key entries), not from the code under test.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 from builders import make_asset, make_box, make_polygon
 
+from ango_torch.datasets.dataset import AngoDataset
 from ango_torch.export.load import load_export
 from ango_torch.targets.tracks import (
     asset_tracks,
@@ -71,21 +73,50 @@ def test_duplicates_and_entries_without_a_frame_are_left_out() -> None:
     ]
 
 
-def test_polygons_lerp_vertices_or_hold_when_counts_differ() -> None:
+def test_polygons_lerp_vertices_with_equal_counts() -> None:
     square = [[0, 0], [10, 0], [10, 10], [0, 10]]
     moved = [[x + 10, y + 20] for x, y in square]
-    tools = [
-        make_polygon(square, objectId="p", page=0),
-        make_polygon(moved, objectId="p", page=10),
-        make_polygon([[0, 0], [5, 0], [5, 5]], objectId="q", page=0),
-        make_polygon(square, objectId="q", page=10),
-    ]
+    tools = [make_polygon(square, objectId="p", page=0), make_polygon(moved, objectId="p", page=10)]
     idx, tr = _video(tools)
     en = frame_entries(tr, 5, interpolate=True)
-    # p: halfway, every vertex + (5, 10); q: unequal vertex counts, the frame-0 ring held
+    # halfway, every vertex + (5, 10)
     assert interpolated_ring(idx, en, 0).tolist() == [[x + 5, y + 10] for x, y in square]
-    assert interpolated_ring(idx, en, 1).tolist() == [[0, 0], [5, 0], [5, 5]]
-    assert interpolated_boxes(idx, en).tolist() == [[5, 10, 15, 20], [0, 0, 5, 5]]
+    assert interpolated_boxes(idx, en).tolist() == [[5, 10, 15, 20]]
+
+
+def _coco_mask(ring: list[list[float]], h: int, w: int) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.frPyObjects([[c for p in ring for c in p]], h, w)
+    with warnings.catch_warnings():  # pycocotools' Cython vs numpy 2, not our code
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.asarray(mask_utils.decode(mask_utils.merge(rle)), bool)
+
+
+def test_polygons_with_unequal_counts_match_by_arc_length() -> None:
+    # A 10×10 square with 4 vertices on frame 0 at (0, 0) and with 8 (edge midpoints
+    # added, listed from another corner the other way round) on frame 10 at (10, 20):
+    # the square moves by (1, 2) per frame, so frame f is the square at (f, 2f).
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    eight = [[20, 30], [15, 30], [10, 30], [10, 25], [10, 20], [15, 20], [20, 20], [20, 25]]
+    tools = [make_polygon(square, objectId="p", page=0), make_polygon(eight, objectId="p", page=10)]
+    asset = make_asset(tools, external_id="v.mp4", width=40, height=40)
+    asset["metadata"].update(frameTotal=40, frameRate=10)
+    ds = AngoDataset([asset], task="instance", interpolate=True)
+    idx = ds.export.index
+    for f in (3, 5, 8):
+        tr = ds._video.tracks[0]
+        ring = interpolated_ring(idx, frame_entries(tr, f, interpolate=True), 0)
+        assert ring is not None
+        # every resampled point lies on the expected square's outline
+        x, y = ring[:, 0] - f, ring[:, 1] - 2 * f
+        on_edge = (np.isclose(x, 0) | np.isclose(x, 10)) & (y > -1e-4) & (y < 10 + 1e-4)
+        on_edge |= (np.isclose(y, 0) | np.isclose(y, 10)) & (x > -1e-4) & (x < 10 + 1e-4)
+        assert on_edge.all()
+        target = ds.load_target(f, (40, 40))
+        assert target["boxes"].tolist() == [[f, 2 * f, f + 10, 2 * f + 10]]
+        expected = _coco_mask([[f + x, 2 * f + y] for x, y in square], 40, 40)
+        assert np.array_equal(target["masks"][0].numpy().astype(bool), expected)
 
 
 def _rotated(cx: float, cy: float, w: float, h: float, degrees: float) -> list[list[float]]:
