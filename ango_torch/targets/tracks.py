@@ -232,7 +232,8 @@ def interpolated_ring(
     if kind == ToolKind.ROTATED_BOUNDING_BOX and len(ring_a) == len(ring_b) == 4:
         return _rotated_lerp(ring_a, ring_b, t)
     if len(ring_b) != len(ring_a):
-        ring_a, ring_b = arc_length_match(ring_a, ring_b)
+        fa, fb = arc_length_match(ring_a, ring_b)
+        return np.asarray(fa + (fb - fa) * t, np.float32)
     return np.asarray(ring_a + (ring_b - ring_a) * t, np.float32)
 
 
