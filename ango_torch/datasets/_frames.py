@@ -80,6 +80,7 @@ class VideoFrames:
             tr = asset_tracks(idx, a, rows)
             self.tracks[a] = tr
             self.interpolate[a] = tr.sparse if interpolate == "auto" else bool(interpolate)
+        self.report = report
         self._mismatch_warned: set[tuple[int, int]] = set()
 
     def account(self, obj_label: npt.NDArray[np.int64], report: DatasetReport) -> None:
@@ -99,7 +100,8 @@ class VideoFrames:
 
     def __getstate__(self) -> dict[str, object]:
         state = {
-            k: getattr(self, k) for k in ("index", "is_video", "tracks", "past", "interpolate")
+            k: getattr(self, k)
+            for k in ("index", "is_video", "tracks", "past", "interpolate", "report")
         }
         return state
 
@@ -148,17 +150,35 @@ class VideoFrames:
             return store.fetch(asset_id=aid, external_id=name, url=url, label=label)
 
         reader = cached_reader(f"{aid}\0{name}\0{url}", load, label=label)
-        total = self.frame_total(a)
         key = (os.getpid(), a)
-        if total > 0 and total != reader.num_frames and key not in self._mismatch_warned:
+        if key not in self._mismatch_warned:
             self._mismatch_warned.add(key)
-            warnings.warn(
-                f"{label}: metadata.frameTotal is {total} but the {reader.decoder} decoder "
-                f"finds {reader.num_frames} frames (frames are read as the decoder numbers them)",
-                AngoTorchWarning,
-                stacklevel=3,
-            )
+            for what in self._metadata_mismatch(a, reader):
+                self.report.video_metadata.append((a, name, what))
+                warnings.warn(f"{label}: {what}", AngoTorchWarning, stacklevel=3)
         return reader
+
+    def _metadata_mismatch(self, a: int, reader: VideoReader) -> list[str]:
+        """What ``metadata.frameTotal``/``frameRate`` of ``a`` says unlike its decoder,
+        and which value is used (frame indices are always the decoder's)."""
+        out = []
+        total = self.frame_total(a)
+        if total > 0 and total != reader.num_frames:
+            out.append(
+                f"metadata.frameTotal is {total} but the {reader.decoder} decoder finds "
+                f"{reader.num_frames} frames (frames are read as the decoder numbers them; "
+                f"frameTotal bounds the annotated frames)"
+            )
+        meta = self.index.extra(int(self.index.asset_extra[a])).get("m") or {}
+        rate = meta.get("frameRate") if isinstance(meta, dict) else None
+        known = isinstance(rate, int | float) and rate > 0 and reader.fps > 0
+        if known and abs(float(rate) - reader.fps) > 0.01 * reader.fps:  # type: ignore[arg-type]
+            out.append(
+                f"metadata.frameRate is {rate:g} but the {reader.decoder} decoder finds "
+                f"{reader.fps:g} fps (neither places annotations: frames are matched by "
+                "index, the decoder's)"
+            )
+        return out
 
     def instances(
         self,

@@ -70,6 +70,9 @@ class DatasetReport:
     reason (no warning); ``filtered_objects``: the objects of their selected snapshots.
     ``unlisted_skipped``: unreadable assets beyond the ``limits.max_skipped`` listed in
     ``skipped_assets`` (:attr:`skipped_count` counts them all).
+    ``video_metadata``: ``(index, name, what)`` of each video whose
+    ``metadata.frameTotal``/``frameRate`` disagrees with its decoder (found when the
+    video is first opened, in this process), saying which value was used.
 
     Construction-time counts (assets, dropped/ignored/filtered objects, brush_unplaced)
     are complete.  The runtime counters (:data:`RUNTIME_COUNTERS`) are complete only once
@@ -94,6 +97,7 @@ class DatasetReport:
     filtered_objects: int = 0
     unlisted_skipped: int = 0
     runtime_complete: bool = False
+    video_metadata: list[tuple[int, str | None, str]] = field(default_factory=list)
 
     @property
     def skipped_count(self) -> int:
@@ -132,6 +136,8 @@ class DatasetReport:
                 f"brush excluded pixels: {self.brush_excluded_pixels} "
                 f"{dict(self.brush_excluded_classes)}"
             )
+        for _, video, what in self.video_metadata:
+            lines.append(f"video metadata of {video}: {what}")
         if self.filtered_assets:
             lines.append(
                 f"assets filtered out: {dict(self.filtered_assets)} "

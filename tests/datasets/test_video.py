@@ -260,3 +260,25 @@ def test_wrong_frame_total_warns_and_entries_past_it_are_counted(
     with pytest.warns(AngoTorchWarning, match="frameTotal is 30 but the .* decoder finds 32"):
         image, target = ds[29]
     assert stamp(image) == 29 == target["frame"]
+    # the mismatch is in the report too, once, saying which count is used for what
+    (entry,) = ds.report.video_metadata
+    assert entry[:2] == (0, "pan.mp4") and "frameTotal is 30" in entry[2]
+    assert "decoder numbers them" in entry[2] and "video metadata of pan.mp4" in (
+        ds.report.summary()
+    )
+    ds[28]
+    assert len(ds.report.video_metadata) == 1
+
+
+def test_wrong_frame_rate_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANGO_TORCH_VIDEO_DECODER", "pyav")
+    export = json.loads(FULL.read_text())
+    # the file is encoded at 8 fps (make_video.py's FPS); the metadata says 30
+    export[0]["metadata"]["frameRate"] = 30
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export))
+    ds = ango_torch.AngoDataset(path, root=VIDEO, task="detection")
+    with pytest.warns(AngoTorchWarning, match="frameRate is 30 but the pyav decoder finds 8 fps"):
+        ds.load_image(3)
+    assert [(a, n) for a, n, _ in ds.report.video_metadata] == [(0, "pan.mp4")]
+    assert stamp(ds.load_image(3)) == 3  # frames still by index
