@@ -252,6 +252,7 @@ class Classification:
     classifications: tuple[Classification, ...] = ()
     page: int | None = None
     metadata: ObjectMeta | None = None
+    interpolation_stopped: bool = False  # video: the answer ends on ``page``
 
     def flat(self) -> dict[str, Any]:
         """``{title: answer}`` of this classification and every nested one."""

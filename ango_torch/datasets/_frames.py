@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -238,3 +238,26 @@ class VideoFrames:
             self.index, inst.rows[order], inst.labels[order], canvas, overlap=overlap, crops=crops
         )
         return sem, inst.dropped_empty
+
+    def classifications(self, snapshot: int, frame: int) -> dict[str, Any]:
+        """``{title: answer}`` of the frame-level classifications in force on ``frame``.
+
+        An answer holds from its ``page`` (none: from the first frame) until a later
+        answer of the same classification (``schemaId``, else ``title``) changes it or
+        an entry with ``interpolationStopped`` ends it (absent from that frame on); of
+        two on one frame the later in the export wins.  Nested answers are flattened
+        as for images.
+        """
+        idx = self.index
+        records = idx.snapshot_classifications(snapshot)
+        current: dict[str, tuple[int, int]] = {}  # classification → (page, position)
+        for k, c in enumerate(records):
+            page = -1 if c.page is None else int(c.page)
+            key = c.schema_id or c.title or f"#{k}"
+            if page <= frame and (key not in current or page >= current[key][0]):
+                current[key] = (page, k)
+        flat: dict[str, Any] = {}
+        for _, k in sorted(current.values(), key=lambda pk: pk[1]):
+            if not records[k].interpolation_stopped:
+                flat.update(records[k].flat())
+        return flat

@@ -555,7 +555,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         return out
 
     def _image_classifications(self, i: int) -> dict[str, Any]:
-        s = int(self._samples[i, 2])
+        a, frame, s = (int(v) for v in self._samples[i])
+        if self._video.is_video[a]:  # those in force on this frame
+            return self._video.classifications(s, frame)
         flat: dict[str, Any] = {}
         for c in self.export.index.snapshot_classifications(s):
             flat.update(c.flat())

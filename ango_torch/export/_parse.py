@@ -99,6 +99,7 @@ def parse_classifications(
                 ),
                 page=_opt_index(c.get("page"), loc, f"{f}.page"),
                 metadata=parse_meta(c.get("metadata"), loc, f"{f}.metadata"),
+                interpolation_stopped=c.get("interpolationStopped") is True,
             )
         )
     return tuple(out)

@@ -114,6 +114,8 @@ def class_raw(c: Classification) -> dict[str, Any]:
         d["page"] = c.page
     if c.metadata is not None:
         d["metadata"] = meta_raw(c.metadata)
+    if c.interpolation_stopped:
+        d["interpolationStopped"] = True
     return d
 
 
