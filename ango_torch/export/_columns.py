@@ -166,8 +166,8 @@ def _snapshot(raw: Any, cols: AssetColumns, pts: list[Any], loc: _Loc, field: st
     tools, tf = snapshot_tools(raw, loc, field, "tools")
     before = len(cols.kinds)
     for k, t in enumerate(tools):
-        if type(t) is not dict:
-            raise _GiveUp
+        if type(t) is not dict or "frames" in t:
+            raise _GiveUp  # a per-track video tool: the parser expands it
         oid = tool_id(t, k, loc, tf)
         n_rings = len(cols.ring_len)
         kind, gx = _fast_geometry(t, cols, pts, loc)

@@ -24,7 +24,7 @@ from ..records import (
     ToolObject,
 )
 from ._fields import _json, _list, _Loc, _opt_index, _str, _time, _type, parse_time
-from ._parse_geometry import ENVELOPE_KEYS, parse_geometry
+from ._parse_geometry import _KNOWN_KEYS, ENVELOPE_KEYS, parse_geometry
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -37,6 +37,7 @@ __all__ = [
     "parse_relations",
     "parse_time",
     "snapshot_envelope",
+    "expand_track_tools",
     "snapshot_tools",
     "task_fields",
     "tool_envelope",
@@ -215,8 +216,49 @@ def snapshot_envelope(
     )
 
 
+def _frame_entries(obj: Any) -> list[dict[str, Any]] | None:
+    """A per-track tool's per-frame entries in the documented per-frame layout, else
+    ``None`` (the tool is left as it is: kept, an unknown ``frames`` tool if it has one).
+
+    A per-track tool has no geometry of its own and ``frames``: a non-empty list of
+    objects each with a ``frame`` or ``page`` index (and its geometry,
+    ``interpolationStopped``, ...).  Each becomes the track's fields overlaid by the
+    frame's, ``frame`` renamed ``page``; a frame giving two different indices leaves the
+    tool unexpanded rather than picking one.
+    """
+    if not isinstance(obj, Mapping) or "frames" not in obj:
+        return None
+    frames = obj["frames"]
+    if not isinstance(frames, list) or not frames or any(k in _KNOWN_KEYS for k in obj):
+        return None
+    base = {k: v for k, v in obj.items() if k != "frames"}
+    out = []
+    for fr in frames:
+        if not isinstance(fr, Mapping) or ("frame" not in fr and "page" not in fr):
+            return None
+        if "frame" in fr and "page" in fr and fr["frame"] != fr["page"]:
+            return None
+        entry = {**base, **{k: v for k, v in fr.items() if k != "frame"}}
+        entry["page"] = fr["page"] if "page" in fr else fr["frame"]
+        out.append(entry)
+    return out
+
+
+def expand_track_tools(tools: list[Any]) -> list[Any]:
+    """``tools`` with each per-track tool (see :func:`_frame_entries`) replaced by its
+    per-frame entries, in frame-list order; other tools unchanged."""
+    if not any(isinstance(t, Mapping) and "frames" in t for t in tools):
+        return tools
+    out: list[Any] = []
+    for t in tools:
+        entries = _frame_entries(t)
+        out += [t] if entries is None else entries
+    return out
+
+
 def _snapshot(raw: Any, loc: _Loc, field: str, tools_key: str) -> Snapshot:
     tools_raw, tf = snapshot_tools(raw, loc, field, tools_key)
+    tools_raw = expand_track_tools(tools_raw)
     tools = tuple(_tool(t, k, loc, tf) for k, t in enumerate(tools_raw))
     return snapshot_envelope(raw, loc, field, tools)
 
