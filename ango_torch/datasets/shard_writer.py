@@ -19,13 +19,11 @@ targets from it instead of re-parsing each ``.json`` member every epoch.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import tarfile
 import warnings
-import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,13 +35,12 @@ from ..assets.layout import brush_content_key, brush_stage_key
 from ..errors import AngoTorchError, where
 from ..export.groups import GroupBy, group_keys, unit_hash
 from ..export.index import ExportIndex
-from ..export.load import load_export
 from ..export.raw import iter_asset_json
+from ._shard_format import FORMAT_VERSION, _index_bytes, _member, _tar, index_name, read_index
 from .dataset import AngoDataset
 
 __all__ = ["FORMAT_VERSION", "index_name", "parse_size", "read_index", "write_shards"]
 
-FORMAT_VERSION = 2  # 2: a parsed index per shard (index/<shard>.npz)
 PROGRESS = "_progress.json"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -64,22 +61,6 @@ def parse_size(text: str | int) -> int:
     return value
 
 
-def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info, data
-
-
-def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _ext(external_id: str, data: bytes) -> str:
     ext = external_id.rpartition(".")[2].lower() if "." in external_id else ""
     if ext in _IMAGE_EXTS:
@@ -96,46 +77,6 @@ def _class_info(ds: AngoDataset) -> dict[str, Any]:
     for (r, g, b), title in cm.brush_excluded.items():
         colors[f"#{r:02x}{g:02x}{b:02x}"] = title
     return {"classes": list(cm.titles), "brush_colors": dict(sorted(colors.items()))}
-
-
-def index_name(shard: str) -> str:
-    """The path, relative to the shards' folder, of ``shard``'s parsed index."""
-    return f"index/{shard}.npz"
-
-
-def _index_bytes(records: list[dict[str, Any]]) -> bytes:
-    """The :class:`ExportIndex` of ``records`` as an ``.npz`` with fixed member times
-    (``np.savez`` stamps the clock), so the same records give the same bytes."""
-    index = load_export(records, progress_bar=False).index
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for name, value in sorted(index.arrays.items()):
-            column = io.BytesIO()
-            np.save(column, np.ascontiguousarray(value), allow_pickle=False)
-            z.writestr(zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0)), column.getvalue())
-    return buf.getvalue()
-
-
-def read_index(data: bytes, label: str) -> ExportIndex:
-    """The :class:`ExportIndex` stored by :func:`_index_bytes` (``label`` names it).
-
-    Raises:
-        ExportFormatError: unreadable, or written by another version of the parser.
-    """
-    from ..errors import ExportFormatError
-    from ..export.index import SCHEMA
-
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            index = ExportIndex({k: z[k] for k in z.files})
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise ExportFormatError(f"{label}: unreadable shard index ({exc})") from exc
-    if index.schema != SCHEMA:
-        raise ExportFormatError(
-            f"{label}: written by another version of the parser (schema "
-            f"{index.schema or 'none'!r}, expected {SCHEMA!r}); write the shards again"
-        )
-    return index
 
 
 def _write(fs: Any, path: str, data: bytes) -> None:

@@ -42,8 +42,8 @@ import torch
 from ..assets.decode import decode_rgba
 from ..errors import AngoTorchError, ExportFormatError, where
 from ..export.load import AngoExport
+from ._shard_format import FORMAT_VERSION, index_name, read_index
 from .dataset import AngoDataset, Task
-from .shard_writer import FORMAT_VERSION, index_name, read_index
 
 __all__ = ["AngoShards"]
 

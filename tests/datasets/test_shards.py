@@ -415,7 +415,8 @@ def test_split_by_writes_leak_free_splits(tmp_path: Path) -> None:
 
 def test_multi_page_assets_are_sharded_one_sample_per_page(tmp_path: Path) -> None:
     """A 3-page asset annotated on pages 0 and 2 gives 2 samples (AngoDataset's, the
-    reference), kept in one shard even when the shard size would split them."""
+    reference), kept in one shard even when the shard size would split them; a video
+    asset is left out and listed in ``skipped``."""
     from builders import SQUARE, make_asset, make_polygon, write_images
 
     one, two = make_asset([make_polygon(SQUARE)]), make_asset([make_polygon(SQUARE)])
@@ -426,10 +427,12 @@ def test_multi_page_assets_are_sharded_one_sample_per_page(tmp_path: Path) -> No
     root = tmp_path / "images"
     write_images(root, [one, two])
     write_images(root / f"{paged['externalId']}.pages", [{"externalId": str(p)} for p in range(3)])
-    assets = [one, paged, two]
+    clip = make_asset([make_polygon(SQUARE, page=0)], external_id="clip.webm")  # a video
+    assets = [one, paged, two, clip]
     index = write_shards(assets, tmp_path / "sh", root=root, shard_size="1KB")
     ds = AngoDataset(assets, task="instance", root=root)
-    assert len(ds) == index["samples"] == 4 and index["skipped"] == []
+    assert len(ds) == 5 and index["samples"] == 4  # the video's one frame sample is not kept
+    assert index["skipped"] == [{"index": 3, "asset": "clip.webm", "reason": "video asset"}]
     assert [s["samples"] for s in index["shards"]] == [1, 2, 1]  # the pages stay together
     got = list(AngoShards(tmp_path / "sh" / "index.json", task="instance", shuffle=False))
     assert [t["image_id"] for _, t in got] == [0, 1, 2, 3]
