@@ -1,11 +1,12 @@
 """``write_shards``: an export as WebDataset ``.tar`` shards plus ``index.json``.
 
-One sample per image asset, keyed ``%08d`` (its position in the shards, which is its
-:class:`AngoDataset` sample index): ``<key>.<ext>`` the original image bytes (no
-re-encode), ``<key>.json`` the asset's own export record (URLs replaced by member names;
-enough to rebuild every task's target, as :class:`~ango_torch.AngoShards` does by
-reading it as a one-asset export) and ``<key>.brush.png`` the answer's brush mask where
-there is one.  Tar members are plain (ustar) with fixed mtime, owner and mode, in a
+One sample per image asset and per annotated page of a multi-page asset (an asset's
+pages stay in one shard), keyed ``%08d`` (its :class:`AngoDataset` sample index; video
+assets are left out and listed in ``skipped``): ``<key>.<ext>`` the original image bytes
+(no re-encode), ``<key>.json`` the asset's own export record (URLs replaced by member
+names; enough to rebuild every task's target) and ``<key>.brush.png`` the answer's
+brush mask where there is one.  With ``split_by``, each split is such a set in its own
+folder.  Tar members are plain (ustar) with fixed mtime, owner and mode, in a
 fixed order, so the same export gives byte-identical shards.  Each shard is written to
 a temporary name and renamed; ``_progress.json`` lists the finished ones, so an
 interrupted run continues where it stopped.

@@ -4,7 +4,7 @@ Each shard's stored records, parsed and checked once by the writer
 (``index/<shard>.npz``, an :class:`~ango_torch.export.index.ExportIndex`), are read by
 :class:`AngoDataset` itself (its image and brush bytes come from the shard), so a shard
 sample gives exactly the ``(image, target)`` that ``AngoDataset`` gives for that asset;
-``target["image_id"]`` is the sample's position in the shards.
+``target["image_id"]`` is the sample's key, its ``AngoDataset`` sample index.
 
 Distribution, per epoch: the shards are put in the order of a permutation drawn from
 ``(seed, epoch)`` (the same on every rank; the written order when ``shuffle=False``);
