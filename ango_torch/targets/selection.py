@@ -299,14 +299,14 @@ def skip_videos(
 
 
 def unplaced_brush(index: ExportIndex, snapshot_rows: npt.NDArray[np.int32]) -> int:
-    """Multi-page assets whose selected snapshot has a brush mask.
+    """Multi-page and video assets whose selected snapshot has a brush mask.
 
-    Ango keeps one brush PNG per task, not per page: which page it was painted on is
-    unknown, so it is applied to none (rather than guessed) and counted.
+    Ango keeps one brush PNG per task, not per page or frame: which one it was painted
+    on is unknown, so it is applied to none (rather than guessed) and counted.
     """
     idx = index
     a = np.flatnonzero(snapshot_rows >= 0)
-    paged = idx.asset_page_end[a] > idx.asset_page_start[a]
+    paged = (idx.asset_page_end[a] > idx.asset_page_start[a]) | video_assets(idx)[a]
     return int((paged & (idx.snap_brush[snapshot_rows[a]] >= 0)).sum())
 
 

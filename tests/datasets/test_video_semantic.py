@@ -83,3 +83,16 @@ def test_clip_semantic_mask_is_t_h_w(tmp_path: Path) -> None:
     assert target["mask"].shape == (3, H, W) and target["frames"].tolist() == [0, 1, 2]
     for t, corner in enumerate([(0, 0), (4, 2), (8, 4)]):
         assert np.array_equal(target["mask"][t].numpy(), np.where(_coco(_square(*corner)), car, 0))
+
+
+def test_a_video_brush_is_applied_to_no_frame_and_counted() -> None:
+    from ango_torch.targets.selection import unplaced_brush
+
+    # one brush PNG per task: which frame it was painted on is unknown; the image
+    # (not a video) with a brush is not counted
+    video = _asset([make_polygon(_square(2, 2), "car", page=0)], "v.mp4")
+    image = make_asset([], width=W, height=H)
+    for a in (video, image):
+        a["task"]["brushDataUrl"] = "https://x/brush.png"
+    idx = ango_torch.load_export([video, image]).index
+    assert unplaced_brush(idx, np.array([0, 1], np.int32)) == 1
