@@ -233,22 +233,43 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
         """The export index of sample ``i``'s asset."""
         return self._samples[i][0]
 
+    def _read_image(self, a: int) -> Volume:
+        """Fetch and decode asset ``a``'s image volume (no transforms)."""
+        idx = self.export.index
+        name = idx.string(idx.asset_external_id[a]) or ""
+        label = where(asset=name, index=a)
+        data = self.store.fetch(
+            asset_id=idx.string(idx.asset_asset_id[a]) or "",
+            external_id=name,
+            url=idx.string(idx.asset_url[a]),
+            shared=bool(self._shared[a]),
+            label=label,
+        )
+        return read_volume(data, name, label=label)
+
+    def _read_segmentation(self, a: int, s: int, url: str) -> Volume:
+        """Fetch and decode snapshot ``s``'s ``.seg.nrrd`` (``url``) of asset ``a``."""
+        idx = self.export.index
+        name = idx.string(idx.asset_external_id[a]) or ""
+        seg_label = where(asset=name, index=a, field="medicalBrushDataUrl")
+        seg_bytes = self.store.fetch(
+            asset_id=idx.string(idx.asset_asset_id[a]) or "",
+            external_id=name,
+            url=url,
+            kind="brush",
+            stage_key=brush_stage_key(idx, s),
+            content_key=medical_content_key(idx, s),
+            label=seg_label,
+        )
+        return read_volume(seg_bytes, "label.seg.nrrd", label=seg_label)
+
     def read(self, i: int) -> tuple[Volume, npt.NDArray[np.int64]]:
         """Sample ``i``'s image volume (RAS affine) and its label on the image grid,
         ``[I, J, K]`` (or ``[len(classes), I, J, K]`` one-hot); no transforms."""
         idx = self.export.index
         a, s = self._samples[i]
         name = idx.string(idx.asset_external_id[a]) or ""
-        asset_id = idx.string(idx.asset_asset_id[a]) or ""
-        label = where(asset=name, index=a)
-        data = self.store.fetch(
-            asset_id=asset_id,
-            external_id=name,
-            url=idx.string(idx.asset_url[a]),
-            shared=bool(self._shared[a]),
-            label=label,
-        )
-        image = read_volume(data, name, label=label)
+        image = self._read_image(a)
         grid = image.data.shape[-3:] if image.data.ndim == 3 else _spatial(image)
         onehot = len(self.classes) if self.label_format == "onehot" else None
         url = idx.string(idx.snap_medical_brush[s])
@@ -258,17 +279,8 @@ class AngoVolumeDataset(torch.utils.data.Dataset[dict[str, Any]]):
             if onehot:
                 labels[0] = 1
             return image, labels
+        seg = self._read_segmentation(a, s, url)
         seg_label = where(asset=name, index=a, field="medicalBrushDataUrl")
-        seg_bytes = self.store.fetch(
-            asset_id=asset_id,
-            external_id=name,
-            url=url,
-            kind="brush",
-            stage_key=brush_stage_key(idx, s),
-            content_key=medical_content_key(idx, s),
-            label=seg_label,
-        )
-        seg = read_volume(seg_bytes, "label.seg.nrrd", label=seg_label)
         labels = decode_labels(
             seg.header,
             seg.data,

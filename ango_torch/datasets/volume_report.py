@@ -12,8 +12,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..assets.layout import brush_stage_key
-from ..assets.volume_io import medical_content_key, read_volume
 from ..errors import AngoTorchError, GridMismatchError, where
 from ..targets.segnrrd import LabelStats, decode_labels, fit_to_grid, segments
 from .volume import AngoVolumeDataset
@@ -59,16 +57,8 @@ def volume_reports(ds: AngoVolumeDataset) -> list[dict[str, Any]]:
             "unlisted_values": {},
         }
         out.append(rec)
-        label = where(asset=name, index=a)
         try:
-            data = ds.store.fetch(
-                asset_id=idx.string(idx.asset_asset_id[a]) or "",
-                external_id=name,
-                url=idx.string(idx.asset_url[a]),
-                shared=bool(ds._shared[a]),
-                label=label,
-            )
-            img = read_volume(data, name, label=label)
+            img = ds._read_image(a)
             spatial = img.data.shape[:3] if img.fmt == "nifti" else img.data.shape[-3:]
             channels = (
                 1
@@ -85,20 +75,7 @@ def volume_reports(ds: AngoVolumeDataset) -> list[dict[str, Any]]:
             url = idx.string(idx.snap_medical_brush[s])
             if url is None:
                 continue
-            seg_label = where(asset=name, index=a, field="medicalBrushDataUrl")
-            seg = read_volume(
-                ds.store.fetch(
-                    asset_id=idx.string(idx.asset_asset_id[a]) or "",
-                    external_id=name,
-                    url=url,
-                    kind="brush",
-                    stage_key=brush_stage_key(idx, s),
-                    content_key=medical_content_key(idx, s),
-                    label=seg_label,
-                ),
-                "label.seg.nrrd",
-                label=seg_label,
-            )
+            seg = ds._read_segmentation(a, s, url)
         except AngoTorchError as exc:
             rec["error"] = str(exc)
             continue
