@@ -251,13 +251,18 @@ _PER_INSTANCE = ("boxes", "labels", "track_ids", "keyframe", "masks")
 
 
 def split_clip_target(target: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One target per clip frame: the instances whose ``frame_ids`` is that position,
-    with ``frame`` (the source frame index) and ``asset_id``."""
-    frame_ids = target["frame_ids"]
+    """One target per clip frame: the instances whose ``frame_ids`` is that position
+    (semantic: that frame's ``mask`` ``[H, W]``), with ``frame`` (the source frame index)
+    and ``asset_id``."""
+    frame_ids = target.get("frame_ids")
     out = []
     for t, source in enumerate(target["frames"].tolist()):
-        on = frame_ids == t
-        one: dict[str, Any] = {k: target[k][on] for k in _PER_INSTANCE if k in target}
+        one: dict[str, Any]
+        if frame_ids is None:  # semantic: one label map per frame
+            one = {"mask": tv_tensors.wrap(target["mask"][t], like=target["mask"])}
+        else:
+            on = frame_ids == t
+            one = {k: target[k][on] for k in _PER_INSTANCE if k in target}
         if "boxes" in one:
             one["boxes"] = tv_tensors.wrap(one["boxes"], like=target["boxes"])
         one["frame"] = int(source)

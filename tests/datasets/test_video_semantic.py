@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from builders import make_asset, make_polygon, write_images
 from pycocotools import mask as mask_utils
+from torchvision import tv_tensors
 
 import ango_torch
-from ango_torch.datasets.video import AngoVideoDataset
+from ango_torch.datasets.video import AngoVideoDataset, split_clip_target
 
 W, H = 40, 30
 
@@ -81,8 +82,12 @@ def test_clip_semantic_mask_is_t_h_w(tmp_path: Path) -> None:
     _, target = vds[0]
     car = vds.classes.index("car")
     assert target["mask"].shape == (3, H, W) and target["frames"].tolist() == [0, 1, 2]
+    per_frame = split_clip_target(target)
     for t, corner in enumerate([(0, 0), (4, 2), (8, 4)]):
-        assert np.array_equal(target["mask"][t].numpy(), np.where(_coco(_square(*corner)), car, 0))
+        expected = np.where(_coco(_square(*corner)), car, 0)
+        assert np.array_equal(target["mask"][t].numpy(), expected)
+        assert np.array_equal(per_frame[t]["mask"].numpy(), expected)
+        assert per_frame[t]["frame"] == t and isinstance(per_frame[t]["mask"], tv_tensors.Mask)
 
 
 def test_a_video_brush_is_applied_to_no_frame_and_counted() -> None:
