@@ -73,11 +73,7 @@ def _dataset(
     return AngoDataset(
         args.export,
         task=task,
-        root=args.root,
-        ontology=args.ontology,
-        stage=args.stage,
-        storage_options=args.storage_options,
-        cache_dir=args.cache_dir,
+        **_source_options(args),
         on_error=args.on_error,
         brush_instances="components" if brush else None,
         allow_local_urls=getattr(args, "allow_local_urls", False),
@@ -94,7 +90,10 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+def _add_root_ontology_stage(
+    p: argparse.ArgumentParser, *, stage_help: str = "use this stage instead of the exported answer"
+) -> None:
+    """``--root``, ``--ontology`` and ``--stage``: where the images are and which labels."""
     p.add_argument(
         "--root",
         default=None,
@@ -102,7 +101,24 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
         "ango-torch prefetch); default: the export's URLs",
     )
     p.add_argument("--ontology", default=None, help="categorySchema JSON: class order, colours")
-    p.add_argument("--stage", default=None, help="use this stage instead of the exported answer")
+    p.add_argument("--stage", default=None, help=stage_help)
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments that :func:`_add_source` and :func:`_add_root_ontology_stage`
+    give to a dataset or writer: ``root``, ``ontology``, ``stage``, ``storage_options``,
+    ``cache_dir``."""
+    return {
+        "root": args.root,
+        "ontology": args.ontology,
+        "stage": args.stage,
+        "storage_options": args.storage_options,
+        "cache_dir": args.cache_dir,
+    }
+
+
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    _add_root_ontology_stage(p)
     p.add_argument(
         "--on-error",
         choices=("raise", "skip"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Literal
 
-from ._common import _FAILURE_LINES, _report
+from ._common import _FAILURE_LINES, _report, _source_options
 
 
 def preview_clips_cmd(args: argparse.Namespace) -> int:
@@ -18,11 +18,7 @@ def preview_clips_cmd(args: argparse.Namespace) -> int:
         args.export,
         clip_len=args.clips,
         task=task,
-        root=args.root,
-        ontology=args.ontology,
-        stage=args.stage,
-        storage_options=args.storage_options,
-        cache_dir=args.cache_dir,
+        **_source_options(args),
     )
     indices = range(min(len(vds), args.limit)) if args.limit is not None else None
     paths = preview_clips(vds, args.out, indices=indices)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._common import _add_allow_local_urls, _add_progress, _add_source
+from ._common import (
+    _add_allow_local_urls,
+    _add_progress,
+    _add_root_ontology_stage,
+    _add_source,
+    _source_options,
+)
 from .split import _by, _fractions
 
 __all__ = ["add_shard_parser", "run_shard"]
@@ -27,14 +33,7 @@ def add_shard_parser(sub: Any) -> argparse.ArgumentParser:
     )
     _add_source(p)
     p.add_argument("--out", required=True, metavar="DIR_OR_URL", help="destination")
-    p.add_argument(
-        "--root",
-        default=None,
-        help="folder or fsspec URL holding the images as ROOT/<externalId> (e.g. after "
-        "ango-torch prefetch); default: the export's URLs",
-    )
-    p.add_argument("--ontology", default=None, help="categorySchema JSON: class order, colours")
-    p.add_argument("--stage", default=None, help="shard this stage instead of the answer")
+    _add_root_ontology_stage(p, stage_help="shard this stage instead of the answer")
     p.add_argument("--shard-size", default="512MB", help="target bytes per shard (default 512MB)")
     p.add_argument(
         "--split-by",
@@ -63,12 +62,8 @@ def run_shard(args: argparse.Namespace) -> int:
     index = write_shards(
         args.export,
         args.out,
-        root=args.root,
+        **_source_options(args),
         shard_size=args.shard_size,
-        ontology=args.ontology,
-        stage=args.stage,
-        storage_options=args.storage_options,
-        cache_dir=args.cache_dir,
         allow_local_urls=args.allow_local_urls,
         show_progress=args.progress,
         split_by=args.split_by,
