@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _server import loopback_server  # noqa: E402
 
 from ango_torch.assets.decode import decode_image  # noqa: E402
 from ango_torch.assets.fetch import AssetStore, RetryPolicy  # noqa: E402
@@ -53,22 +55,7 @@ def bench_prefetch(n: int, latency: float, concurrencies: list[int]) -> None:
         served = Path(tmp) / "served"
         served.mkdir()
         make_assets(n, served)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "httpserver.py"),
-                "--dir",
-                str(served),
-                "--latency",
-                str(latency),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            base = server.stdout.readline().strip()
+        with loopback_server(served, latency) as base:
             items = [
                 PrefetchItem(f"id{i}", f"img_{i:05d}.jpg", f"{base}img_{i:05d}.jpg?sig={i}")
                 for i in range(n)
@@ -103,12 +90,6 @@ def bench_prefetch(n: int, latency: float, concurrencies: list[int]) -> None:
                 f"  resumed run (all {again.skipped} skipped)          "
                 f"{time.perf_counter() - t0:7.2f} s"
             )
-        finally:
-            assert server.stdin is not None
-            server.stdin.close()
-            server.wait(timeout=10)
-            if server.stdout is not None:
-                server.stdout.close()
 
 
 def best_of(fn: Callable[[], object], reps: int, rounds: int = 3) -> float:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _synth  # noqa: E402
+from _server import loopback_server  # noqa: E402
 from fetch import make_assets  # noqa: E402
 
 from ango_torch import AngoDataset, AngoShards, write_shards  # noqa: E402
@@ -90,22 +91,7 @@ def bench_http(n: int, latency: float, runs: int) -> None:
         make_assets(n, served)
         export = make_export(n, Path(tmp))
         write_shards(export, served, root=served, shard_size="2MB")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "httpserver.py"),
-                "--dir",
-                str(served),
-                "--latency",
-                str(latency),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            base_url = server.stdout.readline().strip()
+        with loopback_server(served, latency) as base_url:
             url_export = make_export(n, Path(tmp), url=base_url)
             store = AssetStore(retry=RetryPolicy(timeout=10))
             sh = AngoShards(f"{base_url}index.json", task="detection", shuffle=False)
@@ -131,12 +117,6 @@ def bench_http(n: int, latency: float, runs: int) -> None:
                 got = sum(1 for _ in sh)
                 full = got / (time.perf_counter() - t0)
                 runs_full.append((full_one, full))
-        finally:
-            assert server.stdin is not None
-            server.stdin.close()
-            server.wait(timeout=10)
-            if server.stdout is not None:
-                server.stdout.close()
         print(f"loopback HTTP, {latency * 1000:.0f} ms latency per request, {n} assets")
         r = [b / a for a, b in runs_raw]
         print(
