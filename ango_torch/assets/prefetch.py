@@ -148,8 +148,14 @@ def prefetch_items(
                 )
             )
         row = int(rows[i])
-        if brush and row >= 0:
-            url = idx.string(idx.snap_brush[row])
+        if not brush or row < 0:
+            continue
+        # The 2D brush PNG, then the voxel brush's .seg.nrrd (where AngoVolumeDataset reads it).
+        for urls, content_key, volume in (
+            (idx.snap_brush, brush_content_key, False),
+            (idx.snap_medical_brush, medical_content_key, True),
+        ):
+            url = idx.string(urls[row])
             if url:
                 items.append(
                     PrefetchItem(
@@ -158,22 +164,9 @@ def prefetch_items(
                         url,
                         kind="brush",
                         stage_key=brush_stage_key(idx, row),
-                        content_key=brush_content_key(idx, row),
+                        content_key=content_key(idx, row),
                         index=i,
-                    )
-                )
-            murl = idx.string(idx.snap_medical_brush[row])
-            if murl:  # the voxel brush's .seg.nrrd, where AngoVolumeDataset reads it
-                items.append(
-                    PrefetchItem(
-                        asset_id,
-                        external_id,
-                        murl,
-                        kind="brush",
-                        stage_key=brush_stage_key(idx, row),
-                        content_key=medical_content_key(idx, row),
-                        index=i,
-                        volume=True,
+                        volume=volume,
                     )
                 )
     return items
