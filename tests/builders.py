@@ -203,3 +203,29 @@ def rich_assets(folder: Path) -> list[dict[str, Any]]:
     pages = folder / f"{paged['externalId']}.pages"
     write_images(pages, [{"externalId": str(p), "metadata": {}} for p in range(3)])
     return assets
+
+
+# -- the bundled sample (examples/data) ---------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data"
+# The command-line source of the bundled sample: export, --root, --ontology.
+SAMPLE_ARGS = [
+    str(SAMPLE / "sample_export.json"),
+    "--root",
+    str(SAMPLE / "images"),
+    "--ontology",
+    str(SAMPLE / "ontology.json"),
+]
+
+
+def sample_dataset(task: str = "instance", **kw: Any) -> Any:
+    """``AngoDataset`` of the bundled sample (its images and ontology); ``kw`` as given."""
+    import ango_torch
+
+    return ango_torch.AngoDataset(
+        SAMPLE / "sample_export.json",
+        task=task,  # type: ignore[arg-type]
+        root=SAMPLE / "images",
+        ontology=SAMPLE / "ontology.json",
+        **kw,
+    )

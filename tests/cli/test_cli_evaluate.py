@@ -7,18 +7,11 @@ import warnings
 from pathlib import Path
 
 import pytest
+from builders import SAMPLE
+from builders import SAMPLE_ARGS as ARGS
 
 import ango_torch
 from ango_torch.cli import main
-
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
-ARGS = [
-    str(SAMPLE / "sample_export.json"),
-    "--root",
-    str(SAMPLE / "images"),
-    "--ontology",
-    str(SAMPLE / "ontology.json"),
-]
 
 
 def _gt(task: str = "instance") -> dict:

@@ -5,32 +5,21 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from builders import H, W, make_asset, make_box, make_polygon, write_images
+from builders import SAMPLE_ARGS as SOURCE
+from builders import H, W, make_asset, make_box, make_polygon, sample_dataset, write_images
 from PIL import Image
 
 from ango_torch import AngoDataset, to_coco
 from ango_torch.cli import main
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
-SOURCE = [
-    str(SAMPLE / "sample_export.json"),
-    "--root",
-    str(SAMPLE / "images"),
-    "--ontology",
-    str(SAMPLE / "ontology.json"),
-]
 
-
-def _sample(**kw: object) -> AngoDataset:
-    return AngoDataset(
-        SAMPLE / "sample_export.json",
-        root=SAMPLE / "images",
-        ontology=SAMPLE / "ontology.json",
-        **kw,  # type: ignore[arg-type]
-    )
+def _sample(**kw: Any) -> AngoDataset:
+    ds: AngoDataset = sample_dataset(**kw)
+    return ds
 
 
 @pytest.mark.parametrize(

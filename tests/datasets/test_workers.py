@@ -8,21 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import sample_dataset
 from torch.utils.data import DataLoader
 
 import ango_torch
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
-
 
 def _dataset() -> ango_torch.AngoDataset:
-    return ango_torch.AngoDataset(
-        SAMPLE / "sample_export.json",
-        task="instance",
-        root=SAMPLE / "images",
-        ontology=SAMPLE / "ontology.json",
-        brush_instances="components",
-    )
+    ds: ango_torch.AngoDataset = sample_dataset("instance", brush_instances="components")
+    return ds
 
 
 def _flatten(loader: DataLoader) -> list:  # type: ignore[type-arg]
@@ -71,13 +65,7 @@ def test_workers_match_main_process(method: str) -> None:
 @pytest.mark.slow
 def test_spawn_workers_map_a_persisted_index(tmp_path: Path) -> None:
     """With cache_dir the index is memory-mapped, and pickles as its folder's path."""
-    ds = ango_torch.AngoDataset(
-        SAMPLE / "sample_export.json",
-        task="instance",
-        root=SAMPLE / "images",
-        ontology=SAMPLE / "ontology.json",
-        cache_dir=tmp_path,
-    )
+    ds = sample_dataset("instance", cache_dir=tmp_path)
     assert ds.export.index.source is not None
     assert len(pickle.dumps(ds.export.index)) < 500
     serial = _flatten(DataLoader(ds, batch_size=2, collate_fn=ango_torch.collate_fn))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from builders import sample_dataset
 
 import ango_torch
 from ango_torch.errors import AngoTorchError
@@ -49,12 +50,8 @@ BACKENDS = [
 
 @pytest.fixture(scope="module")
 def sample() -> ango_torch.AngoDataset:
-    return ango_torch.AngoDataset(
-        DATA / "sample_export.json",
-        task="instance",
-        root=DATA / "images",
-        ontology=DATA / "ontology.json",
-    )
+    ds: ango_torch.AngoDataset = sample_dataset("instance")
+    return ds
 
 
 @pytest.fixture(scope="module")
