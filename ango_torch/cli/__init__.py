@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ..errors import AngoTorchError
 from ._common import (
@@ -43,6 +44,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args)
 
 
+def _add_command(sub: Any, name: str, *, func: Any, **kw: Any) -> argparse.ArgumentParser:
+    """Register the command ``name`` (``kw``: ``help``, ``description``) that reads an
+    export (:func:`_common._add_source`) and runs ``func(args)``."""
+    p: argparse.ArgumentParser = sub.add_parser(name, **kw)
+    _add_source(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ango-torch``."""
     parser = argparse.ArgumentParser(
@@ -55,22 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "inspect",
         help="summarize an export",
         description=(
             "Summary of an export: assets, objects per class and tool, stages, batches, problems."
         ),
+        func=cmd_inspect,
     )
-    _add_source(p)
     p.add_argument("--stage", default=None, help="count this stage instead of the answer")
     p.add_argument("--ontology", default=None, help="categorySchema JSON (path or URL)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_volume_options(p)
     _add_allow_local_urls(p)
-    p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "validate",
         help="list problems; exit 1 if any",
         description=(
@@ -78,18 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
             "zero-area or far-outside geometry, duplicate objectIds, dangling relations, "
             "unknown tools, missing image sizes); exit status 1 when there is any."
         ),
+        func=cmd_validate,
     )
-    _add_source(p)
     p.add_argument("--ontology", default=None, help="also check titles against it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=200, help="problems to print (default 200)")
     add_volume_options(p)
     _add_allow_local_urls(p)
-    p.set_defaults(func=cmd_validate)
 
     from ..assets.prefetch import DEFAULT_CONCURRENCY
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "prefetch",
         help="download every asset and brush mask to a folder",
         description=(
@@ -99,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
             "there instead of the export's signed URLs, which expire.  Resumable: files "
             "already complete in DIR are skipped.  Exit status 1 when any file failed."
         ),
+        func=cmd_prefetch,
     )
-    _add_source(p)
     p.add_argument(
         "--to",
         required=True,
@@ -128,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_allow_local_urls(p)
     _add_progress(p)
-    p.set_defaults(func=cmd_prefetch)
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "preview",
         help="draw annotations over images into PNG files",
         description=(
@@ -139,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
             "boxes, points and polylines, each named by its class and coloured as in "
             "--ontology (else a fixed palette)."
         ),
+        func=cmd_preview,
     )
-    _add_source(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files")
     _add_dataset_options(p)
     p.add_argument(
@@ -159,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="videos: write clips of T frames as animated GIFs (AngoVideoDataset, "
         "interpolated instances dashed, track ids shown) instead of PNGs",
     )
-    p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "convert",
         help="convert an export to COCO JSON, label PNGs or YOLO labels",
         description=(
@@ -173,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
             "'class cx cy w h' normalized to [0, 1] (class = label - 1), OUT/classes.txt "
             "and OUT/data.yaml."
         ),
+        func=cmd_convert,
     )
-    _add_source(p)
     p.add_argument(
         "--to",
         required=True,
@@ -201,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="coco, yolo: add one instance per connected component of each brush class "
         "(masks always include brush)",
     )
-    p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "evaluate",
         help="COCO mAP / mIoU of predictions against an export",
         description=(
@@ -215,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
             "semantic: a folder of uint8 label PNGs named as `ango-torch convert --to masks` "
             "names them. Prints a table; --out writes JSON."
         ),
+        func=cmd_evaluate,
     )
-    _add_source(p)
     _add_dataset_options(p)
     p.add_argument("--predictions", required=True, help="results JSON, or a folder of PNGs")
     p.add_argument("--task", choices=("detection", "instance", "semantic"), default="instance")
@@ -228,7 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="brush classes as one instance per connected component",
     )
     p.add_argument("--out", default=None, help="write the metrics as JSON here")
-    p.set_defaults(func=cmd_evaluate)
 
     from .split import add_split_parser, run_split
 
