@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from builders import H, W, make_asset, make_box, make_polygon, write_images
+from builders import H, W, make_asset, make_box, make_polygon, sample_dataset, write_images
 from PIL import Image
 
 from ango_torch import AngoDataset, AngoTorchWarning, to_coco
@@ -55,6 +55,11 @@ def _setup(tmp_path: Path, *, near: bool = True) -> tuple[dict[str, Any], Path]:
     # has no brush file.
     asset["task"]["brushDataUrl"] = _brush(tmp_path / "brush.png", near=near)
     return asset, write_images(tmp_path / "images", [asset])
+
+
+def _local(asset: dict[str, Any], images: Path, **kw: Any) -> AngoDataset:
+    """``asset`` read from the local folder ``images`` (``allow_local_urls``); ``kw`` as given."""
+    return AngoDataset([asset], root=images, allow_local_urls=True, **kw)
 
 
 def _expected_semantic(road: int, grass: int, car: int, *, near_label: int) -> torch.Tensor:
@@ -100,10 +105,9 @@ def test_within_tolerance_the_nearest_colour_wins() -> None:
 
 def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -> None:
     asset, images = _setup(tmp_path)
-    ds = AngoDataset(
-        [asset],
-        root=images,
-        allow_local_urls=True,
+    ds = _local(
+        asset,
+        images,
         ontology=ONTOLOGY,
         classes=["car", "road"],
         task="semantic",
@@ -116,10 +120,9 @@ def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -
     assert dict(ds.report.brush_excluded_classes) == {"grass": 9}
     assert ds.report.brush_unlisted_pixels == 0 and ds.report.brush_inexact_pixels == 1
     assert "brush excluded pixels: 9" in ds.report.summary()
-    bg = AngoDataset(
-        [asset],
-        root=images,
-        allow_local_urls=True,
+    bg = _local(
+        asset,
+        images,
         ontology=ONTOLOGY,
         classes=["car", "road"],
         task="semantic",
@@ -131,10 +134,9 @@ def test_classes_leaving_out_a_brush_class_excludes_its_pixels(tmp_path: Path) -
 
 def test_brush_colors_naming_some_colours_leaves_the_others_unlisted(tmp_path: Path) -> None:
     asset, images = _setup(tmp_path)
-    ds = AngoDataset(
-        [asset],
-        root=images,
-        allow_local_urls=True,
+    ds = _local(
+        asset,
+        images,
         brush_colors={"#f44336": "road"},
         task="semantic",
     )
@@ -144,10 +146,9 @@ def test_brush_colors_naming_some_colours_leaves_the_others_unlisted(tmp_path: P
     assert dict(ds.report.brush_unlisted_colors) == {"#00ff00": 9}
     assert ds.report.brush_excluded_pixels == 0 and ds.report.brush_inexact_pixels == 1
     assert "brush unlisted pixels: 9" in ds.report.summary()
-    bg = AngoDataset(
-        [asset],
-        root=images,
-        allow_local_urls=True,
+    bg = _local(
+        asset,
+        images,
         brush_colors={"#f44336": "road"},
         task="semantic",
         brush_unlisted="background",
@@ -163,10 +164,9 @@ def test_unlisted_and_excluded_pixels_give_no_instance(tmp_path: Path, task: str
         {"ontology": ONTOLOGY, "classes": ["car", "road"]},
     ]
     for kw in options:
-        ds = AngoDataset(
-            [asset],
-            root=images,
-            allow_local_urls=True,
+        ds = _local(
+            asset,
+            images,
             task=task,
             brush_instances="components",
             **kw,
@@ -205,9 +205,7 @@ def test_ontology_without_brush_colours_falls_back_to_discovered(
 ) -> None:
     asset, images = _setup(tmp_path, near=False)
     with pytest.warns(AngoTorchWarning, match="the ontology names no brush colours") as rec:
-        ds = AngoDataset(
-            [asset], root=images, allow_local_urls=True, ontology=onto, task="semantic"
-        )
+        ds = _local(asset, images, ontology=onto, task="semantic")
     message = str(rec[0].message)
     assert "#00ff00, #f44336" in message and "no ontology" not in message
     if onto is _NO_COLOUR:
@@ -219,10 +217,9 @@ def test_ontology_without_brush_colours_falls_back_to_discovered(
     assert ds.report.brush_unlisted_pixels == 0 and ds.report.brush_excluded_pixels == 0
     # classes= leaving a discovered colour out: its pixels are excluded and counted
     with pytest.warns(AngoTorchWarning, match="the ontology names no brush colours"):
-        kept = AngoDataset(
-            [asset],
-            root=images,
-            allow_local_urls=True,
+        kept = _local(
+            asset,
+            images,
             ontology=onto,
             classes=["car", "#f44336"],
             task="semantic",
@@ -239,10 +236,9 @@ def test_semantic_refuses_a_class_labelled_255(tmp_path: Path) -> None:
     # classes would give one class the label 255, the ignore value.
     asset = make_asset([make_polygon([[2, 2], [8, 2], [8, 7], [2, 7]], "c253")])
     images = write_images(tmp_path / "images", [asset])
-    ok = AngoDataset(
-        [asset],
-        root=images,
-        allow_local_urls=True,
+    ok = _local(
+        asset,
+        images,
         task="semantic",
         classes=[f"c{k}" for k in range(254)],
     )
@@ -250,18 +246,15 @@ def test_semantic_refuses_a_class_labelled_255(tmp_path: Path) -> None:
     assert m[2:7, 2:8].eq(254).all() and int(m.eq(254).sum()) == 30 and m.max() == 254
     too_many = [f"c{k}" for k in range(255)]
     with pytest.raises(OntologyError, match="255"):
-        AngoDataset([asset], root=images, allow_local_urls=True, task="semantic", classes=too_many)
+        _local(asset, images, task="semantic", classes=too_many)
     # detection and instance labels never meet the ignore value: allowed
-    det = AngoDataset(
-        [asset], root=images, allow_local_urls=True, task="detection", classes=too_many
-    )
+    det = _local(asset, images, task="detection", classes=too_many)
     assert det[0][1]["labels"].tolist() == [254]
 
 
 # ------------------------------------------------------- per-instance keys of equal length
 
 PER_INSTANCE = ("boxes", "labels", "masks", "area", "iscrowd", "attributes")
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
 OPTIONS = list(
     itertools.product(
         ["detection", "instance", "semantic"],
@@ -291,11 +284,8 @@ def _check_lengths(ds: AngoDataset) -> int:
 def test_per_instance_keys_have_equal_lengths_on_the_sample(
     task: str, brush: str | None, attributes: bool, overlap: str
 ) -> None:
-    ds = AngoDataset(
-        SAMPLE / "sample_export.json",
-        root=SAMPLE / "images",
-        ontology=SAMPLE / "ontology.json",
-        task=task,  # type: ignore[arg-type]
+    ds = sample_dataset(
+        task,
         brush_instances=brush,  # type: ignore[arg-type]
         attributes=attributes,
         overlap=overlap,  # type: ignore[arg-type]
@@ -311,10 +301,9 @@ def test_per_instance_keys_have_equal_lengths_with_brush(
     asset["task"]["tools"].append(make_box(1, 8, 3, 2, "car"))  # box-only: no mask
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = AngoDataset(
-            [asset],
-            root=images,
-            allow_local_urls=True,
+        ds = _local(
+            asset,
+            images,
             ontology=ONTOLOGY,
             task=task,  # type: ignore[arg-type]
             brush_instances=brush,  # type: ignore[arg-type]
@@ -333,7 +322,7 @@ def test_no_brush_colour_at_all_leaves_every_pixel_unlisted(tmp_path: Path) -> N
     # brush_colors={} names no colour: all 12 + 1 + 9 painted pixels are unlisted (were
     # silently background), by colour.
     asset, images = _setup(tmp_path)
-    ds = AngoDataset([asset], root=images, allow_local_urls=True, brush_colors={}, task="semantic")
+    ds = _local(asset, images, brush_colors={}, task="semantic")
     assert ds.classes == ["__background__", "car"]
     assert torch.equal(ds[0][1]["mask"], _expected_semantic(IGNORE, IGNORE, 1, near_label=IGNORE))
     assert ds.report.brush_unlisted_pixels == 22
