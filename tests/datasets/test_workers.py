@@ -19,7 +19,11 @@ def _dataset() -> ango_torch.AngoDataset:
     return ds
 
 
-def _flatten(loader: DataLoader) -> list:  # type: ignore[type-arg]
+def _samples(ds: ango_torch.AngoDataset, context: str | None = None) -> list:  # type: ignore[type-arg]
+    """Every (image, target) of ``ds`` through a DataLoader (batch 2): in this process, or
+    with ``context``, in two workers started that way."""
+    workers = {} if context is None else {"num_workers": 2, "multiprocessing_context": context}
+    loader = DataLoader(ds, batch_size=2, collate_fn=ango_torch.collate_fn, **workers)
     out = []
     for images, targets in loader:
         for image, target in zip(images, targets, strict=True):
@@ -40,16 +44,8 @@ def test_workers_match_main_process(method: str) -> None:
     if method not in mp.get_all_start_methods():
         pytest.skip(f"{method} is not available on this platform")
     ds = _dataset()
-    serial = _flatten(DataLoader(ds, batch_size=2, collate_fn=ango_torch.collate_fn))
-    parallel = _flatten(
-        DataLoader(
-            ds,
-            batch_size=2,
-            collate_fn=ango_torch.collate_fn,
-            num_workers=2,
-            multiprocessing_context=method,
-        )
-    )
+    serial = _samples(ds)
+    parallel = _samples(ds, method)
     assert len(serial) == len(parallel) == len(ds)
     for (im_a, t_a), (im_b, t_b) in zip(serial, parallel, strict=True):
         assert torch.equal(im_a, im_b)
@@ -68,15 +64,7 @@ def test_spawn_workers_map_a_persisted_index(tmp_path: Path) -> None:
     ds = sample_dataset("instance", cache_dir=tmp_path)
     assert ds.export.index.source is not None
     assert len(pickle.dumps(ds.export.index)) < 500
-    serial = _flatten(DataLoader(ds, batch_size=2, collate_fn=ango_torch.collate_fn))
-    spawned = _flatten(
-        DataLoader(
-            ds,
-            batch_size=2,
-            collate_fn=ango_torch.collate_fn,
-            num_workers=2,
-            multiprocessing_context="spawn",
-        )
-    )
+    serial = _samples(ds)
+    spawned = _samples(ds, "spawn")
     for (_, t_a), (_, t_b) in zip(serial, spawned, strict=True):
         assert torch.equal(t_a["masks"], t_b["masks"])
