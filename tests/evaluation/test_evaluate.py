@@ -7,10 +7,10 @@ import copy
 import importlib.util
 import json
 import math
-import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -483,13 +483,8 @@ def _worker(rank: int, world_size: int, init: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_gloo(tmp_path: Path) -> None:
-    import torch.multiprocessing as mp
-
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    init = f"file://{os.fspath(tmp_path / 'rendezvous')}"
-    mp.spawn(_worker, args=(2, init), nprocs=2, join=True)
+def test_two_processes_gloo(two_gloo_processes: Callable[..., None]) -> None:
+    two_gloo_processes(_worker)
 
 
 # ------------------------------------------------------------------------------ benchmark

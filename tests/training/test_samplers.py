@@ -7,6 +7,7 @@ assets (landscape 17×11, portrait 11×17), not taken from the package's index.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,13 +214,5 @@ def _ddp_worker(rank: int, world_size: int, init: str, raw: list[dict[str, Any]]
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_share_an_epoch(tmp_path: Path) -> None:
-    import os
-
-    import torch
-    import torch.multiprocessing as mp
-
-    if not torch.distributed.is_available():
-        pytest.skip("torch.distributed is not available")
-    init = f"file://{os.fspath(tmp_path / 'rendezvous')}"
-    mp.spawn(_ddp_worker, args=(2, init, _raw(12, 12)), nprocs=2, join=True)
+def test_two_gloo_processes_share_an_epoch(two_gloo_processes: Callable[..., None]) -> None:
+    two_gloo_processes(_ddp_worker, _raw(12, 12))
