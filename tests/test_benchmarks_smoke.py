@@ -38,8 +38,9 @@ def _run(script: str) -> dict[str, float]:
         ("shards.py", "abcd", True),
         ("volumes.py", "a", True),
         ("video.py", "ab", True),
+        ("video_index.py", "a", True),
     ],
-    ids=["dataset", "index", "shards", "volumes", "video"],
+    ids=["dataset", "index", "shards", "volumes", "video", "video_index"],
 )
 def test_smoke(script: str, keys: str, positive: bool) -> None:
     ratios = _run(script)
