@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from ._common import _load, _print_counts
 from .video_report import print_videos, video_problems, video_reports
@@ -20,9 +21,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     problems = find_problems(export, ontology=ontology)
     videos = video_reports(export)
     problems += video_problems(videos)
+    volumes = _volumes(args, export)
     if args.json:
         summary["problems"] = len(problems)
         summary["videos"] = videos
+        if volumes is not None:
+            summary["volumes"] = volumes
         print(json.dumps(summary, indent=2))
         return 0
     out = sys.stdout
@@ -45,7 +49,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         codes[p.code] = codes.get(p.code, 0) + 1
     _print_counts(f"problems ({len(problems)}; details: ango-torch validate)", codes, out)
     print_videos(videos, out)
+    if volumes is not None:
+        from .volumes import print_volumes
+
+        print_volumes(volumes, out)
     return 0
+
+
+def _volumes(args: argparse.Namespace, export: Any) -> list[dict[str, Any]] | None:
+    if not getattr(args, "volumes", False):
+        return None
+    from .volumes import volume_reports
+
+    return volume_reports(args, export)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -57,21 +73,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = find_problems(export, ontology=ontology)
     videos = video_reports(export)
     problems += video_problems(videos)
+    volumes = _volumes(args, export)
+    vol_lines: list[str] = []
+    if volumes is not None:
+        from ..datasets.volume_report import volume_problems
+
+        vol_lines = volume_problems(volumes)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "source": export.source,
-                    "assets": len(export),
-                    "problems": [p.to_dict() for p in problems],
-                },
-                indent=2,
-            )
-        )
+        doc: dict[str, Any] = {
+            "source": export.source,
+            "assets": len(export),
+            "problems": [p.to_dict() for p in problems],
+        }
+        if volumes is not None:
+            doc["volume_problems"] = vol_lines
+        print(json.dumps(doc, indent=2))
     else:
+        for line in vol_lines:
+            print(line)
         for p in problems[: args.limit]:
             print(p)
         if len(problems) > args.limit:
             print(f"... and {len(problems) - args.limit} more (use --limit or --json)")
         print(f"{len(export)} assets, {len(problems)} problems" + ("" if problems else ": OK"))
-    return 1 if problems else 0
+    return 1 if problems or vol_lines else 0

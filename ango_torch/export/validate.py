@@ -212,6 +212,8 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
                         continue
                     if code == "unknown-tool":
                         key = (extras[o - first][4] or [""])[0]
+                        if key == "bounding-box":  # a 3D box (records.BoundingBox3D)
+                            continue
                         msg = f"tool {key!r} is not understood"
                     elif code == "outside-image":
                         x1, y1, x2, y2 = (float(v) for v in idx.obj_bbox[o])
