@@ -82,8 +82,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AngoDataset",
-    "AngoShards",
     "AngoExport",
+    "AngoShards",
     "AngoTorchError",
     "AngoTorchWarning",
     "AngoVideoDataset",
@@ -117,11 +117,11 @@ __all__ = [
     "gather_predictions",
     "load_export",
     "load_ontology",
-    "write_shards",
     "predictions_to_coco",
     "sanitize_labels_getter",
     "split",
     "to_coco",
     "to_torchio_subject",
     "write_coco",
+    "write_shards",
 ]

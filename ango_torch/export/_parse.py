@@ -29,6 +29,7 @@ from ._parse_geometry import _KNOWN_KEYS, ENVELOPE_KEYS, parse_geometry
 __all__ = [
     "ENVELOPE_KEYS",
     "asset_fields",
+    "expand_track_tools",
     "meta_json",
     "meta_record",
     "parse_asset",
@@ -37,7 +38,6 @@ __all__ = [
     "parse_relations",
     "parse_time",
     "snapshot_envelope",
-    "expand_track_tools",
     "snapshot_tools",
     "task_fields",
     "tool_envelope",
@@ -300,8 +300,7 @@ def asset_fields(raw: Any, loc: _Loc) -> AssetFields:
         for b in _list(raw.get("batches"), loc, "batches")
     )
     url = (
-        _str(raw["asset"] if "asset" in raw else raw.get("data"), loc, "asset", strict=True)
-        or None
+        _str(raw["asset"] if "asset" in raw else raw.get("data"), loc, "asset", strict=True) or None
     )
     ids = (external_id or asset_id, asset_id or external_id)
     return (*ids, url, meta, width, height, pages, batches)
