@@ -9,7 +9,9 @@ the three images and scored on the *same* three images (the training set), at th
 export's full resolution against the dataset's own masks: mean IoU per epoch. A broken
 pipeline (misplaced masks, shuffled labels, a height/width swap) stays near chance; a
 working one climbs towards 1.0. Writes ``curve.json`` (per epoch loss and mIoU) and
-``predictions.png`` (image | ground truth | prediction per sample) to the output folder.
+``predictions.png`` (image | ground truth | prediction per sample) and the final
+predictions as label PNGs (``labels/``, as ``ango-torch evaluate --task semantic`` reads
+them) to the output folder.
 
 The classes come from the config's ``classes`` table, a mapping that merges the
 ontology's classes into a few (see README, "Class mapping").
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
 import ango_torch
+from ango_torch.cli.convert import output_paths
 from ango_torch.datasets.preview import PALETTE
 from ango_torch.evaluation.metrics import SegmentationMeter
 
@@ -211,13 +215,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             break
     (out / "curve.json").write_text(json.dumps(history, indent=1))
     with torch.no_grad():
-        _picture(full, _predict(model, x, sizes), classes, out / "predictions.png")
+        preds = _predict(model, x, sizes)
+    _picture(full, preds, classes, out / "predictions.png")
+    # The same predictions as label PNGs, named as `ango-torch evaluate --task semantic`
+    # expects them (full size, uint8 class values): the demo scores them with it.
+    for pred, path in zip(preds, output_paths(full_ds, str(out / "labels"), ".png"), strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pred.to(torch.uint8).numpy()).save(path)
     print(
         f"train-set mIoU {history[0]['miou']:.3f} after one step → {history[-1]['miou']:.3f} "
         f"after {len(history)} ({time.perf_counter() - t0:.0f} s); curve: {out / 'curve.json'}, "
         f"picture: {out / 'predictions.png'}"
     )
-    return {"history": history, "output": str(out)}
+    return {"history": history, "output": str(out), "dataset": full_ds}
 
 
 if __name__ == "__main__":

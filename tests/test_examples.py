@@ -142,6 +142,38 @@ def test_demo(tmp_path: Path) -> None:
     assert len(json.loads((tmp_path / "learn" / "curve.json").read_text())) == 2
     assert (tmp_path / "learn" / "predictions.png").stat().st_size > 10_000
     assert "the TRAINING set" in r.stdout and "--weights default" in r.stdout
+    # Step 4: the label PNGs scored by `ango-torch evaluate --task semantic`'s code agree
+    # with the learner's own meter on its last epoch (same masks, same full resolution,
+    # predictions through a uint8 PNG round trip: equal up to float summation order).
+    curve = json.loads((tmp_path / "learn" / "curve.json").read_text())
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    assert ev["task"] == "semantic" and ev["images"] == 3
+    assert ev["miou"] == pytest.approx(curve[-1]["miou"], abs=1e-9)
+    assert "4. evaluate" in r.stdout and "mIoU" in r.stdout
+    # Independent reference: per-class IoU counted here with numpy from the PNGs and the
+    # dataset's masks (|pred = c ∧ gt = c| / |(pred = c ∨ gt = c) ∧ gt ≠ 255|).
+    import _common as c
+    from PIL import Image
+
+    cfg = c.load_config(str(ROOT / "configs" / "demo_semantic.toml"), [])
+    cfg["data"]["task"] = "semantic"
+    ds = c.build_dataset(cfg, train=True, transforms=None)
+    labels = {p.stem: p for p in (tmp_path / "learn" / "labels").glob("*.png")}
+    inter = np.zeros(len(ds.classes))
+    union = np.zeros(len(ds.classes))
+    idx = ds.export.index
+    for i in range(len(ds)):
+        gt = ds[i][1]["mask"].numpy()
+        name = Path(idx.string(idx.asset_external_id[ds.asset_index(i)])).stem
+        pred = np.asarray(Image.open(labels[name]))
+        assert pred.shape == gt.shape  # full resolution
+        keep = gt != 255
+        for k in range(len(ds.classes)):
+            inter[k] += ((pred == k) & (gt == k) & keep).sum()
+            union[k] += (((pred == k) | (gt == k)) & keep).sum()
+    iou = inter[union > 0] / union[union > 0]
+    assert ev["miou"] == pytest.approx(float(iou.mean()), abs=1e-9)
+    assert list(ev["iou"].values()) == pytest.approx(list(inter / union), abs=1e-9)
 
 
 @pytest.mark.slow

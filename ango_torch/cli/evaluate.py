@@ -15,7 +15,7 @@ from ..evaluation.coco import to_coco
 from ._common import _dataset, _report
 from .convert import output_paths
 
-__all__ = ["ImageIds", "run_evaluate"]
+__all__ = ["ImageIds", "run_evaluate", "semantic_metrics"]
 
 
 class ImageIds:
@@ -92,13 +92,30 @@ def _results(path: str, ds: Any) -> list[dict[str, Any]]:
 
 
 def _semantic(args: argparse.Namespace) -> dict[str, Any]:
+    ds = _dataset(args, task="semantic", brush=False)
+    metrics = semantic_metrics(ds, args.predictions)
+    print(metrics.table())
+    _report(ds)
+    return {"task": "semantic", "images": len(ds), **metrics.to_dict()}
+
+
+def semantic_metrics(ds: Any, predictions: str) -> Any:
+    """``evaluate --task semantic`` on a built dataset (e.g. one with a class mapping).
+
+    Args:
+        ds: A semantic ``AngoDataset``; its ``classes`` are the label values.
+        predictions: A folder of uint8 label PNGs, one per sample at the sample's full
+            ``H × W``, named as ``ango-torch convert --to masks`` names them.
+
+    Returns:
+        The ``SegmentationMeter``'s metrics (``miou``, ``iou`` per class, ``table()``).
+    """
     from PIL import Image
 
     from ..evaluation.metrics import SegmentationMeter
 
-    ds = _dataset(args, task="semantic", brush=False)
     meter = SegmentationMeter(len(ds.classes), class_names=ds.classes)
-    folder = Path(args.predictions)
+    folder = Path(predictions)
     paths = output_paths(ds, str(folder), ".png")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -122,10 +139,7 @@ def _semantic(args: argparse.Namespace) -> dict[str, Any]:
             raise AngoTorchError(f"{path}: a {pred.shape} label map, expected {canvas}")
         target = ds.load_target(i, canvas)["mask"]
         meter.update(torch.from_numpy(pred.astype(np.int64)), target.as_subclass(torch.Tensor))
-    metrics = meter.compute()
-    print(metrics.table())
-    _report(ds)
-    return {"task": "semantic", "images": len(ds), **metrics.to_dict()}
+    return meter.compute()
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
