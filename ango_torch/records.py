@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "VOLUME_EXTENSIONS",
     "Asset",
     "BoundingBox",
     "BoundingBox3D",
@@ -91,6 +92,10 @@ _KIND_KEYS = {
     ToolKind.OTHER: "other",
 }
 _KEY_KINDS = {v: k for k, v in _KIND_KEYS.items() if k is not ToolKind.OTHER}
+
+
+VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".dcm", ".dicom")
+"""File names read as volumes (besides any asset with a ``medicalBrushDataUrl``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import DecodeError, MissingDependencyError
+from ..records import VOLUME_EXTENSIONS
 from .layout import content_key
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ __all__ = [
     "write_nrrd",
 ]
 
-VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".dcm", ".dicom")
-"""File names read as volumes (besides any asset with a ``medicalBrushDataUrl``)."""
 
 _SPACES = {  # NRRD ``space`` → the world axes to negate to reach RAS
     "right-anterior-superior": (1.0, 1.0, 1.0),

@@ -139,6 +139,15 @@ class AngoVideoDataset(torch.utils.data.Dataset[tuple[tv_tensors.Video, dict[str
                 starts.append(int(f))
         return starts
 
+    @property
+    def export(self) -> AngoExport:
+        """The export the clips come from (as :attr:`AngoDataset.export`)."""
+        return self.frames.export
+
+    def asset_index(self, i: int) -> int:
+        """The export position of clip ``i``'s asset (for :func:`ango_torch.split`)."""
+        return int(self._clips[i, 0])
+
     def __len__(self) -> int:
         return len(self._clips)
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
+from ..export.load import AngoExport
 from ..records import ToolKind
 from ..targets.arrays import IGNORE, object_crop, semantic_map
 from ..targets.geometry import crop_to_mask
@@ -101,6 +102,16 @@ class AngoVolumeSlices(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
                 found |= {p for p in self._objects[v] if p < labels.shape[axis]}
                 keep = sorted(found)
             self._index += [(v, int(z)) for z in keep]
+
+    @property
+    def export(self) -> AngoExport:
+        """The export the volumes come from."""
+        return self.volumes.export
+
+    def asset_index(self, n: int) -> int:
+        """The export position of slice ``n``'s volume asset: all slices of a volume
+        stay on one side of :func:`ango_torch.split`."""
+        return self.volumes.asset_index(self._index[n][0])
 
     def __len__(self) -> int:
         return len(self._index)

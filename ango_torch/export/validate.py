@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..records import ToolKind
+from ..records import VOLUME_EXTENSIONS, ToolKind
 from .load import AngoExport
 from .ontology import Ontology
 
@@ -182,7 +182,11 @@ def find_problems(export: AngoExport, *, ontology: Ontology | None = None) -> li
     for a in range(len(idx)):
         name = idx.string(idx.asset_external_id[a])
         w, h = int(idx.asset_width[a]), int(idx.asset_height[a])
-        if w <= 0 or h <= 0:
+        # A volume's grid comes from its file header, never from metadata.width/height.
+        volume = int(idx.snap_medical_brush[int(idx.asset_snap_start[a])]) >= 0 or (
+            (name or "").lower().endswith(VOLUME_EXTENSIONS)
+        )
+        if (w <= 0 or h <= 0) and not volume:
             out.append(
                 Problem(
                     "missing-size",

@@ -62,3 +62,15 @@ def test_validate_volumes_names_grid_mismatch_and_unlisted_values(
     assert "volume-grid-mismatch: asset 'ct_002.nrrd' (#1):" in out
     assert "volume-unlisted-label: asset 'ct_001.nrrd' (#0): label value 1 (179 voxels)" in out
     assert "unknown-tool" not in out  # 3D boxes are understood
+
+
+def test_validate_volumes_passes_the_sample_with_its_ontology(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The sample is consistent by construction (make_volume.py): with its ontology every
+    # label value has a class and both grids match; volumes have no metadata.width/height
+    # (their grid is the file header's), which is not a problem.
+    args = ["validate", str(SAMPLE / "export.json"), "--volumes", "--root", str(SAMPLE / "root")]
+    args += ["--ontology", str(SAMPLE / "ontology.json")]
+    assert main(args) == 0, capsys.readouterr().out
+    assert "missing-size" not in capsys.readouterr().out

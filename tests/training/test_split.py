@@ -248,3 +248,39 @@ def test_cli_split_writes_the_lists(tmp_path: Path, capsys: pytest.CaptureFixtur
             main(["split", str(path), "--out", str(out), *bad])
         assert exc.value.code == 2
     capsys.readouterr()
+
+
+def test_video_clips_and_volume_slices_split_by_asset() -> None:
+    # Every clip (frames of one video) and every slice of one volume belongs to one
+    # asset: the sides come from the assets' hashes alone, so no asset is on two sides;
+    # the expected asset of each sample is read from the datasets' own sample tables
+    # (clip rows, slice rows), not from split().
+    pytest.importorskip("nrrd")
+    from ango_torch.datasets.volume import AngoVolumeDataset
+    from ango_torch.datasets.volume_slices import AngoVolumeSlices
+
+    data = Path(__file__).resolve().parents[2] / "examples" / "data"
+    vol = AngoVolumeDataset(
+        data / "volume" / "export.json",
+        root=data / "volume" / "root",
+        ontology=data / "volume" / "ontology.json",
+        metatensor=False,
+    )
+    slices = AngoVolumeSlices(vol, axis=2)
+    parts = ango_torch.split(slices, {"a": 0.5, "b": 0.5}, by="asset", seed=3)
+    seen: dict[int, str] = {}
+    for name, subset in parts.items():
+        for j in subset.indices:
+            asset = vol.asset_index(slices._index[j][0])
+            assert seen.setdefault(asset, name) == name
+    assert sum(len(s) for s in parts.values()) == len(slices)
+    assert set(seen) == {0, 1}
+    pytest.importorskip("av")
+    clips = ango_torch.AngoVideoDataset(
+        data / "video" / "video_export.json", root=data / "video", clip_len=4
+    )
+    parts = ango_torch.split(clips, {"a": 0.5, "b": 0.5}, by="video")
+    sides = {
+        int(clips._clips[j, 0]): name for name, subset in parts.items() for j in subset.indices
+    }
+    assert sum(len(s) for s in parts.values()) == len(clips) and len(sides) == 1
