@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Sampler
 
-from .ranks import get_rank, get_world_size
+from .ranks import get_rank, get_world_size, is_initialized
 from .splits import base_indices
 
 __all__ = ["GroupedBatchSampler", "RepeatFactorSampler", "aspect_groups", "repeat_factors"]
@@ -29,6 +29,12 @@ __all__ = ["GroupedBatchSampler", "RepeatFactorSampler", "aspect_groups", "repea
 
 def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     world = get_world_size() if num_replicas is None else num_replicas
+    if rank is None and num_replicas is not None and num_replicas != 1 and not is_initialized():
+        # As torch's DistributedSampler: guessing rank 0 would give every process the
+        # same share, silently.
+        raise ValueError(
+            f"rank: num_replicas={num_replicas!r} without a process group needs rank= too"
+        )
     rank = get_rank() if rank is None else rank
     if isinstance(world, bool) or not isinstance(world, int) or world < 1:
         raise ValueError(f"num_replicas: expected an int ≥ 1, got {world!r}")
@@ -138,7 +144,8 @@ class GroupedBatchSampler(Sampler[list[int]]):
             with ``get_height_and_width(i)``); batches hold positions in it.
         batch_size: samples per batch.
         num_replicas: ranks; default the initialized process group's size, else 1.
-        rank: this rank; default the process group's rank, else 0.
+        rank: this rank; default the process group's rank, else 0 (required when
+            ``num_replicas`` > 1 is given without a process group).
         seed: the shuffling seed (use the same on every rank).
         drop_last: drop short batches (see above).
         group_factor: aspect-ratio bins (see :func:`aspect_groups`); 0 = portrait and

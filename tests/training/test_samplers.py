@@ -216,3 +216,14 @@ def _ddp_worker(rank: int, world_size: int, init: str, raw: list[dict[str, Any]]
 @pytest.mark.slow
 def test_two_gloo_processes_share_an_epoch(two_gloo_processes: Callable[..., None]) -> None:
     two_gloo_processes(_ddp_worker, _raw(12, 12))
+
+
+def test_replicas_without_a_process_group_need_a_rank() -> None:
+    # As torch.utils.data.DistributedSampler refuses num_replicas without a rank outside
+    # torch.distributed: defaulting to rank 0 would hand every process the same share.
+    ds = ango_torch.AngoDataset(_raw(4, 4), task="detection")
+    with pytest.raises(ValueError, match="needs rank="):
+        ango_torch.GroupedBatchSampler(ds, 2, num_replicas=2)
+    with pytest.raises(ValueError, match="needs rank="):
+        ango_torch.RepeatFactorSampler(ds, threshold=0.5, num_replicas=2)
+    assert len(list(ango_torch.GroupedBatchSampler(ds, 2, num_replicas=1))) == 4
