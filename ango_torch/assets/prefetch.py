@@ -186,6 +186,22 @@ def _item_label(item: PrefetchItem) -> str:
     return where(asset=item.external_id, index=item.index)
 
 
+def _placement(item: PrefetchItem) -> dict[str, Any]:
+    """The keyword arguments that place ``item`` in a folder: the same for
+    :func:`asset_path` (where prefetch writes) and :meth:`AssetStore.fetch` (where the
+    dataset then reads), so the two cannot drift apart."""
+    return {
+        "asset_id": item.asset_id,
+        "external_id": item.external_id,
+        "page": item.page,
+        "kind": item.kind,
+        "stage_key": item.stage_key,
+        "content_key": item.content_key,
+        "shared": item.shared,
+        "label": _item_label(item),
+    }
+
+
 def _check_inside(base: str, dest: str, label: str) -> None:
     """Refuse a local ``dest`` whose real path (symlinks resolved) is not inside ``base``'s."""
     if "://" not in base:  # object stores have no symlinks; ids were checked by asset_path
@@ -243,17 +259,7 @@ def prefetch(
     failed: list[tuple[PrefetchItem, str]] = []
     for item in items:
         try:
-            dest = asset_path(
-                base,
-                asset_id=item.asset_id,
-                external_id=item.external_id,
-                page=item.page,
-                kind=item.kind,
-                stage_key=item.stage_key,
-                content_key=item.content_key,
-                shared=item.shared,
-                label=_item_label(item),
-            )
+            dest = asset_path(base, **_placement(item))
         except (UnsafePathError, ValueError) as exc:
             failed.append((item, str(exc)))
             continue
@@ -263,17 +269,7 @@ def prefetch(
         if store.exists(dest):
             return False
         label = _item_label(item)
-        data = store.fetch(
-            asset_id=item.asset_id,
-            external_id=item.external_id,
-            url=item.url,
-            page=item.page,
-            kind=item.kind,
-            stage_key=item.stage_key,
-            content_key=item.content_key,
-            shared=item.shared,
-            label=label,
-        )
+        data = store.fetch(url=item.url, **_placement(item))
         if verify:
             check: Callable[..., Any] = decode_rgba if item.kind == "brush" else decode_image
             if item.volume or item.external_id.lower().endswith(VOLUME_EXTENSIONS):
