@@ -23,6 +23,7 @@ from .records import Asset, ToolKind, ToolObject
 if TYPE_CHECKING:
     from .datasets.batching import collate_fn
     from .datasets.dataset import AngoDataset, DatasetReport
+    from .datasets.packed import unpack_masks
     from .datasets.shard_writer import write_shards
     from .datasets.shards import AngoShards
     from .datasets.video import AngoVideoDataset
@@ -49,6 +50,7 @@ _LAZY = {
     "AngoVideoDataset": ".datasets.video",
     "DatasetReport": ".datasets.dataset",
     "collate_fn": ".datasets.batching",
+    "unpack_masks": ".datasets.packed",
     "EvalSampler": ".evaluation.distributed",
     "gather_predictions": ".evaluation.distributed",
     "CocoMetrics": ".evaluation.evaluate",
@@ -122,6 +124,7 @@ __all__ = [
     "split",
     "to_coco",
     "to_torchio_subject",
+    "unpack_masks",
     "write_coco",
     "write_shards",
 ]

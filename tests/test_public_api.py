@@ -47,6 +47,7 @@ EXPECTED = {
     "sanitize_labels_getter",
     "split",
     "to_coco",
+    "unpack_masks",
     "write_coco",
 }
 

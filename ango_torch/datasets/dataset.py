@@ -63,6 +63,7 @@ from ..targets.selection import (
 from ._brush_colors import discover_brush_colors
 from ._frames import Interpolate, VideoFrames
 from .batching import worker_tensor
+from .packed import pack_crops, pack_target
 
 __all__ = ["AngoDataset", "DatasetReport"]
 
@@ -120,6 +121,10 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         interpolate: video: ``True`` fills frames between a track's key entries,
             ``False`` keeps exported entries only, ``"auto"`` interpolates the videos
             whose tracks have frame gaps (a key-frames-only export).
+        masks: ``"full"`` (default): ``target["masks"]`` is ``tv_tensors.Mask``
+            ``[N, H, W]``; ``"packed"`` (``task="instance"``): after ``transforms``
+            (which still see full masks), a :class:`~ango_torch.datasets.packed.PackedMasks`
+            of each mask's crop, for :func:`~ango_torch.unpack_masks` to paste on the device.
 
     Samples follow the export's asset order; a multi-page asset gives one sample per
     annotated page, in page order; a video asset one per annotated frame (key or
@@ -152,7 +157,12 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         allow_local_urls: bool = False,
         follow_symlinks: bool = False,
         interpolate: Interpolate = "auto",
+        masks: Literal["full", "packed"] = "full",
     ) -> None:
+        if masks not in ("full", "packed") or (masks == "packed" and task != "instance"):
+            raise ValueError(
+                f"masks must be 'full', or 'packed' with task='instance', got {masks!r}"
+            )
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if overlap not in ("last", "ignore"):
@@ -178,6 +188,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         self.overlap: Overlap = overlap
         self.attributes = attributes
         self.brush_instances = brush_instances
+        self.masks = masks
         self._limits = current()  # canvas, mask and brush limits: read once, pickled along
         self.store = AssetStore(
             root=root,
@@ -531,7 +542,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             ),
             "labels": torch.from_numpy(inst.labels.astype(np.int64)),
         }
-        if self.task == "instance":
+        if self.task == "instance" and self.masks == "packed" and self.transforms is None:
+            target["masks"] = pack_crops(inst.crops, inst.offsets, canvas)  # no full canvas
+        elif self.task == "instance":
             masks = worker_tensor((len(inst), *canvas), torch.uint8)
             inst.masks(canvas, out=masks.numpy())
             target["masks"] = tv_tensors.Mask(masks)
@@ -574,6 +587,9 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         h, w = image.shape[-2:]
         self._check_size(i, h, w)
         target = self.load_target(i, (h, w))
+        if self.transforms is not None and self.masks == "packed":
+            image, target = self.transforms(image, target)  # they see full masks
+            return image, pack_target(target)
         if self.transforms is not None:
             return self.transforms(image, target)
         return image, target
