@@ -42,7 +42,13 @@ class Limits:
     Attributes:
         max_asset_bytes: largest JSON text of one asset (one element of the array, one
             NDJSON line), in bytes.  Default 256 MiB.  Bounds the reader's memory, which
-            holds one asset at a time.
+            holds one asset at a time.  A larger asset whose excess is its
+            ``task.tools`` entries (a long video) is read in pieces of its entries: then
+            its bytes other than those entries, and each piece, stay within this.
+        max_streamed_asset_bytes: largest JSON text of one asset read in pieces of its
+            ``task.tools`` entries (see ``max_asset_bytes``), in bytes.  Default 4 GiB (a
+            one-hour, 30 fps video with 50 box tracks is about 1 GB).  The reader holds
+            that asset's bytes until its end.
         max_expansion_ratio: largest ratio of decompressed to compressed bytes of a
             gzip file or ZIP member, checked while decompressing once more than
             ``expansion_grace_bytes`` came out.  Default 200 (exports compress 5-20x;
@@ -90,6 +96,7 @@ class Limits:
     max_mask_bytes: int = 2 << 30
     max_brush_colors: int = 256
     max_brush_components: int = 10_000
+    max_streamed_asset_bytes: int = 4 << 30
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

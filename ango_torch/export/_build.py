@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._columns import AssetColumns
+from ..errors import ExportFormatError
+from ._columns import AssetColumns, ChunkColumns
 from ._schema import INDEX_VERSION, SCHEMA
 from ._tables import _TableBuilder, dumps
 from .index import ExportIndex
@@ -40,12 +41,34 @@ class IndexBuilder:
         self.ring_zone = array("i")
         self.ring_hole = array("b")
         self.verts: list[npt.NDArray[np.float32]] = []
+        # The asset being added in pieces: (first object row, len(verts), len(titles),
+        # the earlier pieces' object extras, their task.tools count).
+        self._open: tuple[int, int, int, list[bytes], int] | None = None
 
     def __len__(self) -> int:
         return len(self.a["asset_id"])
 
-    def add_columns(self, c: AssetColumns) -> None:
-        """Append one asset given as columns (see :mod:`ango_torch.export._columns`)."""
+    def add_columns(self, c: AssetColumns, *, part: int = 0, last: bool = True) -> None:
+        """Append one asset given as columns (see :mod:`ango_torch.export._columns`).
+
+        A large asset may come in pieces (:mod:`._split`: ``part`` 0, 1, ... of it,
+        ``last`` on the final one), each holding a run of its ``task.tools`` entries:
+        the objects of every piece are appended in order, and the final piece, the
+        only one with the asset's other task lists (stageHistory, classifications,
+        relations), adds the asset and snapshot rows, as one unsplit asset would.
+        """
+        if part == 0:
+            self._open = (len(self.obj_kind), len(self.verts), len(self.titles), [], 0)
+        elif self._open is None:
+            raise ExportFormatError(f"asset {c.external_id!r}: piece {part} without the first")
+        obj0, _, _, obj_extras, n_before = self._open
+        self._add_objects(c)
+        n_task = c.snaps[0][4] if c.snaps else 0
+        if not last:
+            obj_extras.append(dumps(c.obj_extra) if c.obj_extra else b"[]")
+            self._open = (*self._open[:4], n_before + n_task)
+            return
+        self._open = None
         a, s, strings = self.a, self.s, self.strings
         i = len(self)
         a["asset_id"].append(strings.add(c.asset_id))
@@ -57,20 +80,22 @@ class IndexBuilder:
         self.page_urls.extend(strings.add(p) for p in c.pages)
         a["page_end"].append(len(self.page_urls))
         a["snap_start"].append(len(s["asset"]))
-        obj = len(self.obj_kind)
-        for stage, stage_id, brush, medical, n, extra in c.snaps:
+        obj = obj0
+        for k, (stage, stage_id, brush, medical, n, extra) in enumerate(c.snaps):
             s["asset"].append(i)
             s["stage"].append(strings.add(stage))
             s["stage_id"].append(strings.add(stage_id))
             s["brush"].append(strings.add(brush))
             s["medical_brush"].append(strings.add(medical))
             s["obj_start"].append(obj)
-            obj += n
+            obj += n + (n_before if k == 0 else 0)  # the earlier pieces' task.tools
             s["obj_end"].append(obj)
             s["extra"].append(self.extras.add(dumps(extra)) if extra else -1)
         a["snap_end"].append(len(s["asset"]))
         a["extra"].append(self.extras.add(dumps(c.extra)))
-        a["objects"].append(self.extras.add(dumps(c.obj_extra)) if c.obj_extra else -1)
+        a["objects"].append(self._objects_extra(obj_extras, c.obj_extra))
+
+    def _add_objects(self, c: AssetColumns) -> None:
         titles = self.titles
         self.obj_title.extend(titles.setdefault(t, len(titles)) for t in c.titles)
         self.obj_kind.extend(c.kinds)
@@ -81,6 +106,71 @@ class IndexBuilder:
         self.ring_zone.extend(c.ring_zone)
         self.ring_hole.extend(c.ring_hole)
         if c.verts is not None and len(c.verts):
+            self.verts.append(c.verts)
+
+    def _objects_extra(self, earlier: list[bytes], obj_extra: list[list[Any]]) -> int:
+        """The extras-table id of an asset's object rows: one JSON list over its pieces."""
+        if not earlier:
+            return self.extras.add(dumps(obj_extra)) if obj_extra else -1
+        parts = [p[1:-1] for p in (*earlier, dumps(obj_extra)) if len(p) > 2]
+        return self.extras.add(b"[" + b",".join(parts) + b"]") if parts else -1
+
+    def discard_open(self) -> None:
+        """Drop the objects of an asset whose later piece failed (``on_error="skip"``)."""
+        if self._open is None:
+            return
+        obj0, verts0, titles0, _, _ = self._open
+        self._open = None
+        rings0 = sum(self.obj_rings[obj0:])
+        del self.ring_len[len(self.ring_len) - rings0 :]
+        del self.ring_zone[len(self.ring_zone) - rings0 :]
+        del self.ring_hole[len(self.ring_hole) - rings0 :]
+        for col in (self.obj_title, self.obj_kind, self.obj_page, self.obj_rings):
+            del col[obj0:]
+        del self.bbox[4 * obj0 :]
+        del self.verts[verts0:]
+        for t in list(self.titles)[titles0:]:
+            del self.titles[t]
+
+    def add_chunk(self, c: ChunkColumns) -> None:
+        """Append many whole assets at once (the typed decoder's chunk, :mod:`._typed`);
+        the same rows as :meth:`add_columns` of each asset in turn."""
+        a, s, add, extra = self.a, self.s, self.strings.add, self.extras.add
+        n0, snap0, obj0 = len(self), len(s["asset"]), len(self.obj_kind)
+        a["asset_id"].extend(map(add, c.asset_id))
+        a["external_id"].extend(map(add, c.external_id))
+        a["url"].extend(map(add, c.url))
+        a["width"].extend(c.width)
+        a["height"].extend(c.height)
+        for pages in c.pages:
+            a["page_start"].append(len(self.page_urls))
+            self.page_urls.extend(map(add, pages))
+            a["page_end"].append(len(self.page_urls))
+        ends = snap0 + np.cumsum(np.asarray(c.asset_snaps, np.int64), dtype=np.int64)
+        a["snap_start"].extend([snap0, *ends[:-1].tolist()] if len(ends) else [])
+        a["snap_end"].extend(ends.tolist())
+        s["asset"].extend(np.repeat(np.arange(n0, n0 + len(c.asset_snaps)), c.asset_snaps).tolist())
+        rows = list(zip(*c.snap_rows)) or [()] * 6
+        for key, column in zip(("stage", "stage_id", "brush", "medical_brush"), rows):
+            s[key].extend(map(add, column))
+        obj_end = obj0 + np.cumsum(np.asarray(rows[4], np.int64), dtype=np.int64)
+        s["obj_start"].extend([obj0, *obj_end[:-1].tolist()] if len(obj_end) else [])
+        s["obj_end"].extend(obj_end.tolist())
+        s["extra"].extend(map(extra, rows[5]))
+        a["extra"].extend(map(extra, c.extra))
+        a["objects"].extend(map(extra, c.objects))
+        titles = self.titles
+        for t in dict.fromkeys(c.titles):
+            titles.setdefault(t, len(titles))
+        self.obj_title.extend(map(titles.__getitem__, c.titles))
+        self.obj_kind.frombytes(c.kinds.astype(np.uint8).tobytes())
+        self.obj_page.frombytes(c.opages.astype(np.int32).tobytes())
+        self.obj_rings.frombytes(c.obj_rings.astype(np.int32).tobytes())
+        self.bbox.frombytes(c.bbox.astype(np.float32).tobytes())
+        self.ring_len.frombytes(c.ring_len.astype(np.int64).tobytes())
+        self.ring_zone.frombytes(c.ring_zone.astype(np.int32).tobytes())
+        self.ring_hole.frombytes(c.ring_hole.astype(np.int8).tobytes())
+        if len(c.verts):
             self.verts.append(c.verts)
 
     def build(self, *, digest: str = "") -> ExportIndex:

@@ -26,6 +26,7 @@ from ..limits import current
 from ._build import IndexBuilder, concat
 from ._columns import asset_columns
 from ._read import RawAsset, check_parsed_depth, decode_raw
+from ._split import piece_error
 from .index import ExportIndex
 
 __all__ = [
@@ -90,10 +91,17 @@ def _add(
     line: int | None,
     on_error: OnError,
     skipped: SkipLog,
+    piece: RawAsset | None = None,
 ) -> None:
     try:
-        builder.add_columns(asset_columns(raw, i, line=line))
+        if piece is None or (piece.last and not piece.part):
+            builder.add_columns(asset_columns(raw, i, line=line))
+        else:  # one piece of a large asset (._split)
+            with piece_error(piece):
+                cols = asset_columns(raw, i, line=line)
+            builder.add_columns(cols, part=piece.part, last=piece.last)
     except ExportFormatError as exc:
+        builder.discard_open()
         if on_error == "raise":
             raise
         name = raw.get("externalId") if isinstance(raw, Mapping) else None
@@ -119,15 +127,22 @@ def _index_serial(
     keep: int | None = None,
 ) -> tuple[ExportIndex, SkipLog]:
     builder, skipped = IndexBuilder(), SkipLog(keep)
+    failed = -1  # a skipped asset: its later pieces are passed over
     for chunk in raws:
+        if chunk.part and chunk.index == failed:
+            continue
         try:
             obj = decode_raw(chunk, name)
         except ExportFormatError as exc:
+            builder.discard_open()
             if on_error == "raise":
                 raise
             skipped.append(Skipped(chunk.index, None, str(exc)))
+            failed = chunk.index
             continue
-        _add(builder, obj, chunk.index, chunk.line, on_error, skipped)
+        n = skipped.count
+        _add(builder, obj, chunk.index, chunk.line, on_error, skipped, chunk)
+        failed = chunk.index if skipped.count > n else failed
     return builder.build(digest=digest), skipped
 
 
@@ -143,11 +158,11 @@ def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAss
     batch: list[RawAsset] = []
     size = 0
     for raw in raws:
-        batch.append(raw)
-        size += len(raw.data)
-        if size >= batch_bytes:
+        if size >= batch_bytes and not raw.part:  # the pieces of an asset stay together
             yield batch
             batch, size = [], 0
+        batch.append(raw)
+        size += len(raw.data)
     if batch:
         yield batch
 

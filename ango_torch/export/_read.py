@@ -21,8 +21,9 @@ from ..errors import (
     where,
 )
 from ..limits import Limits, current
+from . import _split
 from ._archive import CHUNK, Fault, open_gzip, open_zip_member
-from ._scan import RawAsset, iter_array, max_depth, too_deep, too_large
+from ._scan import RawAsset, iter_array, max_depth, too_deep
 
 try:  # orjson is the [fast] extra: ~3x faster than json on exports.
     import orjson
@@ -184,11 +185,19 @@ def _located(assets: Iterator[RawAsset], name: str) -> Iterator[RawAsset]:
 
 def _iter_ndjson(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
     index = lineno = 0
-    cap = lim.max_asset_bytes
-    while line := stream.readline(cap + 1):  # bounded: never one unbounded line
+    split_at = min(_split.SPLIT_BYTES, lim.max_asset_bytes)
+    while line := stream.readline(split_at + 1):  # bounded: never one unbounded line
         lineno += 1
-        if len(line) > cap and not line.endswith(b"\n"):
-            raise too_large(name, lim, index, lineno)
+        if len(line) > split_at and not line.endswith(b"\n"):
+            # A large asset: scanned as it is read, and yielded in pieces along its
+            # task.tools (bounded by max_asset_bytes and max_streamed_asset_bytes).
+            splitter = _split.Splitter(name, lim, index, lineno)
+            splitter.feed(line)
+            while not line.endswith(b"\n") and (line := stream.readline(CHUNK)):
+                splitter.feed(line)
+            yield from splitter.pieces()
+            index += 1
+            continue
         if not line.strip():
             continue
         if line.count(b"{") + line.count(b"[") > lim.max_depth and (

@@ -29,11 +29,18 @@ _SPECIAL[[ord(c) for c in '{}[],"\\']] = True
 
 @dataclass(frozen=True, slots=True)
 class RawAsset:
-    """One undecoded asset: its JSON bytes and where it came from."""
+    """One undecoded asset (or piece of a large one): its JSON bytes and where it came
+    from."""
 
     index: int
     data: bytes
     line: int | None = None
+    part: int = 0
+    """Piece number of an asset split along its ``task.tools`` (:mod:`._split`)."""
+    last: bool = True
+    """Whether this is the asset's last (or only) piece."""
+    first: int = 0
+    """How many ``task.tools`` entries of the asset come before this piece."""
 
 
 def too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:
@@ -92,15 +99,29 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
     precede it, and the depth is the running sum of the structural brackets.  The
     depth limit and the size limit of one element are checked here, on the bytes.
     """
+    from . import _split  # imports this module
+
     depth = 0
     in_string = False
     escaped = False
     pending: list[bytes] = []
     pending_bytes = 0
+    splitter: _split.Splitter | None = None  # the open element, once it is large
+    split_at = min(_split.SPLIT_BYTES, lim.max_asset_bytes)
+
+    def element(data: bytes) -> Iterator[RawAsset]:
+        """One element, whole or (when large) in pieces along its task.tools."""
+        if len(data) <= split_at:
+            yield RawAsset(index, data)
+            return
+        sp = _split.Splitter(name, lim, index)
+        sp.feed(data)
+        yield from sp.pieces()
+
     started = closed = False
     index = commas = offset = 0
     last_event, blank = _START, True  # blank: nothing yet between '[' and the 1st event
-    cap, max_level = lim.max_asset_bytes, lim.max_depth + 1  # the array is level 1
+    max_level = lim.max_depth + 1  # the array is level 1
     while chunk := stream.read(CHUNK):
         a = np.frombuffer(chunk, np.uint8)
         # One gather finds every quote, backslash, bracket and comma of the chunk.
@@ -128,7 +149,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
         if len(dcum) and dcum.max() > max_level:
             at = int(marks[np.argmax(dcum > max_level)])
             j = int(np.searchsorted(np.asarray(starts, np.int64), at))
-            bad = index + j - (0 if pending else 1)
+            bad = index + j - (0 if pending or splitter else 1)
             raise too_deep(name, lim, where(index=bad))
         top = (step == 0) & (dcum == 1)
         commas_before = commas
@@ -143,32 +164,37 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
             name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
         )
         e_i = 0
-        if pending:
-            if not ends:
-                pending.append(chunk)
-                pending_bytes += len(chunk)
-                if pending_bytes > cap:
-                    raise too_large(name, lim, index)
+        if pending or splitter:
+            part = chunk[: ends[0] + 1] if ends else chunk
+            if splitter is None:
+                pending.append(part)
+                pending_bytes += len(part)
+                if pending_bytes > split_at:  # large: scanned for task.tools from now on
+                    splitter = _split.Splitter(name, lim, index)
+                    for p in pending:
+                        splitter.feed(p)
+                    pending = []
             else:
-                pending.append(chunk[: ends[0] + 1])
-                if pending_bytes + ends[0] + 1 > cap:
-                    raise too_large(name, lim, index)
-                yield RawAsset(index, b"".join(pending))
+                splitter.feed(part)
+            if ends:
+                if splitter is not None:
+                    yield from splitter.pieces()
+                else:
+                    yield RawAsset(index, b"".join(pending))
                 index += 1
-                pending, pending_bytes = [], 0
+                pending, pending_bytes, splitter = [], 0, None
                 e_i = 1
         for start in starts:
             if e_i < len(ends):
-                if ends[e_i] + 1 - start > cap:
-                    raise too_large(name, lim, index)
-                yield RawAsset(index, chunk[start : ends[e_i] + 1])
+                yield from element(chunk[start : ends[e_i] + 1])
                 index += 1
                 e_i += 1
             else:
                 pending = [chunk[start:]]
                 pending_bytes = len(chunk) - start
-                if pending_bytes > cap:
-                    raise too_large(name, lim, index)
+                if pending_bytes > split_at:
+                    splitter = _split.Splitter(name, lim, index)
+                    splitter.feed(pending.pop())
         if len(dcum):
             depth = int(dcum[-1])
         in_string = bool((len(quotes) + in_string) & 1)

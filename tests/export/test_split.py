@@ -1,0 +1,215 @@
+"""A large asset (a long video) is read in pieces along its ``task.tools`` (``_split``).
+
+Reference: the same asset decoded whole with ``json.loads`` and indexed through the
+list-of-dicts path (``load_export([dict])``: the parser on the unsplit asset); every
+index column must be equal.  The split thresholds are lowered (monkeypatched) so that a
+few-KiB asset is cut at every entry, including entries whose strings hold brackets,
+commas, escaped quotes and backslashes, and nested classifications.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ango_torch
+from ango_torch.errors import ExportFormatError, LimitError
+from ango_torch.export import _split
+from ango_torch.export._indexing import index_raw
+from ango_torch.export._read import iter_raw_assets
+from ango_torch.limits import override
+from ango_torch.targets.tracks import asset_tracks
+
+NASTY = 'a "quoted" ],{[} \\ back\\slash, "tools": [1, 2]'
+
+
+def _entry(frame: int, track: int) -> dict[str, Any]:
+    nested = {"schemaId": "c", "title": "colour", "answer": f"red {NASTY}", "classifications": []}
+    geometry: dict[str, Any]
+    if track == 1:
+        geometry = {"polygon": [[1 + frame, 1], [9, 1], [5, 8 + frame / 3]]}
+    elif track == 2:
+        geometry = {"point": [2.5 + frame, 3]}
+    else:
+        geometry = {"bounding-box": {"x": frame, "y": 2, "width": 4, "height": 3}}
+    return {
+        **geometry,
+        "objectId": f"t{track} {NASTY}" if track else "t0",
+        "schemaId": "s",
+        "title": f"car [{track}]",
+        "page": frame,
+        "classifications": [{"objectId": f"c{frame}", **nested, "classifications": [nested]}],
+    }
+
+
+def _question() -> dict[str, Any]:
+    return {"objectId": "q", "schemaId": "q", "title": "weather", "answer": NASTY, "page": 0}
+
+
+def video(frames: int = 30, tracks: int = 3, external_id: str = "v.mp4") -> dict[str, Any]:
+    """A video asset with its keys in awkward places: ``task`` first (the asset's own
+    fields after it), ``stageHistory`` and ``classifications`` before ``tools``."""
+    tools = [_entry(f, t) for f in range(frames) for t in range(tracks)]
+    stage = {"stage": "Review", "stageId": "s1", "tools": tools[:4], "classifications": []}
+    task = {
+        "stageHistory": [stage],
+        "classifications": [_question()],
+        "taskId": "t",
+        "stage": "Complete",
+        "tools": tools,
+        "relations": [],
+        "stageId": "Complete",
+    }
+    return {
+        "task": task,
+        "externalId": external_id,
+        "assetId": f"id-{external_id}",
+        "asset": f"https://b/{external_id}",
+        "metadata": {"width": 64, "height": 48, "frameTotal": frames, "frameRate": 30},
+    }
+
+
+def _small(n: int) -> dict[str, Any]:
+    return {
+        "externalId": f"img{n}.png",
+        "metadata": {"width": 8, "height": 8},
+        "task": {"tools": [_entry(0, 0)]},
+    }
+
+
+def _file(assets: list[dict[str, Any]], kind: str, indent: int | None = 1) -> bytes:
+    if kind == "ndjson":
+        return b"".join(json.dumps(a).encode() + b"\n" for a in assets)
+    data = json.dumps(assets, indent=indent).encode()
+    return gzip.compress(data) if kind == "gzip" else data
+
+
+@pytest.fixture
+def tiny_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split every asset above 2 KiB, one or two entries per piece."""
+    monkeypatch.setattr(_split, "SPLIT_BYTES", 2048)
+    monkeypatch.setattr(_split, "PIECE_BYTES", 700)
+
+
+def _assert_same_index(a: ango_torch.AngoExport, b: ango_torch.AngoExport) -> None:
+    A, B = a.index.arrays, b.index.arrays
+    assert A.keys() == B.keys()
+    for k in A:
+        if k != "meta":
+            assert np.array_equal(A[k], B[k], equal_nan=A[k].dtype.kind == "f"), k
+
+
+def _pieces(data: bytes) -> list[Any]:
+    return list(iter_raw_assets(io.BufferedReader(io.BytesIO(data)), "e"))
+
+
+@pytest.mark.parametrize("kind", ["array", "ndjson", "gzip"])
+def test_split_asset_indexes_like_the_whole_asset(
+    tmp_path: Path, tiny_pieces: None, kind: str
+) -> None:
+    assets = [_small(0), video(), _small(1)]
+    data = _file(assets, kind)
+    raws = _pieces(gzip.decompress(data) if kind == "gzip" else data)
+    parts = [r.part for r in raws if r.index == 1]
+    assert len(parts) > 20 and parts == list(range(len(parts)))  # cut at ~every entry
+    assert [r.last for r in raws if r.index == 1] == [False] * (len(parts) - 1) + [True]
+    path = tmp_path / f"e.{kind}"
+    path.write_bytes(data)
+    got = ango_torch.load_export(path)
+    ref = ango_torch.load_export(json.loads(json.dumps(assets)))  # decoded whole
+    _assert_same_index(got, ref)
+    assert len(got) == 3 and len(got[1].task.answer.tools) == 90
+    assert len(got[1].task.history[0].tools) == 4
+
+
+def test_parallel_indexing_keeps_the_pieces_of_an_asset_together(tiny_pieces: None) -> None:
+    data = _file([_small(0), video(20), _small(1), video(10, external_id="w.mp4")], "array")
+    ref = ango_torch.load_export(json.loads(data))
+    raws = _pieces(data)
+    index, _ = index_raw(raws, "e", on_error="raise", workers=2, batch_bytes=1000)
+    got = ango_torch.AngoExport(index)
+    # Partial indexes are concatenated (string ids differ): compare what they hold.
+    for k in ("obj_kind", "obj_page", "obj_bbox", "verts", "ring_vert", "snap_obj_start"):
+        assert np.array_equal(index.arrays[k], ref.index.arrays[k], equal_nan=k == "obj_bbox")
+    assert len(got) == 4
+    for i in range(4):
+        assert got.index.object_extras(i) == ref.index.object_extras(i)
+        assert repr(got[i]) == repr(ref[i])
+
+
+def test_one_hour_sized_asset_passes_max_asset_bytes(tmp_path: Path) -> None:
+    # 16 KiB stands in for the 256 MiB default; the asset is 10x that.
+    path = tmp_path / "long.json"
+    path.write_bytes(_file([video(130)], "array", indent=None))
+    assert path.stat().st_size > 10 * 16384
+    with override(max_asset_bytes=16384):
+        got = ango_torch.load_export(path)
+    assert got.index.obj_kind.shape == (390 + 4,)  # 130 frames x 3 tracks + the stage's 4
+    # ... but a piece still may not exceed it, nor the whole asset the streamed limit.
+    limits = override(max_asset_bytes=16384, max_streamed_asset_bytes=100_000)
+    with limits, pytest.raises(LimitError, match=r"#0.*max_streamed_asset_bytes"):
+        ango_torch.load_export(path)
+
+
+def test_bytes_outside_the_tools_still_bounded(tmp_path: Path) -> None:
+    padded = video(60)
+    padded["metadata"]["padding"] = "A" * 40_000
+    big_entry = video(60)
+    big_entry["task"]["tools"][7]["metadata"] = {"note": "B" * 40_000}
+    for asset, what in ((padded, "apart from its task.tools"), (big_entry, "one task.tools")):
+        path = tmp_path / "big.json"
+        path.write_bytes(_file([_small(0), asset], "array"))
+        with override(max_asset_bytes=16384), pytest.raises(LimitError) as info:
+            ango_torch.load_export(path)
+        assert "#1" in str(info.value) and what in str(info.value)
+        assert "max_asset_bytes=16384" in str(info.value)
+
+
+def test_malformed_entry_in_a_late_piece_names_the_asset(tmp_path: Path, tiny_pieces: None) -> None:
+    bad = video()
+    bad["task"]["tools"][80]["bounding-box"] = {"x": "left", "y": 0, "width": 1, "height": 1}
+    path = tmp_path / "bad.json"
+    path.write_bytes(_file([_small(0), bad, _small(1)], "array"))
+    with pytest.raises(ExportFormatError, match=r"v\.mp4.*#1") as info:
+        ango_torch.load_export(path)
+    assert "entry" in str(info.value) and "piece" in str(info.value)
+    skipped = ango_torch.load_export(path, on_error="skip")
+    # The whole asset is left out (not its first pieces), the assets around it kept.
+    assert [a.external_id for a in skipped] == ["img0.png", "img1.png"]
+    assert skipped.skipped_count == 1 and skipped.skipped[0].index == 1
+    _assert_same_index(skipped, ango_torch.load_export([_small(0), _small(1)]))
+
+
+@pytest.mark.parametrize("cut", ["truncated", "invalid-token"])
+def test_broken_huge_asset_raises_naming_it(tmp_path: Path, tiny_pieces: None, cut: str) -> None:
+    data = _file([_small(0), video()], "array")
+    if cut == "truncated":
+        data = data[: len(data) * 2 // 3]
+        match = r"truncated.*after 1 complete asset"
+    else:
+        at = data.rindex(b'"page": 25')
+        data = data[:at] + b'"page": tru' + data[at + len(b'"page": 25') :]
+        match = r"#1.*invalid JSON"
+    path = tmp_path / "broken.json"
+    path.write_bytes(data)
+    with pytest.raises(ExportFormatError, match=match):
+        ango_torch.load_export(path)
+
+
+def test_duplicate_entries_across_pieces_are_seen(tmp_path: Path, tiny_pieces: None) -> None:
+    asset = video()
+    first = asset["task"]["tools"][0]  # track t0 on frame 0 ...
+    asset["task"]["tools"].append(dict(first))  # ... again, as the last entry
+    path = tmp_path / "dup.json"
+    path.write_bytes(_file([asset], "array"))
+    assert len(_pieces(path.read_bytes())) > 20
+    idx = ango_torch.load_export(path).index
+    rows = np.arange(int(idx.snap_obj_start[0]), int(idx.snap_obj_end[0]))
+    # Hand count: object row 0 and row 90 are both (t0, frame 0); the later one wins.
+    assert asset_tracks(idx, 0, rows).duplicates.tolist() == [0]
