@@ -62,7 +62,7 @@ from ..targets.selection import (
 )
 from ._brush_colors import discover_brush_colors
 from ._frames import Interpolate, VideoFrames
-from .batching import worker_tensor
+from .batching import shared_views
 from .packed import pack_crops, pack_target
 
 __all__ = ["AngoDataset", "DatasetReport"]
@@ -534,23 +534,34 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         )
 
     def _instance_target(self, inst: Instances, canvas: tuple[int, int]) -> dict[str, Any]:
+        # Every tensor of the target is a view of one buffer (shared memory in a worker):
+        # the main process maps one segment per target, not one per tensor.
+        n, instance = len(inst), self.task == "instance"
+        packed = instance and self.masks == "packed" and self.transforms is None
+        specs = [((n,), torch.int64), ((n,), torch.int64), ((n, 4), torch.float32)]
+        specs += [((n,), torch.float32)]
+        if packed:  # the crops only: no full canvas is ever built
+            masks, views = pack_crops(inst.crops, inst.offsets, canvas, extra=specs)
+        else:
+            views = shared_views([*specs, ((n, *canvas), torch.uint8)] if instance else specs)
+        labels, iscrowd, boxes, area = views[:4]  # iscrowd stays zero
+        labels.numpy()[:] = inst.labels
+        boxes.numpy()[:] = inst.boxes.reshape(-1, 4)
+        # detection: box areas; instance: mask pixels (brush components included)
+        area.numpy()[:] = inst.areas(masks=instance)
         target: dict[str, Any] = {
             "boxes": tv_tensors.BoundingBoxes(
-                torch.from_numpy(inst.boxes.astype(np.float32)).reshape(-1, 4),
-                format=tv_tensors.BoundingBoxFormat.XYXY,
-                canvas_size=canvas,
+                boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=canvas
             ),
-            "labels": torch.from_numpy(inst.labels.astype(np.int64)),
+            "labels": labels,
         }
-        if self.task == "instance" and self.masks == "packed" and self.transforms is None:
-            target["masks"] = pack_crops(inst.crops, inst.offsets, canvas)  # no full canvas
-        elif self.task == "instance":
-            masks = worker_tensor((len(inst), *canvas), torch.uint8)
-            inst.masks(canvas, out=masks.numpy())
-            target["masks"] = tv_tensors.Mask(masks)
-        # detection: box areas; instance: mask pixels (brush components included)
-        target["area"] = torch.from_numpy(inst.areas(masks=self.task == "instance"))
-        target["iscrowd"] = torch.zeros(len(inst), dtype=torch.int64)
+        if packed:
+            target["masks"] = masks
+        elif instance:
+            inst.masks(canvas, out=views[4].numpy())
+            target["masks"] = tv_tensors.Mask(views[4])
+        target["area"] = area
+        target["iscrowd"] = iscrowd
         return target
 
     def _attributes(self, i: int, rows: npt.NDArray[np.int64]) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
-from .batching import worker_tensor
+from .batching import shared_views
 
 __all__ = ["PackedMasks", "pack_masks", "pack_target", "unpack_masks"]
 
@@ -84,19 +84,33 @@ def _rects(nonzero_rows: torch.Tensor, nonzero_cols: torch.Tensor) -> torch.Tens
     return rects.reshape(n, 4)
 
 
+Specs = Sequence[tuple[tuple[int, ...], torch.dtype]]
+
+
 def _fill(
-    crops: Sequence[Any], rects: torch.Tensor, dtype: torch.dtype, canvas: tuple[int, int]
-) -> PackedMasks:
-    """Copy each ``crops[k]`` (indexable ``[h, w]``) into one flat tensor."""
+    crops: Sequence[Any],
+    rects: torch.Tensor,
+    dtype: torch.dtype,
+    canvas: tuple[int, int],
+    extra: Specs = (),
+) -> tuple[PackedMasks, list[torch.Tensor]]:
+    """Copy each ``crops[k](x0, y0, x1, y1)`` (``[h, w]``) into one flat tensor.
+
+    The crops, the rectangles and the ``extra`` tensors are views of one buffer (in
+    shared memory in a DataLoader worker: one segment for the main process to map).
+    """
     listed = rects.tolist()
     sizes = [(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in listed]
-    data = worker_tensor((sum(sizes),), dtype)  # shared memory in a DataLoader worker
+    *others, table, data = shared_views(
+        [*extra, ((len(listed), 4), torch.int64), ((sum(sizes),), dtype)]
+    )
+    table.copy_(rects)
     start = 0
     for crop, size, (x0, y0, x1, y1) in zip(crops, sizes, listed, strict=True):
         if size:
             data[start : start + size].view(y1 - y0, x1 - x0).copy_(crop(x0, y0, x1, y1))
         start += size
-    return PackedMasks(data, rects, canvas)
+    return PackedMasks(data, table, canvas), others
 
 
 def pack_masks(masks: torch.Tensor) -> PackedMasks:
@@ -110,17 +124,20 @@ def pack_masks(masks: torch.Tensor) -> PackedMasks:
     m = torch.as_tensor(masks)  # a plain tensor view of a tv_tensors.Mask
     rects = _rects(m.any(2), m.any(1)) if n else torch.zeros((0, 4), dtype=torch.int64)
     crops = [lambda x0, y0, x1, y1, k=k: m[k, y0:y1, x0:x1] for k in range(n)]
-    return _fill(crops, rects, m.dtype, (int(h), int(w)))
+    return _fill(crops, rects, m.dtype, (int(h), int(w)))[0]
 
 
 def pack_crops(
     crops: Sequence[npt.NDArray[np.bool_]],
     offsets: Sequence[tuple[int, int]],
     canvas_size: tuple[int, int],
-) -> PackedMasks:
+    extra: Specs = (),
+) -> tuple[PackedMasks, list[torch.Tensor]]:
     """:class:`PackedMasks` (``uint8``) straight from rasterized crops at ``(y0, x0)``.
 
-    Same result as ``pack_masks`` of the assembled ``uint8`` masks, without building them.
+    Same result as ``pack_masks`` of the assembled ``uint8`` masks, without building
+    them; also returns zeroed tensors of the ``extra`` ``(shape, dtype)`` specs, in the
+    same buffer as the crops.
     """
     rects, trimmed = [], []
     for crop, (y, x) in zip(crops, offsets, strict=True):
@@ -136,7 +153,7 @@ def pack_crops(
     pieces = [
         lambda *_, c=c: torch.from_numpy(np.ascontiguousarray(c).view(np.uint8)) for c in trimmed
     ]
-    return _fill(pieces, table, torch.uint8, (int(canvas_size[0]), int(canvas_size[1])))
+    return _fill(pieces, table, torch.uint8, (int(canvas_size[0]), int(canvas_size[1])), extra)
 
 
 def pack_target(target: Mapping[str, Any]) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def test_a_batch_of_mixed_canvases_through_workers(tmp_path: Path) -> None:
     loader = torch.utils.data.DataLoader(
         packed, batch_size=3, num_workers=1, collate_fn=ango_torch.collate_fn
     )
-    [(images, targets)] = list(loader)
+    [(_images, targets)] = list(loader)
     got = ango_torch.unpack_masks(targets, torch.device("cpu"))
     assert [tuple(t["masks"].shape) for t in got] == [(4, 11, 17), (0, 11, 17), (1, 19, 13)]
     for i, t in enumerate(got):
