@@ -104,9 +104,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
     depth = 0
     in_string = False
     escaped = False
-    pending: list[bytes] = []
-    pending_bytes = 0
-    splitter: _split.Splitter | None = None  # the open element, once it is large
+    splitter: _split.Splitter | None = None  # the element that goes on past a chunk
     split_at = min(_split.SPLIT_BYTES, lim.max_asset_bytes)
 
     def element(data: bytes) -> Iterator[RawAsset]:
@@ -149,7 +147,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
         if len(dcum) and dcum.max() > max_level:
             at = int(marks[np.argmax(dcum > max_level)])
             j = int(np.searchsorted(np.asarray(starts, np.int64), at))
-            bad = index + j - (0 if pending or splitter else 1)
+            bad = index + j - (0 if splitter else 1)
             raise too_deep(name, lim, where(index=bad))
         top = (step == 0) & (dcum == 1)
         commas_before = commas
@@ -164,37 +162,24 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
             name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
         )
         e_i = 0
-        if pending or splitter:
-            part = chunk[: ends[0] + 1] if ends else chunk
-            if splitter is None:
-                pending.append(part)
-                pending_bytes += len(part)
-                if pending_bytes > split_at:  # large: scanned for task.tools from now on
-                    splitter = _split.Splitter(name, lim, index)
-                    for p in pending:
-                        splitter.feed(p)
-                    pending = []
-            else:
-                splitter.feed(part)
-            if ends:
-                if splitter is not None:
-                    yield from splitter.pieces()
-                else:
-                    yield RawAsset(index, b"".join(pending))
+        if splitter is not None:
+            if ends:  # the element's last bytes
+                k = int(np.searchsorted(marks, ends[0], "right"))
+                splitter.feed(chunk[: ends[0] + 1], (marks[:k], step[:k], dcum[:k] - 1))
+                yield from splitter.pieces()
                 index += 1
-                pending, pending_bytes, splitter = [], 0, None
-                e_i = 1
+                splitter, e_i = None, 1
+            else:
+                splitter.feed(chunk, (marks, step, dcum - 1))
         for start in starts:
             if e_i < len(ends):
                 yield from element(chunk[start : ends[e_i] + 1])
                 index += 1
                 e_i += 1
-            else:
-                pending = [chunk[start:]]
-                pending_bytes = len(chunk) - start
-                if pending_bytes > split_at:
-                    splitter = _split.Splitter(name, lim, index)
-                    splitter.feed(pending.pop())
+            else:  # an element that goes on in the next chunk: scanned as it arrives
+                k = int(np.searchsorted(marks, start))
+                splitter = _split.Splitter(name, lim, index)
+                splitter.feed(chunk[start:], (marks[k:] - start, step[k:], dcum[k:] - 1))
         if len(dcum):
             depth = int(dcum[-1])
         in_string = bool((len(quotes) + in_string) & 1)

@@ -29,7 +29,9 @@ from ..errors import ExportFormatError, LimitError, where
 from ..limits import Limits, hint
 from ._scan import _BSLASH, _OPEN, _QUOTE, _SPECIAL, RawAsset, _escaped_quotes, too_deep
 
-__all__ = ["PIECE_BYTES", "SPLIT_BYTES", "Splitter", "piece_error"]
+__all__ = ["PIECE_BYTES", "SPLIT_BYTES", "Scanned", "Splitter", "piece_error"]
+
+Scanned = tuple[npt.NDArray[np.intp], npt.NDArray[np.int8], npt.NDArray[np.int64]]
 
 SPLIT_BYTES = 32 << 20
 """Assets larger than this (or than ``max_asset_bytes``) are split along ``task.tools``."""
@@ -83,36 +85,37 @@ class Splitter:
 
     # -- scanning ---------------------------------------------------------------------
 
-    def feed(self, chunk: bytes) -> None:
-        """Scan the next bytes of the asset."""
+    def feed(self, chunk: bytes, scanned: Scanned | None = None) -> None:
+        """Scan the next bytes of the asset.
+
+        Args:
+            chunk: the bytes.
+            scanned: where the caller already scanned them (:func:`._scan.iter_array`):
+                ``(marks, step, depth)``, the structural marks' positions in ``chunk``,
+                their ``+1/-1/0`` (open, close, comma) and the nesting depth after each
+                (the asset object is depth 1).
+        """
         base = self.size
         self.chunks.append(chunk)
         self.starts.append(base)
         self.size += len(chunk)
         if self.size > self.lim.max_streamed_asset_bytes:
             raise self._too_large("max_streamed_asset_bytes", _WHOLE)
+        marks, step, dcum = self._scan(chunk) if scanned is None else scanned
+        if len(dcum):
+            self.depth = int(dcum[-1])
+        if not self.splittable:
+            if self.size > self.lim.max_asset_bytes:
+                raise self._too_large("max_asset_bytes")
+            return
+        shallow = np.flatnonzero(dcum - (step > 0) <= 2)  # marks at depth 1 and 2
         a = np.frombuffer(chunk, np.uint8)
-        special = np.flatnonzero(_SPECIAL[a])
-        kinds = a[special]
-        quotes = special[kinds == _QUOTE]
-        if self.escaped or (kinds == _BSLASH).any():
-            quotes, escaped_next = _escaped_quotes(a, quotes, self.escaped)
-        else:
-            escaped_next = False
-        marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
-        marks = marks[((np.searchsorted(quotes, marks) + self.in_string) & 1) == 0]
-        step = _OPEN[a[marks]]
-        dcum = np.cumsum(step, dtype=np.int64) + self.depth
-        if len(dcum) and dcum.max() > self.lim.max_depth:
-            raise too_deep(self.name, self.lim, where(index=self.index, line=self.line))
-        pos = marks.astype(np.int64) + base
-        shallow = np.flatnonzero(np.minimum(dcum, dcum - step) <= 2)
-        if self.splittable:
-            self._structure(pos[shallow], step[shallow], dcum[shallow], a[marks[shallow]])
-        tools = self.spans.get(b"tools")
-        if tools and self.splittable and (len(tools) == 1 or tools[1] >= base):
+        self._structure(marks[shallow] + base, step[shallow], dcum[shallow], a[marks[shallow]])
+        tools = self.spans.get(b"tools", [])
+        if tools and (len(tools) == 1 or tools[1] >= base):
             lo, hi = tools[0], tools[1] if len(tools) > 1 else self.size
-            commas = pos[(step == 0) & (dcum == 3) & (pos > lo) & (pos < hi)]
+            commas = marks[(dcum == 3) & (step == 0)].astype(np.int64) + base
+            commas = commas[(commas > lo) & (commas < hi)]
             self.commas.append(commas)
             seps = np.concatenate([[max(self.last_sep, lo)], commas, [hi]])
             if int(np.diff(seps).max()) > self.lim.max_asset_bytes:
@@ -124,10 +127,23 @@ class Splitter:
             tools_bytes = (tools[1] if len(tools) > 1 else self.size) - tools[0]
         if self.size - tools_bytes > self.lim.max_asset_bytes:
             raise self._too_large("max_asset_bytes")
-        if len(dcum):
-            self.depth = int(dcum[-1])
+
+    def _scan(self, chunk: bytes) -> Scanned:
+        """The structural marks of the next bytes (strings and escapes carried over)."""
+        a = np.frombuffer(chunk, np.uint8)
+        special = np.flatnonzero(_SPECIAL[a])
+        kinds = a[special]
+        quotes = special[kinds == _QUOTE]
+        if self.escaped or (kinds == _BSLASH).any():
+            quotes, self.escaped = _escaped_quotes(a, quotes, self.escaped)
+        marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+        marks = marks[((np.searchsorted(quotes, marks) + self.in_string) & 1) == 0]
+        step = _OPEN[a[marks]]
+        dcum = np.cumsum(step, dtype=np.int64) + self.depth
+        if len(dcum) and dcum.max() > self.lim.max_depth:
+            raise too_deep(self.name, self.lim, where(index=self.index, line=self.line))
         self.in_string = bool((len(quotes) + self.in_string) & 1)
-        self.escaped = escaped_next
+        return marks, step, dcum
 
     def _structure(
         self,
@@ -209,7 +225,9 @@ class Splitter:
         cap = self.lim.max_asset_bytes
         tools = self.spans.get(b"tools", [])
         commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
-        if not (self.splittable and len(self.task) == 2 and len(tools) == 2 and len(commas)):
+        if self.size <= min(SPLIT_BYTES, cap) or not (
+            self.splittable and len(self.task) == 2 and len(tools) == 2 and len(commas)
+        ):
             if self.size > cap:
                 raise self._too_large("max_asset_bytes", _WHOLE)
             yield RawAsset(self.index, self._slice(0, self.size), self.line)
