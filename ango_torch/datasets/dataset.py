@@ -464,6 +464,12 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
 
     def load_target(self, i: int, canvas_size: tuple[int, int]) -> dict[str, Any]:
         """Sample ``i``'s target for an image of ``canvas_size`` (``(H, W)``)."""
+        return self._target(i, canvas_size)[1]
+
+    def _target(
+        self, i: int, canvas_size: tuple[int, int], image: Any = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(image, target)``; ``image`` (``[3, H, W]``) joins the target's buffer."""
         i = self._check(i)
         canvas_size = self._check_canvas(i, canvas_size)
         rows, labels = self.sample_objects(i)
@@ -505,7 +511,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             self.report.count_empty(i, inst.dropped_empty)
             if self.task == "instance":
                 check_mask_bytes(len(inst), canvas_size, self._limits, label=self._label(i))
-            target = self._instance_target(inst, canvas_size)
+            image, target = self._instance_target(inst, canvas_size, image)
             if video is not None:
                 target["frame"] = frame
                 target["track_ids"] = torch.from_numpy(video.track_ids)
@@ -516,7 +522,7 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         target["asset_id"] = self.asset_id(i)
         if self.attributes:
             target["classifications"] = self._image_classifications(i)
-        return target
+        return image, target
 
     def _check_canvas(self, i: int, canvas: tuple[int, int]) -> tuple[int, int]:
         """``canvas`` as ints, refused over ``max_canvas_pixels`` (naming its source)."""
@@ -533,18 +539,27 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             what="declared size" if declared else "image size",
         )
 
-    def _instance_target(self, inst: Instances, canvas: tuple[int, int]) -> dict[str, Any]:
+    def _instance_target(
+        self, inst: Instances, canvas: tuple[int, int], image: Any = None
+    ) -> tuple[Any, dict[str, Any]]:
         # Every tensor of the target is a view of one buffer (shared memory in a worker):
-        # the main process maps one segment per target, not one per tensor.
+        # the main process maps one segment per target, not one per tensor. In a worker,
+        # the image joins it (the DataLoader would copy it into shared memory anyway).
         n, instance = len(inst), self.task == "instance"
         packed = instance and self.masks == "packed" and self.transforms is None
         specs = [((n,), torch.int64), ((n,), torch.int64), ((n, 4), torch.float32)]
         specs += [((n,), torch.float32)]
+        carry = image is not None and torch.utils.data.get_worker_info() is not None
+        if carry:
+            specs.append((tuple(image.permute(1, 2, 0).shape), torch.uint8))  # HWC pixels
         if packed:  # the crops only: no full canvas is ever built
             masks, views = pack_crops(inst.crops, inst.offsets, canvas, extra=specs)
         else:
             views = shared_views([*specs, ((n, *canvas), torch.uint8)] if instance else specs)
         labels, iscrowd, boxes, area = views[:4]  # iscrowd stays zero
+        if carry:
+            views[4].copy_(image.permute(1, 2, 0))
+            image = tv_tensors.Image(views[4].permute(2, 0, 1))
         labels.numpy()[:] = inst.labels
         boxes.numpy()[:] = inst.boxes.reshape(-1, 4)
         # detection: box areas; instance: mask pixels (brush components included)
@@ -558,11 +573,11 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
         if packed:
             target["masks"] = masks
         elif instance:
-            inst.masks(canvas, out=views[4].numpy())
-            target["masks"] = tv_tensors.Mask(views[4])
+            inst.masks(canvas, out=views[-1].numpy())
+            target["masks"] = tv_tensors.Mask(views[-1])
         target["area"] = area
         target["iscrowd"] = iscrowd
-        return target
+        return image, target
 
     def _attributes(self, i: int, rows: npt.NDArray[np.int64]) -> list[dict[str, Any]]:
         idx = self.export.index
@@ -597,7 +612,8 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             raise AssetFetchError(f"{self._label(i)}: {exc}") from exc
         h, w = image.shape[-2:]
         self._check_size(i, h, w)
-        target = self.load_target(i, (h, w))
+        carried, target = self._target(i, (h, w), image if self.transforms is None else None)
+        image = image if carried is None else carried  # the copy in the target's buffer
         if self.transforms is not None and self.masks == "packed":
             image, target = self.transforms(image, target)  # they see full masks
             return image, pack_target(target)

@@ -74,12 +74,14 @@ def test_a_target_is_one_storage_in_workers_and_equal_to_the_main_process(
         loader = torch.utils.data.DataLoader(
             ds, batch_size=2, num_workers=1, collate_fn=ango_torch.collate_fn
         )
-        [(_, targets)] = list(loader)
+        [(images, targets)] = list(loader)
         for i, t in enumerate(targets):
             tensors = [v for v in t.values() if isinstance(v, torch.Tensor)]
             assert len(tensors) == (5 if task == "instance" else 4)
-            # One segment per target: a single storage for boxes, labels, masks, area, ...
+            # One segment per sample: a single storage for the image, boxes, labels, ...
+            tensors.append(images[i])
             assert len({v.untyped_storage().data_ptr() for v in tensors}) == 1
+            assert torch.equal(images[i], ds[i][0]) and type(images[i]) is type(ds[i][0])
             # Expected values: the same sample loaded in this process (no worker).
             expected = ds[i][1]
             for key, value in expected.items():
