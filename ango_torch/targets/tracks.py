@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..export._read import loads
+from ..export._scan import _BSLASH, _OPEN, _QUOTE, _SPECIAL, _escaped_quotes
 from ..export.index import ExportIndex
 from ..records import ToolKind
 
@@ -32,6 +34,7 @@ __all__ = [
     "asset_tracks",
     "frame_entries",
     "interpolated_boxes",
+    "object_ids",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -80,22 +83,20 @@ def asset_tracks(index: ExportIndex, asset: int, rows: npt.NDArray[np.int64]) ->
     """The :class:`Tracks` of object ``rows`` (one snapshot) of video ``asset``."""
     idx = index
     rows = np.asarray(rows, np.int64)
-    extras = idx.object_extras(asset)
-    first = idx.first_object(asset)
-    oid = [str(extras[r - first][0]) if r - first < len(extras) else "" for r in rows.tolist()]
-    stop = np.array(
-        [bool(extras[r - first][5]) if r - first < len(extras) else False for r in rows.tolist()],
-        bool,
-    ).reshape(-1)
+    first = idx.first_object(asset) if len(rows) else 0
+    codes, names, stops = object_ids(idx, asset)
+    rel = rows - first
+    known = rel < len(codes)  # rows past the asset's extras: objectId "" (as before)
+    oid_code = np.where(known, codes[np.minimum(rel, max(len(codes) - 1, 0))], -1)
+    stop = np.where(known, stops[np.minimum(rel, max(len(stops) - 1, 0))], False)
     page = idx.obj_page[rows].astype(np.int64)
     placed = page >= 0
-    ids, first_seen, inverse = np.unique(
-        np.array(oid, dtype=object).astype(str), return_index=True, return_inverse=True
-    )
+    _, first_seen, inverse = np.unique(oid_code, return_index=True, return_inverse=True)
     order = np.argsort(first_seen)  # track numbers in order of first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     track = rank[inverse].astype(np.int64).reshape(-1)
+    ids = [names[c] if c >= 0 else "" for c in oid_code[first_seen[order]].tolist()]
     keep = np.flatnonzero(placed)
     sort = keep[np.lexsort((np.arange(len(keep)), page[keep], track[keep]))]
     t, f = track[sort], page[sort]
@@ -112,11 +113,84 @@ def asset_tracks(index: ExportIndex, asset: int, rows: npt.NDArray[np.int64]) ->
         track=t,
         frame=f,
         stopped=s,
-        ids=tuple(str(i) for i in np.asarray(ids)[order].tolist()),
+        ids=tuple(ids),
         duplicates=rows[sort_all[:-1][dup]] if len(sort_all) > 1 else rows[:0],
         unplaced=rows[~placed],
         sparse=sparse,
     )
+
+
+def object_ids(index: ExportIndex, asset: int) -> tuple[I64, list[str], npt.NDArray[np.bool_]]:
+    """``(codes, names, stopped)`` of every object row of ``asset`` (row order):
+    ``names[codes[k]]`` is the objectId of its ``k``-th object, ``stopped[k]`` its
+    ``interpolationStopped``.
+
+    Read from the bytes of the asset's object extras (``[objectId, schemaId, ...,
+    interpolationStopped]`` rows, compact JSON) with numpy, without a Python object
+    per entry (a one-hour video has millions); objectIds are told apart by their JSON
+    text (hashed, then checked byte for byte).  Falls back to decoding the JSON where
+    the rows are not as expected.
+    """
+    o = int(index.asset_objects[asset])
+    if o < 0:
+        return np.zeros(0, np.int64), [], np.zeros(0, bool)
+    blob = index.extras.blob[index.extras.offsets[o] : index.extras.offsets[o + 1]]
+    fast = _ids_from_bytes(np.asarray(blob, np.uint8))
+    if fast is not None:
+        return fast
+    extras = index.object_extras(asset)
+    names: dict[str, int] = {}
+    codes = np.fromiter(
+        (names.setdefault(str(e[0]), len(names)) for e in extras), np.int64, len(extras)
+    )
+    return codes, list(names), np.array([bool(e[5]) for e in extras], bool).reshape(-1)
+
+
+_ROW_FIELDS = 6  # objectId, schemaId, classifications, metadata, geometry extra, stopped
+_MAX_ID_BYTES = 256
+
+
+def _ids_from_bytes(
+    a: npt.NDArray[np.uint8],
+) -> tuple[I64, list[str], npt.NDArray[np.bool_]] | None:
+    special = np.flatnonzero(_SPECIAL[a])
+    kinds = a[special]
+    quotes = special[kinds == _QUOTE]
+    if (kinds == _BSLASH).any():
+        quotes, _ = _escaped_quotes(a, quotes, False)
+    marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
+    marks = marks[(np.searchsorted(quotes, marks) & 1) == 0]
+    step = _OPEN[a[marks]]
+    dcum = np.cumsum(step, dtype=np.int64)
+    opens = marks[(step > 0) & (dcum == 2)]
+    closes = marks[(step < 0) & (dcum == 1)]
+    commas = marks[(step == 0) & (dcum == 2)]
+    n = len(opens)
+    if not n or len(closes) != n or len(commas) != (_ROW_FIELDS - 1) * n:
+        return None
+    c = commas.reshape(n, _ROW_FIELDS - 1)
+    if not ((opens < c[:, 0]) & (c[:, -1] < closes)).all():
+        return None
+    flag = a[c[:, -1] + 1]
+    if not np.isin(flag, (ord("t"), ord("f"))).all():
+        return None
+    lo, hi = opens + 1, c[:, 0]  # the objectId's JSON text, quotes included
+    length = hi - lo
+    width = int(length.max())
+    if width > _MAX_ID_BYTES or (a[lo] != _QUOTE).any():
+        return None
+    text = np.zeros((n, width), np.uint8)
+    h = length.astype(np.uint64)
+    for j in range(width):  # one column at a time: no [n, width] index array
+        col = np.where(j < length, a[np.minimum(lo + j, len(a) - 1)], 0).astype(np.uint8)
+        text[:, j] = col
+        h = h * np.uint64(1099511628211) ^ col.astype(np.uint64)  # FNV-1a style
+    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    if not (text == text[first[codes]]).all():  # a hash collision: decode instead
+        return None
+    names = [str(loads(a[lo[k] : hi[k]].tobytes())) for k in first.tolist()]
+    return codes, names, flag == ord("t")
 
 
 @dataclass(frozen=True, slots=True)
