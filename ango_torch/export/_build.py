@@ -7,6 +7,7 @@ the parallel indexer (:mod:`~ango_torch.export._indexing`) into one.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from typing import Any
 
@@ -133,32 +134,36 @@ class IndexBuilder:
             del self.titles[t]
 
     def add_chunk(self, c: ChunkColumns) -> None:
-        """Append many whole assets at once (the typed decoder's chunk, :mod:`._typed`);
-        the same rows as :meth:`add_columns` of each asset in turn."""
+        """Append many whole assets at once (the typed decoder's chunk, :mod:`._typed`):
+        the same rows, and table entries in the same order, as :meth:`add_columns` of
+        each asset in turn."""
         a, s, add, extra = self.a, self.s, self.strings.add, self.extras.add
-        n0, snap0, obj0 = len(self), len(s["asset"]), len(self.obj_kind)
-        a["asset_id"].extend(map(add, c.asset_id))
-        a["external_id"].extend(map(add, c.external_id))
-        a["url"].extend(map(add, c.url))
+        obj = len(self.obj_kind)
+        rows = iter(c.snap_rows)
+        for k, n_snaps in enumerate(c.asset_snaps):
+            i = len(self)
+            a["asset_id"].append(add(c.asset_id[k]))
+            a["external_id"].append(add(c.external_id[k]))
+            a["url"].append(add(c.url[k]))
+            a["page_start"].append(len(self.page_urls))
+            self.page_urls.extend(map(add, c.pages[k]))
+            a["page_end"].append(len(self.page_urls))
+            a["snap_start"].append(len(s["asset"]))
+            for stage, stage_id, brush, medical, n, snap_extra in itertools.islice(rows, n_snaps):
+                s["asset"].append(i)
+                s["stage"].append(add(stage))
+                s["stage_id"].append(add(stage_id))
+                s["brush"].append(add(brush))
+                s["medical_brush"].append(add(medical))
+                s["obj_start"].append(obj)
+                obj += n
+                s["obj_end"].append(obj)
+                s["extra"].append(extra(snap_extra))
+            a["snap_end"].append(len(s["asset"]))
+            a["extra"].append(extra(c.extra[k]))
+            a["objects"].append(extra(c.objects[k]))
         a["width"].extend(c.width)
         a["height"].extend(c.height)
-        for pages in c.pages:
-            a["page_start"].append(len(self.page_urls))
-            self.page_urls.extend(map(add, pages))
-            a["page_end"].append(len(self.page_urls))
-        ends = snap0 + np.cumsum(np.asarray(c.asset_snaps, np.int64), dtype=np.int64)
-        a["snap_start"].extend([snap0, *ends[:-1].tolist()] if len(ends) else [])
-        a["snap_end"].extend(ends.tolist())
-        s["asset"].extend(np.repeat(np.arange(n0, n0 + len(c.asset_snaps)), c.asset_snaps).tolist())
-        rows = list(zip(*c.snap_rows)) or [()] * 6
-        for key, column in zip(("stage", "stage_id", "brush", "medical_brush"), rows):
-            s[key].extend(map(add, column))
-        obj_end = obj0 + np.cumsum(np.asarray(rows[4], np.int64), dtype=np.int64)
-        s["obj_start"].extend([obj0, *obj_end[:-1].tolist()] if len(obj_end) else [])
-        s["obj_end"].extend(obj_end.tolist())
-        s["extra"].extend(map(extra, rows[5]))
-        a["extra"].extend(map(extra, c.extra))
-        a["objects"].extend(map(extra, c.objects))
         titles = self.titles
         for t in dict.fromkeys(c.titles):
             titles.setdefault(t, len(titles))

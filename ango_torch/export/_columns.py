@@ -53,7 +53,7 @@ from ._parse import (
 from ._parse_geometry import _bounding_box, _point, _rotated_box, vertex_array
 from ._tables import class_raw, meta_raw, relation_raw
 
-__all__ = ["AssetColumns", "asset_columns", "from_record"]
+__all__ = ["AssetColumns", "ChunkColumns", "asset_columns", "from_record"]
 
 NAN = math.nan
 _BOX, _ROT, _POLY, _LINE, _PT, _SEG = (
@@ -93,6 +93,40 @@ class AssetColumns:
     ring_hole: list[bool] = field(default_factory=list)
     verts: npt.NDArray[np.float32] | None = None
     obj_extra: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ChunkColumns:
+    """Many assets as index columns (the typed decoder's chunk, :mod:`._typed`).
+
+    Per asset: ``asset_id`` ... ``pages``, ``extra`` and ``objects`` (the JSON of its
+    asset extra and of its object rows, ``None``: no objects) and ``asset_snaps`` (its
+    number of snapshots); per snapshot, in order, ``snap_rows`` as
+    :attr:`AssetColumns.snaps` (its extra as JSON bytes or ``None``); per object:
+    ``kinds`` uint8, ``titles``, ``opages`` int32, ``obj_rings`` int32, ``bbox``
+    float32 ``[N, 4]``; per ring: ``ring_len`` int64, ``ring_zone`` int32,
+    ``ring_hole`` int8; ``verts`` float32 ``[V, 2]``.
+    """
+
+    asset_id: list[str] = field(default_factory=list)
+    external_id: list[str] = field(default_factory=list)
+    url: list[str | None] = field(default_factory=list)
+    width: list[int] = field(default_factory=list)
+    height: list[int] = field(default_factory=list)
+    pages: list[list[str]] = field(default_factory=list)
+    extra: list[bytes] = field(default_factory=list)
+    objects: list[bytes | None] = field(default_factory=list)
+    asset_snaps: list[int] = field(default_factory=list)
+    snap_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    kinds: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    titles: list[str] = field(default_factory=list)
+    opages: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    obj_rings: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    bbox: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    ring_len: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    ring_zone: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    ring_hole: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(0, np.int8))
+    verts: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
 
 class _GiveUp(Exception):

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from .._progress import progress
 from ..errors import ExportFormatError
 from ..limits import current
+from . import _typed
 from ._build import IndexBuilder, concat
 from ._columns import asset_columns
 from ._read import RawAsset, check_parsed_depth, decode_raw
@@ -128,7 +129,7 @@ def _index_serial(
 ) -> tuple[ExportIndex, SkipLog]:
     builder, skipped = IndexBuilder(), SkipLog(keep)
     failed = -1  # a skipped asset: its later pieces are passed over
-    for chunk in raws:
+    for chunk in _typed_first(raws, builder):
         if chunk.part and chunk.index == failed:
             continue
         try:
@@ -144,6 +145,28 @@ def _index_serial(
         _add(builder, obj, chunk.index, chunk.line, on_error, skipped, chunk)
         failed = chunk.index if skipped.count > n else failed
     return builder.build(digest=digest), skipped
+
+
+def _typed_first(raws: Iterable[RawAsset], builder: IndexBuilder) -> Iterator[RawAsset]:
+    """Index what typed decoding (:mod:`._typed`) takes, a chunk at a time, and yield the
+    rest, in order: the chunks it does not take (all of them without msgspec) and the
+    pieces of large assets, for the caller to index asset by asset.
+
+    Lazy: each chunk is added only once the caller has indexed every asset yielded
+    before it.
+    """
+    if not _typed.AVAILABLE:
+        yield from raws
+        return
+    for group in _typed.chunks(raws):
+        if len(group) == 1 and (group[0].part or not group[0].last):
+            yield group[0]
+            continue
+        columns = _typed.chunk_columns(group)
+        if columns is None:
+            yield from group
+        else:
+            builder.add_chunk(columns)
 
 
 def _work(

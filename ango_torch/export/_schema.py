@@ -24,6 +24,7 @@ _SCHEMA_MODULES = (
     "export/_read.py",
     "export/_scan.py",
     "export/_tables.py",
+    "export/_typed.py",
     "export/_schema.py",
     "export/index.py",
     "records.py",

@@ -15,6 +15,7 @@ hand-written regressions below state their expectations directly.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import fields
@@ -26,10 +27,12 @@ from builders import make_asset, make_box, make_polygon
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
-from ango_torch.export import _columns
+from ango_torch.export import _columns, _indexing, _typed
 from ango_torch.export._build import IndexBuilder
 from ango_torch.export._columns import AssetColumns, _GiveUp, asset_columns, from_record
 from ango_torch.export._parse import parse_asset
+from ango_torch.export._read import RawAsset, decode_raw
+from ango_torch.export.index import ExportIndex
 
 # -- the generator ------------------------------------------------------------------------
 
@@ -643,3 +646,152 @@ def test_skip_leaves_out_malformed_annotations_and_inspect_validate_run() -> Non
     assert summary["assets"] == 1 and summary["skipped"] == 3
     problems = find_problems(export)  # the skipped assets, each reported once
     assert [(p.code, p.asset_index) for p in problems] == [("malformed", k) for k in (1, 2, 3)]
+
+
+# -- the typed path (msgspec, ``_typed``) against both ----------------------------------
+
+typed_only = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
+
+
+def _raw_asset(raw: Any, i: int) -> RawAsset:
+    # json (not orjson) writes what the generator makes: NaN, Infinity, 10**400 ...
+    return RawAsset(i, json.dumps(raw).encode())
+
+
+def typed_index(raws: list[RawAsset]) -> ExportIndex | None:
+    """The typed path alone on one chunk: its index, or ``None`` where it gives up."""
+    columns = _typed.chunk_columns(raws)
+    if columns is None:
+        return None
+    builder = IndexBuilder()
+    builder.add_chunk(columns)
+    return builder.build()
+
+
+def file_index(raws: list[RawAsset], *, path: str) -> tuple[ExportIndex, list[Any]]:
+    """The index of a file's raw assets: the loader's way (``typed``), the fast path and
+    parser without typed decoding (``fast``), or the full parser alone (``full``)."""
+    builder, skipped = IndexBuilder(), []
+    if path == "typed":
+        index, log = _indexing._index_serial(raws, "gen.json", "skip")
+        return index, [(s.index, s.reason) for s in log]
+    for r in raws:
+        try:
+            obj = decode_raw(r, "gen.json")
+            cols = asset_columns(obj, r.index) if path == "fast" else full_columns(obj, r.index)
+        except ExportFormatError as exc:
+            skipped.append((r.index, str(exc)))
+            continue
+        builder.add_columns(cols)
+    return builder.build(), skipped
+
+
+def full_columns(raw: Any, i: int) -> AssetColumns:
+    return from_record(parse_asset(raw, i))
+
+
+def assert_same_index(a: ExportIndex, b: ExportIndex, where: str) -> None:
+    assert a.arrays.keys() == b.arrays.keys(), where
+    for key, value in a.arrays.items():
+        np.testing.assert_array_equal(value, b.arrays[key], err_msg=f"{where}: {key}")
+
+
+@typed_only
+@pytest.mark.parametrize("seed", SEEDS)
+def test_typed_path_and_full_parser_agree_on_generated_assets(seed: int) -> None:
+    """Each generated asset alone as a chunk: where the typed path answers, its index
+    equals the full parser's (column by column); where the full parser (or the file's
+    JSON decoder) refuses an asset, the typed path gives up (never answers)."""
+    outcomes = {"typed": 0, "gave up": 0, "gave up, refused": 0}
+    for i, raw in enumerate(typed_generated(400, seed)):
+        ra = _raw_asset(raw, i)
+        typed = typed_index([ra])
+        full, skipped = file_index([ra], path="full")
+        where = f"seed {seed}, asset #{i}: {raw!r:.300}"
+        if typed is None:
+            outcomes["gave up, refused" if skipped else "gave up"] += 1
+            continue
+        assert not skipped, f"{where}: only the full parser refuses: {skipped}"
+        assert_same_index(typed, full, where)
+        outcomes["typed"] += 1
+    assert min(outcomes.values()) >= 40, outcomes  # all three outcomes are exercised
+
+
+_UNTYPED_TOOLS = ("rotated-bounding-box", "ner", "pdf", "cuboid", "someNewField")
+
+
+def typical(raw: Any) -> Any:
+    """``raw`` in the shapes typed decoding reads, broken values kept: tools it does not
+    read (rotated boxes, text, PDF, unknown) left out, numeric names as strings (the
+    parser reads ``5`` as ``"5"``; real exports write strings)."""
+    task = raw.get("task") if isinstance(raw, dict) else None
+    if not isinstance(task, dict):
+        return raw
+    history = task.get("stageHistory")
+    for snap in [task, *(history if isinstance(history, list) else [])]:
+        if not isinstance(snap, dict):
+            continue
+        for key in ("type", "updatedBy", "completedBy", "stage", "stageId"):
+            if type(snap.get(key)) is int:
+                snap[key] = str(snap[key])
+        tools = snap.get("tools")
+        if isinstance(tools, list):
+            snap["tools"] = [
+                t for t in tools if not (isinstance(t, dict) and set(_UNTYPED_TOOLS) & t.keys())
+            ]
+    return raw
+
+
+def typed_generated(n: int, seed: int, *, bad: bool = True) -> list[Any]:
+    """Generated assets, every other one :func:`typical` (``bad=False``: clean only)."""
+    out = []
+    for i in range(n):
+        rate = (0.0, 0.0, 0.01, 0.05)[i % 4] if bad else 0.0
+        raw = Gen(seed * 7919 + i, rate).asset(i)
+        out.append(typical(raw) if i % 2 == 0 or not bad else raw)
+    return out
+
+
+def clean_generated(n: int, seed: int) -> list[Any]:
+    """Assets with no broken field, in the shapes typed decoding reads."""
+    return typed_generated(n, seed, bad=False)
+
+
+@typed_only
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_every_index_column_is_the_same_on_all_three_paths(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole file (clean assets, with broken ones among them) indexed in chunks of a
+    few assets: typed decoding where it takes a chunk, the fast path/parser on the rest
+    (``_indexing``), the fast path/parser alone, and the full parser alone give the same
+    index and the same skipped assets."""
+    monkeypatch.setattr(_typed, "CHUNK_BYTES", 3000)
+    # Clean assets that typed decoding takes one by one (the test above compares those),
+    # in runs of ten, each run followed by three broken ones.
+    assets = [
+        raw
+        for i, raw in enumerate(clean_generated(500, seed))
+        if typed_index([_raw_asset(raw, i)]) is not None
+    ][:150]
+    broken = generated(45, 2000 + seed)
+    mixed = [x for k in range(15) for x in assets[10 * k : 10 * k + 10] + broken[3 * k : 3 * k + 3]]
+    raws = [_raw_asset(raw, i) for i, raw in enumerate(mixed)]
+    taken = []
+    real = _typed.chunk_columns
+
+    def counting(group: list[RawAsset]) -> Any:
+        out = real(group)
+        taken.append((len(group), out is not None))
+        return out
+
+    monkeypatch.setattr(_typed, "chunk_columns", counting)
+    typed, typed_skips = file_index(raws, path="typed")
+    fast, fast_skips = file_index(raws, path="fast")
+    full, full_skips = file_index(raws, path="full")
+    assert typed_skips == fast_skips == full_skips
+    assert_same_index(typed, full, f"seed {seed}: typed")
+    assert_same_index(fast, full, f"seed {seed}: fast")
+    # Chunks of several assets were taken by the typed path, and others fell back.
+    assert sum(n for n, ok in taken if ok) >= 60, taken
+    assert any(ok and n > 1 for n, ok in taken) and any(not ok for _, ok in taken), taken

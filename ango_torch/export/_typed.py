@@ -1,0 +1,521 @@
+"""Typed decoding: a chunk of raw assets → index columns, in bulk.
+
+The common shape of an image export (v3 assets whose tools are boxes, polygons,
+polylines, points and segmentations) is decoded by msgspec into ``Struct``\\ s that
+declare only what the index reads; rings, metadata and classifications stay
+``msgspec.Raw`` (views of the file's bytes).  The columns of the whole chunk are then
+made by C-level passes (``operator.attrgetter`` maps, ``itertools.compress``,
+``np.fromiter``), and every ring's numbers at once: the chunk's rings are joined, their
+skeleton (the bytes with the numbers and blanks taken out) must be ``[[,],[,],...]``,
+and the numbers are read by one ``orjson.loads`` into a float buffer.
+
+It has no rules of its own.  Anything the typed schema does not declare (an unknown
+tool key, a ``null`` geometry, a numeric id, a rotated box, a legacy v2 asset...) fails
+validation, and anything the schema accepts but the full parser would refuse (a
+non-finite or beyond-float32 coordinate, a page out of range, a malformed nested
+classification, two geometries...) makes it give up too: it never raises an
+:class:`~ango_torch.errors.ExportFormatError` itself.  A chunk it gives up on goes,
+asset by asset, through the existing path (:func:`._columns.asset_columns`, whose
+errors name the asset), so the index and every error are the same either way;
+``tests/export/test_parse_paths.py`` checks this on generated assets.  The free-form
+parts that are not plain (snapshot classifications and relations, nested object
+classifications) go through the parser's own functions.
+
+Without msgspec and orjson (the ``fast`` extra) :data:`AVAILABLE` is false and every
+chunk takes the existing path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from operator import attrgetter, is_not
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ExportFormatError
+from ._columns import ChunkColumns
+from ._fields import _F32_LIMIT, _Loc, _plain, _time
+from ._parse import parse_classifications, parse_relations
+from ._read import RawAsset
+from ._tables import class_raw, dumps, relation_raw
+
+__all__ = ["AVAILABLE", "CHUNK_BYTES", "chunk_columns", "chunks"]
+
+CHUNK_BYTES = 4 << 20
+"""Raw asset bytes decoded together (the fallback, when needed, is per chunk)."""
+
+try:
+    import msgspec
+    import orjson
+    from msgspec import UNSET, Raw, Struct, UnsetType, field
+except ImportError:  # pragma: no cover - without the [fast] extra
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+_BOX, _POLY, _LINE, _PT, _SEG = 0, 2, 3, 4, 5
+
+
+class _GiveUp(Exception):
+    """The typed path does not take this chunk; the existing path reads it."""
+
+
+if AVAILABLE:
+    _NULL = Raw(b"null")
+    _EMPTY = Raw(b"[]")
+
+    class _Box(Struct, forbid_unknown_fields=True, gc=False):
+        x: float
+        y: float
+        width: float
+        height: float
+
+    class _Zone(Struct, forbid_unknown_fields=True, gc=False):
+        region: Raw | UnsetType = UNSET
+        holes: list[Raw] | None = None
+
+    class _Seg(Struct, forbid_unknown_fields=True, gc=False):
+        zones: list[_Zone]
+
+    class _Tool(Struct, forbid_unknown_fields=True, gc=False):
+        # The envelope (ENVELOPE_KEYS) ...
+        objectId: str | None = None
+        schemaId: str | None = None
+        title: str | None = None
+        classifications: Raw = _NULL
+        page: int | None = None
+        interpolationStopped: Any = False
+        metadata: Raw = _NULL
+        ocr: Any = None  # read by no one, but checked (_ignored)
+        masks: Any = None
+        color: Any = None
+        tool: Any = None
+        featureSchemaId: Any = None
+        frame: Any = None
+        # ... and the geometries this path reads (``null`` is none of their types).
+        box: _Box | UnsetType = field(default=UNSET, name="bounding-box")
+        polygon: Raw | UnsetType = UNSET
+        polyline: Raw | UnsetType = UNSET
+        point: tuple[float, float] | UnsetType = UNSET
+        segmentation: _Seg | UnsetType = UNSET
+
+    class _Snap(Struct, forbid_unknown_fields=True, gc=False):
+        tools: list[_Tool] | None = None
+        classifications: Raw = _NULL
+        relations: Raw = _NULL
+        stage: str | None = None
+        stageId: str | None = None
+        brushDataUrl: str | None = None
+        medicalBrushDataUrl: str | None = None
+        completedAt: Any = None
+        completedBy: str | None = None
+        # Keys of real exports that the index does not read (checked by _ignored).
+        duration: Any = None
+        idleDuration: Any = None
+        blurDuration: Any = None
+        taskHistory: Any = None
+
+    class _Task(_Snap, gc=False):
+        taskId: str | None = None
+        type: str | None = None
+        updatedAt: Any = None
+        updatedBy: str | None = None
+        stageHistory: list[_Snap] | None = None
+        totalDuration: Any = None
+        totalIdleDuration: Any = None
+        totalBlurDuration: Any = None
+
+    class _Asset(Struct, forbid_unknown_fields=True, gc=False):
+        externalId: str | None = None
+        assetId: str | None = None
+        asset: str | UnsetType | None = UNSET
+        data: str | UnsetType | None = UNSET
+        metadata: Raw = _NULL
+        dataset: list[str] | None = None
+        batches: list[str] | None = None
+        task: _Task | UnsetType = UNSET
+        tasks: Any = None  # legacy v2: the existing path reads it
+
+    _DECODE = msgspec.json.Decoder(_Asset).decode
+    _FAIL: tuple[type[Exception], ...] = (
+        _GiveUp,
+        msgspec.DecodeError,
+        orjson.JSONDecodeError,
+        ExportFormatError,
+        ValueError,
+        TypeError,
+        OverflowError,
+    )
+
+_GEOMETRIES = ("box", "polygon", "polyline", "point", "segmentation")
+_GET = {name: attrgetter(name) for name in _GEOMETRIES}
+_ENVELOPE = tuple(
+    attrgetter(name)
+    for name in (
+        "objectId",
+        "schemaId",
+        "title",
+        "page",
+        "interpolationStopped",
+        "metadata",
+        "classifications",
+    )
+)
+# Number characters and blanks: what is left of a ring of numbers is its skeleton.
+_NUMBER_CHARS = b"0123456789.eE+- \t\r\n"
+_BRACKETS_OUT = bytes.maketrans(b"[];", b"  ,")
+_TOOL_IGNORED = attrgetter("ocr", "masks", "color", "tool", "featureSchemaId", "frame")
+_SNAP_IGNORED = attrgetter("duration", "idleDuration", "blurDuration", "taskHistory")
+_TASK_IGNORED = attrgetter("totalDuration", "totalIdleDuration", "totalBlurDuration")
+_CLASS_KEYS = ("objectId", "schemaId", "tool", "title", "answer", "classifications")
+
+
+@lru_cache(maxsize=4096)
+def _skeleton(n: int) -> bytes:
+    """The skeleton of a ring of ``n`` two-number points: ``[[,],[,],...]``."""
+    return b"[" + b"[,]," * (n - 1) + b"[,]]"
+
+
+def chunks(raws: Iterable[RawAsset], size: int | None = None) -> Iterator[list[RawAsset]]:
+    """Consecutive runs of whole raw assets of about ``size`` bytes (each piece of a
+    large asset alone)."""
+    size = CHUNK_BYTES if size is None else size
+    batch: list[RawAsset] = []
+    total = 0
+    for raw in raws:
+        if raw.part or not raw.last:  # a piece of a large asset (._split): on its own
+            if batch:
+                yield batch
+                batch, total = [], 0
+            yield [raw]
+            continue
+        batch.append(raw)
+        total += len(raw.data)
+        if total >= size:
+            yield batch
+            batch, total = [], 0
+    if batch:
+        yield batch
+
+
+def chunk_columns(raws: list[RawAsset]) -> ChunkColumns | None:
+    """The columns of a chunk of raw assets, or ``None`` where the typed path gives up
+    (the caller then indexes the chunk asset by asset with the existing path)."""
+    if not AVAILABLE:
+        return None
+    try:
+        return _chunk(raws)
+    except _FAIL:
+        return None
+
+
+def _ignored(rows: list[tuple[Any, ...]]) -> None:
+    """Check the values of keys the index does not read as the file's JSON decoder
+    would: msgspec gives an integer beyond a double's range where orjson refuses it
+    (conservatively, anything beyond 64 bits gives up)."""
+    if not rows or (rows.count(rows[0]) == len(rows) and rows[0].count(None) == len(rows[0])):
+        return  # all absent (the common case, checked in C)
+    for row in rows:
+        for v in row:
+            if v is not None and not _plain(v):
+                raise _GiveUp
+
+
+def _dim(value: Any) -> int:
+    """``metadata.width``/``height`` as the parser reads them (``-1``: none)."""
+    if value is None:
+        return -1
+    t = type(value)
+    if (t is int or (t is float and value.is_integer())) and 0 <= value < 2**31:
+        return int(value)
+    raise _GiveUp
+
+
+def _iso(value: Any, loc: _Loc, name: str) -> str | None:
+    when = _time(value, loc, name)
+    return None if when is None else when.isoformat()
+
+
+def _snap_row(
+    snap: Any, loc: _Loc, name: str, n: int
+) -> tuple[str | None, str | None, str | None, str | None, int, bytes | None]:
+    """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped)."""
+    extra: dict[str, Any] = {}
+    if snap.classifications != _NULL and snap.classifications != _EMPTY:
+        classes = parse_classifications(orjson.loads(memoryview(snap.classifications)), loc)
+        if classes:
+            extra["classifications"] = [class_raw(c) for c in classes]
+    if snap.relations != _NULL and snap.relations != _EMPTY:
+        relations = parse_relations(orjson.loads(memoryview(snap.relations)), loc)
+        if relations:
+            extra["relations"] = [relation_raw(r) for r in relations]
+    if snap.completedAt is not None:
+        done = _iso(snap.completedAt, loc, f"{name}.completedAt")
+        if done is not None:
+            extra["completedAt"] = done
+    if snap.completedBy:
+        extra["completedBy"] = snap.completedBy
+    return (
+        snap.stage or None,
+        snap.stageId or None,
+        snap.brushDataUrl or None,
+        snap.medicalBrushDataUrl or None,
+        n,
+        dumps(extra) if extra else None,
+    )
+
+
+def _plain_classes(value: list[Any]) -> bool:
+    """Whether a decoded classification list is already in :func:`class_raw`'s form."""
+    for c in value:
+        if type(c) is not dict or tuple(c) != _CLASS_KEYS:
+            return False
+        for k in ("objectId", "schemaId", "tool", "title"):
+            v = c[k]
+            if v is not None and type(v) is not str:
+                return False
+        sub = c["classifications"]
+        if type(sub) is not list or (sub and not _plain_classes(sub)):
+            return False
+    return True
+
+
+def _classes(raws: list[Any], loc: _Loc) -> list[Any]:
+    """Each tool's classifications as the index stores them (``None``: none)."""
+    out: list[Any] = [None] * len(raws)
+    todo = [i for i, r in enumerate(raws) if r != _EMPTY and r != _NULL]
+    if not todo:
+        return out
+    values = orjson.loads(b"[" + b",".join([raws[i] for i in todo]) + b"]")
+    for i, value in zip(todo, values, strict=True):
+        if type(value) is list and _plain_classes(value):
+            out[i] = value or None
+        else:
+            parsed = parse_classifications(value, loc)
+            out[i] = [class_raw(c) for c in parsed] or None
+    return out
+
+
+def _metas(raws: list[Any]) -> list[Any]:
+    """Each tool's metadata as the index stores it: an object, else ``None``."""
+    if all(map(_NULL.__eq__, raws)):
+        return [None] * len(raws)
+    values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    return [v if type(v) is dict else None for v in values]
+
+
+def _rings(rings: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Every ring's point count and all their vertices (float32 ``[V, 2]``).
+
+    Gives up unless each ring is a non-empty list of ``[x, y]`` number pairs that stay
+    finite as float32 (the parser's :func:`._parse_geometry.vertex_array` rule).
+    """
+    if not rings:
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+    joined = b";".join(rings)
+    skeleton = joined.translate(None, _NUMBER_CHARS)
+    parts = skeleton.split(b";")
+    if len(parts) != len(rings):
+        raise _GiveUp
+    lens = np.fromiter(map(len, parts), np.int64, len(parts))
+    counts = (lens - 1) // 4
+    if (counts < 1).any() or skeleton != b";".join(map(_skeleton, counts.tolist())):
+        raise _GiveUp
+    numbers = orjson.loads(b"[" + joined.translate(_BRACKETS_OUT) + b"]")
+    values = np.array(numbers, np.float64)
+    if values.shape != (2 * int(counts.sum()),):
+        raise _GiveUp
+    with np.errstate(over="ignore"):
+        verts = values.astype(np.float32).reshape(-1, 2)
+    if not np.isfinite(verts).all():
+        raise _GiveUp
+    return counts, verts
+
+
+def _coords(values: npt.NDArray[np.float64]) -> None:
+    """The parser's coordinate rule: finite, and finite as float32."""
+    if not (np.abs(values) < _F32_LIMIT).all():  # NaN compares False
+        raise _GiveUp
+
+
+def _chunk(raws: list[RawAsset]) -> ChunkColumns:
+    assets = list(map(_DECODE, [r.data for r in raws]))
+    cc = ChunkColumns()
+    tools: list[Any] = []
+    tool_snap_k: list[int] = []  # each tool's position in its snapshot's list
+    asset_meta = orjson.loads(b"[" + b",".join([a.metadata for a in assets]) + b"]")
+    asset_objs: list[int] = []
+    all_snaps: list[Any] = []
+    task_ignored: list[tuple[Any, ...]] = []
+    for raw, a, meta in zip(raws, assets, asset_meta, strict=True):
+        loc = _Loc(None, raw.index, raw.line)
+        eid, aid = a.externalId or "", a.assetId or ""
+        task = a.task
+        if (not eid and not aid) or task is UNSET or a.tasks is not None:
+            raise _GiveUp  # the parser names the asset (or reads a v2 one)
+        url = a.asset if a.asset is not UNSET else None if a.data is UNSET else a.data
+        if meta is None:
+            meta = {}
+        elif type(meta) is not dict:
+            raise _GiveUp
+        pages = a.dataset or []
+        if "" in pages:
+            raise _GiveUp
+        cc.asset_id.append(aid or eid)
+        cc.external_id.append(eid or aid)
+        cc.url.append(url or None)
+        cc.width.append(_dim(meta.get("width")))
+        cc.height.append(_dim(meta.get("height")))
+        cc.pages.append(pages)
+        snaps = [task, *(task.stageHistory or ())]
+        all_snaps += snaps
+        task_ignored.append(_TASK_IGNORED(task))
+        n_before = len(tools)
+        for k, snap in enumerate(snaps):
+            ts = snap.tools or []
+            tools += ts
+            tool_snap_k += range(len(ts))
+            name = "task" if k == 0 else f"stageHistory[{k - 1}]"
+            cc.snap_rows.append(_snap_row(snap, loc, name, len(ts)))
+        cc.asset_snaps.append(len(snaps))
+        asset_objs.append(len(tools) - n_before)
+        t_row = (task.taskId, task.type, _iso(task.updatedAt, loc, "task.updatedAt"))
+        extra = {"m": meta, "b": a.batches or [], "g": 3, "t": [*t_row, task.updatedBy]}
+        cc.extra.append(dumps(extra))
+    _ignored(list(map(_SNAP_IGNORED, all_snaps)))
+    _ignored(task_ignored)
+    _objects(cc, tools, tool_snap_k, asset_objs, _Loc(None, raws[0].index, raws[0].line))
+    return cc
+
+
+def _objects(
+    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int], loc: _Loc
+) -> None:
+    """The object, ring and vertex columns of the chunk's tools (in file order)."""
+    n = len(tools)
+    present = {
+        g: np.fromiter(map(is_not, map(_GET[g], tools), itertools.repeat(UNSET)), bool, n)
+        for g in _GEOMETRIES
+    }
+    if (sum(m.astype(np.int8) for m in present.values()) != 1).any():
+        raise _GiveUp  # no geometry or two: the parser decides (OTHER, or an error)
+    kinds = np.zeros(n, np.uint8)
+    for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True):
+        kinds[present[g]] = kind
+    bbox = np.full((n, 4), np.nan, np.float64)
+    # Boxes: the parser's _bounding_box (negative sizes flip the corner), vectorized.
+    where = np.flatnonzero(present["box"])
+    if len(where):
+        getter = attrgetter("x", "y", "width", "height")
+        boxes = itertools.compress(map(_GET["box"], tools), present["box"])
+        v = np.fromiter(map(getter, boxes), np.dtype((np.float64, 4)), len(where))
+        _coords(v)
+        x, y, w, h = v.T
+        x = np.where(w < 0, x + w, x)
+        w = np.where(w < 0, -w, w)
+        y = np.where(h < 0, y + h, y)
+        h = np.where(h < 0, -h, h)
+        x2, y2 = x + w, y + h
+        _coords(x2)
+        _coords(y2)
+        bbox[where] = np.stack([x, y, x2, y2], axis=1)
+    where = np.flatnonzero(present["point"])
+    if len(where):
+        points = itertools.compress(map(_GET["point"], tools), present["point"])
+        p = np.fromiter(points, np.dtype((np.float64, 2)), len(where))
+        _coords(p)
+        bbox[where] = np.concatenate([p, p], axis=1)
+    _ring_columns(cc, tools, present, bbox)
+    cc.kinds = kinds
+    cc.bbox = bbox.astype(np.float32)
+    _envelopes(cc, tools, snap_k, asset_objs, loc)
+
+
+def _ring_columns(
+    cc: ChunkColumns, tools: list[Any], present: dict[str, Any], bbox: npt.NDArray[np.float64]
+) -> None:
+    owner: list[int] = []
+    rings: list[Any] = []
+    zone: list[int] = []
+    hole: list[bool] = []
+    for g in ("polygon", "polyline"):
+        where = np.flatnonzero(present[g]).tolist()
+        owner += where
+        rings += itertools.compress(map(_GET[g], tools), present[g])
+        zone += itertools.repeat(0, len(where))
+        hole += itertools.repeat(False, len(where))
+    segs = itertools.compress(map(_GET["segmentation"], tools), present["segmentation"])
+    for i, seg in zip(np.flatnonzero(present["segmentation"]).tolist(), segs, strict=True):
+        if not seg.zones:
+            raise _GiveUp
+        for z, zn in enumerate(seg.zones):
+            owner.append(i)
+            rings.append(zn.region)
+            zone.append(z)
+            hole.append(False)
+            if zn.holes:
+                owner += itertools.repeat(i, len(zn.holes))
+                rings += zn.holes
+                zone += itertools.repeat(z, len(zn.holes))
+                hole += itertools.repeat(True, len(zn.holes))
+    if any(r is UNSET for r in rings):
+        raise _GiveUp  # a zone without a region: the parser's empty zone
+    order = np.argsort(np.asarray(owner, np.int64), kind="stable")
+    ordered = list(map(rings.__getitem__, order.tolist()))
+    counts, verts = _rings(ordered)
+    own = np.asarray(owner, np.int64)[order]
+    holes = np.asarray(hole, bool)[order]
+    cc.ring_len = counts
+    cc.ring_zone = np.asarray(zone, np.int32)[order]
+    cc.ring_hole = holes.astype(np.int8)
+    cc.verts = verts
+    cc.obj_rings = np.bincount(own, minlength=len(tools)).astype(np.int32)
+    if not len(counts):
+        return
+    # The box of a shape is the box of its outer rings (as _columns._finish).
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    lo = np.minimum.reduceat(verts, starts, axis=0)
+    hi = np.maximum.reduceat(verts, starts, axis=0)
+    lo[holes], hi[holes] = np.inf, -np.inf
+    objs, first = np.unique(own, return_index=True)
+    bbox[objs, :2] = np.minimum.reduceat(lo, first, axis=0)
+    bbox[objs, 2:] = np.maximum.reduceat(hi, first, axis=0)
+
+
+def _envelopes(
+    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int], loc: _Loc
+) -> None:
+    _ignored(list(map(_TOOL_IGNORED, tools)))
+    oids, sids, titles, pages, interp, metas, classes = (list(map(get, tools)) for get in _ENVELOPE)
+    if None in oids or "" in oids:
+        oids = [o or f"#{k}" for o, k in zip(oids, snap_k, strict=True)]
+    if None in titles:
+        titles = [t or "" for t in titles]
+    cc.titles = titles
+    if not set(map(type, interp)) <= {bool}:
+        _ignored([tuple(interp)])
+    if any(map(is_not, pages, itertools.repeat(None))):
+        p = np.array([-1 if q is None else q for q in pages], np.int64)
+        if ((p < -1) | (p >= 2**31)).any() or (p == -1).sum() != pages.count(None):
+            raise _GiveUp
+        cc.opages = p.astype(np.int32)
+    else:
+        cc.opages = np.full(len(tools), -1, np.int32)
+    rows = list(
+        zip(
+            oids,
+            sids,
+            _classes(classes, loc),
+            _metas(metas),
+            itertools.repeat(None),
+            map(bool, interp),
+        )
+    )
+    end = 0
+    for n in asset_objs:
+        cc.objects.append(dumps(rows[end : end + n]) if n else None)
+        end += n
