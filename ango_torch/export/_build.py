@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ExportFormatError
 from ._columns import AssetColumns, ChunkColumns
 from ._schema import INDEX_VERSION, SCHEMA
 from ._tables import _TableBuilder, dumps
@@ -57,44 +56,94 @@ class IndexBuilder:
         the objects of every piece are appended in order, and the final piece, the
         only one with the asset's other task lists (stageHistory, classifications,
         relations), adds the asset and snapshot rows, as one unsplit asset would.
+        The pieces of an asset left out (:meth:`discard_open`) are passed over.
         """
+        if not self._begin(part):
+            return
+        self._add_objects(c)
+        objects = dumps(c.obj_extra) if c.obj_extra else None
+        if not last:
+            self._more(objects, c.snaps[0][4] if c.snaps else 0)
+            return
+        snaps = [(*row[:5], dumps(row[5]) if row[5] else None) for row in c.snaps]
+        fields = (c.asset_id, c.external_id, c.url, c.width, c.height, c.pages)
+        self._finish(fields, snaps, dumps(c.extra), objects)
+
+    def add_piece(self, c: ChunkColumns, *, part: int, last: bool) -> None:
+        """Append one piece of a large asset decoded by the typed path (:mod:`._typed`:
+        a chunk of that one piece), as :meth:`add_columns` does."""
+        if not self._begin(part):
+            return
+        titles = self.titles
+        self.obj_title.extend(titles.setdefault(t, len(titles)) for t in c.titles)
+        self.obj_kind.frombytes(c.kinds.astype(np.uint8).tobytes())
+        self.obj_page.frombytes(c.opages.astype(np.int32).tobytes())
+        self.obj_rings.frombytes(c.obj_rings.astype(np.int32).tobytes())
+        self.bbox.frombytes(c.bbox.astype(np.float32).tobytes())
+        self.ring_len.frombytes(c.ring_len.astype(np.int64).tobytes())
+        self.ring_zone.frombytes(c.ring_zone.astype(np.int32).tobytes())
+        self.ring_hole.frombytes(c.ring_hole.astype(np.int8).tobytes())
+        if len(c.verts):
+            self.verts.append(c.verts)
+        if not last:
+            self._more(c.objects[0], c.snap_rows[0][4] if c.snap_rows else 0)
+            return
+        fields = (c.asset_id[0], c.external_id[0], c.url[0], c.width[0], c.height[0], c.pages[0])
+        self._finish(fields, c.snap_rows, c.extra[0], c.objects[0])
+
+    def _begin(self, part: int) -> bool:
+        """Start an asset (``part`` 0); ``False`` for a piece of one left out."""
         if part == 0:
             self._open = (len(self.obj_kind), len(self.verts), len(self.titles), [], 0)
-        elif self._open is None:
-            raise ExportFormatError(f"asset {c.external_id!r}: piece {part} without the first")
-        obj0, _, _, obj_extras, n_before = self._open
-        self._add_objects(c)
-        n_task = c.snaps[0][4] if c.snaps else 0
-        if not last:
-            obj_extras.append(dumps(c.obj_extra) if c.obj_extra else b"[]")
-            self._open = (*self._open[:4], n_before + n_task)
-            return
+        return self._open is not None
+
+    def _more(self, objects: bytes | None, n_task: int) -> None:
+        """After a piece that is not the asset's last: keep its object rows' JSON and
+        count its ``task.tools`` objects."""
+        assert self._open is not None
+        obj0, verts0, titles0, earlier, n_before = self._open
+        earlier.append(objects or b"[]")
+        self._open = (obj0, verts0, titles0, earlier, n_before + n_task)
+
+    def _finish(
+        self,
+        fields: tuple[str, str, str | None, int, int, Any],
+        snaps: Any,
+        extra: bytes,
+        objects: bytes | None,
+    ) -> None:
+        """Add the asset and snapshot rows of the asset begun by :meth:`_begin`."""
+        assert self._open is not None
+        obj, _, _, earlier, n_before = self._open
         self._open = None
-        a, s, strings = self.a, self.s, self.strings
+        a, s, add = self.a, self.s, self.strings.add
+        asset_id, external_id, url, width, height, pages = fields
         i = len(self)
-        a["asset_id"].append(strings.add(c.asset_id))
-        a["external_id"].append(strings.add(c.external_id))
-        a["url"].append(strings.add(c.url))
-        a["width"].append(c.width)
-        a["height"].append(c.height)
+        a["asset_id"].append(add(asset_id))
+        a["external_id"].append(add(external_id))
+        a["url"].append(add(url))
+        a["width"].append(width)
+        a["height"].append(height)
         a["page_start"].append(len(self.page_urls))
-        self.page_urls.extend(strings.add(p) for p in c.pages)
+        self.page_urls.extend(add(p) for p in pages)
         a["page_end"].append(len(self.page_urls))
         a["snap_start"].append(len(s["asset"]))
-        obj = obj0
-        for k, (stage, stage_id, brush, medical, n, extra) in enumerate(c.snaps):
+        for k, (stage, stage_id, brush, medical, n, snap_extra) in enumerate(snaps):
             s["asset"].append(i)
-            s["stage"].append(strings.add(stage))
-            s["stage_id"].append(strings.add(stage_id))
-            s["brush"].append(strings.add(brush))
-            s["medical_brush"].append(strings.add(medical))
+            s["stage"].append(add(stage))
+            s["stage_id"].append(add(stage_id))
+            s["brush"].append(add(brush))
+            s["medical_brush"].append(add(medical))
             s["obj_start"].append(obj)
             obj += n + (n_before if k == 0 else 0)  # the earlier pieces' task.tools
             s["obj_end"].append(obj)
-            s["extra"].append(self.extras.add(dumps(extra)) if extra else -1)
+            s["extra"].append(self.extras.add(snap_extra))
         a["snap_end"].append(len(s["asset"]))
-        a["extra"].append(self.extras.add(dumps(c.extra)))
-        a["objects"].append(self._objects_extra(obj_extras, c.obj_extra))
+        a["extra"].append(self.extras.add(extra))
+        if earlier:  # one JSON list of the object rows over the pieces
+            parts = [p[1:-1] for p in (*earlier, objects or b"[]") if len(p) > 2]
+            objects = b"[" + b",".join(parts) + b"]" if parts else None
+        a["objects"].append(self.extras.add(objects))
 
     def _add_objects(self, c: AssetColumns) -> None:
         titles = self.titles
@@ -108,13 +157,6 @@ class IndexBuilder:
         self.ring_hole.extend(c.ring_hole)
         if c.verts is not None and len(c.verts):
             self.verts.append(c.verts)
-
-    def _objects_extra(self, earlier: list[bytes], obj_extra: list[list[Any]]) -> int:
-        """The extras-table id of an asset's object rows: one JSON list over its pieces."""
-        if not earlier:
-            return self.extras.add(dumps(obj_extra)) if obj_extra else -1
-        parts = [p[1:-1] for p in (*earlier, dumps(obj_extra)) if len(p) > 2]
-        return self.extras.add(b"[" + b",".join(parts) + b"]") if parts else -1
 
     def discard_open(self) -> None:
         """Drop the objects of an asset whose later piece failed (``on_error="skip"``)."""

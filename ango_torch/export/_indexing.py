@@ -149,8 +149,8 @@ def _index_serial(
 
 def _typed_first(raws: Iterable[RawAsset], builder: IndexBuilder) -> Iterator[RawAsset]:
     """Index what typed decoding (:mod:`._typed`) takes, a chunk at a time, and yield the
-    rest, in order: the chunks it does not take (all of them without msgspec) and the
-    pieces of large assets, for the caller to index asset by asset.
+    rest, in order: the chunks it does not take (all of them without msgspec), for the
+    caller to index asset by asset.  Each piece of a large asset is a chunk of its own.
 
     Lazy: each chunk is added only once the caller has indexed every asset yielded
     before it.
@@ -159,12 +159,11 @@ def _typed_first(raws: Iterable[RawAsset], builder: IndexBuilder) -> Iterator[Ra
         yield from raws
         return
     for group in _typed.chunks(raws):
-        if len(group) == 1 and (group[0].part or not group[0].last):
-            yield group[0]
-            continue
         columns = _typed.chunk_columns(group)
         if columns is None:
             yield from group
+        elif group[0].part or not group[0].last:  # a piece of a large asset (._split)
+            builder.add_piece(columns, part=group[0].part, last=group[0].last)
         else:
             builder.add_chunk(columns)
 

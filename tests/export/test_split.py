@@ -109,9 +109,21 @@ def _pieces(data: bytes) -> list[Any]:
     return list(iter_raw_assets(io.BufferedReader(io.BytesIO(data)), "e"))
 
 
+@pytest.fixture(params=["typed", "parser"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Pieces decoded by the typed path (where installed) or by the parser."""
+    if request.param == "parser":
+        try:
+            from ango_torch.export import _typed
+        except ImportError:
+            return "parser"
+        monkeypatch.setattr(_typed, "AVAILABLE", False)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("kind", ["array", "ndjson", "gzip"])
 def test_split_asset_indexes_like_the_whole_asset(
-    tmp_path: Path, tiny_pieces: None, kind: str
+    tmp_path: Path, tiny_pieces: None, decoder: str, kind: str
 ) -> None:
     assets = [_small(0), video(), _small(1)]
     data = _file(assets, kind)
