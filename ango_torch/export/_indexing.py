@@ -176,15 +176,43 @@ def _work(
     return index.arrays, skipped
 
 
-def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAsset]]:
+def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
+    """The columns of one piece of a large asset (:mod:`._split`): ``("typed",
+    ChunkColumns)``, ``("columns", AssetColumns)`` or, under ``"skip"``, ``("skip",
+    Skipped)``; the main process joins the pieces in order (:func:`_join_piece`)."""
+    raw, name, on_error = job
+    columns = _typed.chunk_columns([raw]) if _typed.AVAILABLE else None
+    if columns is not None:
+        return "typed", columns
+    obj: Any = None
+    try:
+        obj = decode_raw(raw, name)
+        with piece_error(raw):
+            return "columns", asset_columns(obj, raw.index, line=raw.line)
+    except ExportFormatError as exc:
+        if on_error == "raise":
+            raise
+        ext = obj.get("externalId") if isinstance(obj, Mapping) else None
+        return "skip", Skipped(raw.index, ext if isinstance(ext, str) else None, str(exc))
+
+
+def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAsset] | RawAsset]:
+    """Runs of whole assets of about ``batch_bytes``, and each piece of a large asset
+    on its own (a job of its own, so that its pieces are decoded in parallel too)."""
     batch: list[RawAsset] = []
     size = 0
     for raw in raws:
-        if size >= batch_bytes and not raw.part:  # the pieces of an asset stay together
-            yield batch
-            batch, size = [], 0
+        if raw.part or not raw.last:
+            if batch:
+                yield batch
+                batch, size = [], 0
+            yield raw
+            continue
         batch.append(raw)
         size += len(raw.data)
+        if size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch
 
@@ -277,25 +305,51 @@ def index_raw(
         )
     parts: list[ExportIndex] = []
     skipped = SkipLog()
-    jobs = ((batch, name, on_error, skipped.keep) for batch in _batches(raws, batch_bytes))
+    big = IndexBuilder()  # the large asset whose pieces are coming back
+    failed = -1
+
+    def collect(job: list[RawAsset] | RawAsset, result: Any) -> None:
+        nonlocal failed
+        if isinstance(job, list):
+            arrays, skips = result
+            parts.append(ExportIndex(arrays))
+            skipped.extend(skips)
+            return
+        kind, value = result
+        if kind == "skip":
+            big.discard_open()
+            if job.index != failed:
+                skipped.append(value)
+            failed = job.index
+        elif kind == "typed":
+            big.add_piece(value, part=job.part, last=job.last)
+        else:
+            big.add_columns(value, part=job.part, last=job.last)
+        if job.last and len(big):
+            parts.append(big.build())
+
     # A bounded window of batches in flight keeps memory flat; results come back in
     # order, and a worker's ExportFormatError is raised here, in order.  A worker that
     # cannot start raises BrokenProcessPool instead of hanging (load_export then indexes
     # in one process).
     executor = ProcessPoolExecutor(workers, mp_context=_context())
     try:
-        pending: deque[Future[tuple[dict[str, npt.NDArray[Any]], SkipLog]]] = deque()
-        batches = progress(jobs, desc="indexing (batches)", enabled=progress_bar)
+        pending: deque[tuple[list[RawAsset] | RawAsset, Future[Any]]] = deque()
+        batches = progress(_batches(raws, batch_bytes), desc="indexing (batches)",
+                           enabled=progress_bar)  # fmt: skip
         for job in batches:
-            pending.append(executor.submit(_work, job))
+            future: Future[Any]
+            if isinstance(job, list):
+                future = executor.submit(_work, (job, name, on_error, skipped.keep))
+            else:
+                future = executor.submit(_work_piece, (job, name, on_error))
+            pending.append((job, future))
             if len(pending) >= 2 * workers:
-                arrays, skips = pending.popleft().result()
-                parts.append(ExportIndex(arrays))
-                skipped.extend(skips)
+                done, future = pending.popleft()
+                collect(done, future.result())
         while pending:
-            arrays, skips = pending.popleft().result()
-            parts.append(ExportIndex(arrays))
-            skipped.extend(skips)
+            done, future = pending.popleft()
+            collect(done, future.result())
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     return concat(parts, digest=digest), skipped

@@ -153,6 +153,15 @@ def test_parallel_indexing_keeps_the_pieces_of_an_asset_together(tiny_pieces: No
     for i in range(4):
         assert got.index.object_extras(i) == ref.index.object_extras(i)
         assert repr(got[i]) == repr(ref[i])
+    # A bad entry in a late piece: the whole asset is skipped, in parallel too.
+    bad = video(20)
+    bad["task"]["tools"][50]["page"] = -3
+    raws = _pieces(_file([_small(0), bad, _small(1)], "array"))
+    with pytest.raises(ExportFormatError, match=r"v\.mp4.*#1.*page"):
+        index_raw(iter(raws), "e", on_error="raise", workers=2, batch_bytes=1000)
+    index, skipped = index_raw(raws, "e", on_error="skip", workers=2, batch_bytes=1000)
+    assert skipped.count == 1 and next(iter(skipped)).index == 1
+    assert [a.external_id for a in ango_torch.AngoExport(index)] == ["img0.png", "img1.png"]
 
 
 def test_one_hour_sized_asset_passes_max_asset_bytes(tmp_path: Path) -> None:
