@@ -127,11 +127,20 @@ def polygon_asset(
     return asset
 
 
-def _epoch(loader: Any) -> int:
-    n = 0
+def _epoch(loader: Any) -> tuple[int, float, int]:
+    """Images, main-process CPU seconds per batch (after the first) and batches."""
+    n = batches = 0
+    cpu = 0.0
+    start = None
     for images, _targets in loader:
+        if start is None:  # from the first batch on: the workers' start-up is not per batch
+            start = time.process_time()
+        else:
+            batches += 1
         n += len(images)
-    return n
+    if start is not None:
+        cpu = time.process_time() - start
+    return n, cpu / max(batches, 1), batches
 
 
 def _check_same(ours: Any, theirs: Any) -> str:
@@ -148,15 +157,25 @@ def _check_same(ours: Any, theirs: Any) -> str:
     return f"{len(a)} instances, min mask IoU {iou:.4f}, max pixel difference {pixels}"
 
 
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    return "/".join(fmt.format(v) for v in (min(values), _median(values), max(values)))
+
+
 def bench_loader(
     *,
     n_images: int,
     size: tuple[int, int],
     n_objects: int,
     vertices: int,
-    workers: int,
+    workers: Sequence[int],
     batch_size: int,
-    epochs: int,
+    runs: int,
 ) -> None:
     import torch
     from torch.utils.data import DataLoader
@@ -177,6 +196,9 @@ def bench_loader(
         ]
         (folder / "ango.json").write_text(json.dumps(assets))
         ours = ango_torch.AngoDataset(folder / "ango.json", task="instance", root=images)
+        packed = ango_torch.AngoDataset(
+            folder / "ango.json", task="instance", root=images, masks="packed"
+        )
         ango_torch.write_coco(ours, folder / "coco.json")
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its timings
             coco = datasets.CocoDetection(
@@ -187,30 +209,49 @@ def bench_loader(
         )
         print(
             f"(b) {n_images} JPEGs {size[1]}x{size[0]}, {n_objects} polygons x {vertices} "
-            f"vertices each; {workers} workers, batch {batch_size}, {epochs} timed epochs; "
-            f"sample 0: {_check_same(ours[0], theirs[0])}"
+            f"vertices each; batch {batch_size}; {runs} alternating runs (one epoch of each "
+            f"side per run) per worker count; sample 0: {_check_same(ours[0], theirs[0])}"
         )
+        sides = {"ours": ours, "theirs": theirs, "packed": packed}
+        for n_workers in workers:
 
-        def loader(ds: Any) -> Any:
-            return DataLoader(
-                ds,
-                batch_size=batch_size,
-                num_workers=workers,
-                collate_fn=ango_torch.collate_fn,
-                persistent_workers=False,
-            )
+            def loader(ds: Any, n_workers: int = n_workers) -> Any:
+                return DataLoader(
+                    ds,
+                    batch_size=batch_size,
+                    num_workers=n_workers,
+                    collate_fn=ango_torch.collate_fn,
+                    persistent_workers=False,
+                )
 
-        loaders = {"ours": loader(ours), "theirs": loader(theirs)}
-        for dl in loaders.values():  # warm-up: page cache, lazy imports, allocator
-            _epoch(dl)
-        seconds: dict[str, list[float]] = {k: [] for k in loaders}
-        for _ in range(epochs):
-            for name, dl in loaders.items():
-                start = time.perf_counter()
+            loaders = {k: loader(ds) for k, ds in sides.items()}
+            for dl in loaders.values():  # warm-up: page cache, lazy imports, allocator
                 _epoch(dl)
-                seconds[name].append(time.perf_counter() - start)
-        best = {k: n_images / min(v) for k, v in seconds.items()}
-        mean = {k: n_images * len(v) / sum(v) for k, v in seconds.items()}
+            rate: dict[str, list[float]] = {k: [] for k in loaders}
+            main_cpu: dict[str, list[float]] = {k: [] for k in loaders}
+            for run in range(runs):
+                # Alternate the order too, so neither side always follows the other.
+                order = list(loaders) if run % 2 == 0 else list(reversed(loaders))
+                for name in order:
+                    start = time.perf_counter()
+                    n, cpu, _ = _epoch(loaders[name])
+                    rate[name].append(n / (time.perf_counter() - start))
+                    main_cpu[name].append(cpu)
+            ratios = [a / b for a, b in zip(rate["ours"], rate["theirs"], strict=True)]
+            packed_ratios = [a / b for a, b in zip(rate["packed"], rate["theirs"], strict=True)]
+            ms = {k: [v * 1e3 for v in vs] for k, vs in main_cpu.items()}
+            print(
+                f"(b)   {n_workers} workers: main-process CPU per batch (min/median/max ms): "
+                f"ango_torch {_spread(ms['ours'], '{:.1f}')}, masks='packed' "
+                f"{_spread(ms['packed'], '{:.1f}')}, torchvision {_spread(ms['theirs'], '{:.1f}')}"
+                f"; masks='packed' vs torchvision {_spread(packed_ratios)}× (crops, not full masks)"
+            )
+            print(
+                f"(b) DataLoader {n_workers} workers  ango_torch {_median(rate['ours']):6.1f} img/s"
+                f"   CocoDetection+v2 wrapper {_median(rate['theirs']):6.1f} img/s   → "
+                f"{_median(ratios):5.2f}× faster (min/median/max {_spread(ratios)} over {runs} "
+                f"runs)   [goal ≥ 1.5× every run]"
+            )
         inline = {}
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as in DataLoader workers (and no OpenMP spinning)
@@ -221,15 +262,9 @@ def bench_loader(
             inline[name] = len(ds) / (time.perf_counter() - start)
         torch.set_num_threads(threads)
         print(
-            f"(b) for reference: mean over epochs {mean['ours']:.1f} vs {mean['theirs']:.1f} "
-            f"img/s ({mean['ours'] / mean['theirs']:.2f}×); in the main process, 1 "
-            f"thread, no DataLoader, {inline['ours']:.1f} vs {inline['theirs']:.1f} img/s "
+            f"(b)   for reference, in the main process, 1 thread, no DataLoader: "
+            f"{inline['ours']:.1f} vs {inline['theirs']:.1f} img/s "
             f"({inline['ours'] / inline['theirs']:.2f}×)"
-        )
-        print(
-            f"(b) DataLoader     ango_torch {best['ours']:7.1f} img/s   CocoDetection+v2 "
-            f"wrapper {best['theirs']:7.1f} img/s   → {best['ours'] / best['theirs']:6.2f}× "
-            f"faster   [goal ≥ 1.5×; best of {epochs} epochs]"
         )
 
 
@@ -389,7 +424,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"))
     ap.add_argument("--objects", type=int, default=12, help="(b) polygons per image")
     ap.add_argument("--vertices", type=int, default=32, help="(b) vertices per polygon")
-    ap.add_argument("--epochs", type=int, default=3, help="(b) timed epochs")
+    ap.add_argument("--runs", type=int, default=3, help="(b) alternating runs per worker count")
+    ap.add_argument(
+        "--loader-workers", type=int, nargs="+", default=[2, 4, 8], help="(b) worker counts"
+    )
     ap.add_argument("--batch-size", type=int, default=None, help="(b) 4, (c) 256")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--assets", type=int, default=100_000, help="(c) assets in the export")
@@ -401,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         child_memory(*args.child, workers=args.workers, batch_size=args.batch_size)
         return
     if args.smoke:
-        args.repeat, args.images, args.size, args.epochs = 2, 8, (192, 256), 1
+        args.repeat, args.images, args.size, args.runs = 2, 8, (192, 256), 1
+        args.loader_workers = [2]
         args.assets, args.asset_objects = 200, 5
     steps: dict[str, Callable[[], None]] = {
         "a": lambda: bench_raster(n_polys=4 if args.smoke else 20, repeat=args.repeat),
@@ -410,9 +449,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             size=tuple(args.size),
             n_objects=args.objects,
             vertices=args.vertices,
-            workers=args.workers,
+            workers=args.loader_workers,
             batch_size=args.batch_size or 4,
-            epochs=args.epochs,
+            runs=args.runs,
         ),
         "c": lambda: bench_memory(
             n_assets=args.assets,

@@ -176,9 +176,10 @@ def split_datasets(cfg: dict[str, Any], train_ds: Any, val_ds: Any) -> tuple[Any
 def build_dataset(cfg: dict[str, Any], *, train: bool, transforms: Any) -> ango_torch.AngoDataset:
     d = cfg["data"]
     source = d["source"] if train or not d.get("val_source") else d["val_source"]
+    task = d.get("task", "instance")
     return ango_torch.AngoDataset(
         source,
-        task=d.get("task", "instance"),
+        task=task,
         root=d.get("root") or None,
         ontology=d.get("ontology") or None,
         classes=d.get("classes") or None,
@@ -186,6 +187,8 @@ def build_dataset(cfg: dict[str, Any], *, train: bool, transforms: Any) -> ango_
         cache_dir=d.get("cache_dir") or None,
         brush_instances="components" if d.get("brush_instances") else None,
         transforms=transforms,
+        # "packed": workers hand over each mask's crop; to_device pastes them on the device
+        masks=d.get("masks", "full") if task == "instance" else "full",
     )
 
 
@@ -247,14 +250,9 @@ def to_device(
 ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     # uint8 → float after the copy: on a GPU the conversion is free, the copy 4× smaller.
     images = [im.to(device, non_blocking=True).float().div_(255) for im in images]
-    targets = [
-        {
-            k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-            for k, v in t.items()
-        }
-        for t in targets
-    ]
-    return images, targets
+    # Moves every tensor; packed masks (data.masks = "packed") become full [N, H, W]
+    # masks on the device, pasted in one batched call.
+    return images, ango_torch.unpack_masks(list(targets), device)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: dict[str, Any], steps: int) -> tuple[Any, Any]:

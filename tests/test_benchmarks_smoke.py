@@ -60,10 +60,14 @@ def test_gpu_train_smoke() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = re.findall(
-        r"^(ango_torch|torchvision CocoDetection \(baseline\))\s+(.*)$", proc.stdout, re.MULTILINE
-    )
-    assert [name for name, _ in rows] == ["ango_torch", "torchvision CocoDetection (baseline)"]
+    names = r"ango_torch masks=packed|ango_torch|torchvision CocoDetection \(baseline\)"
+    rows = re.findall(rf"^({names})\s+(.*)$", proc.stdout, re.MULTILINE)
+    assert [name for name, _ in rows] == [
+        "ango_torch",
+        "ango_torch masks=packed",
+        "torchvision CocoDetection (baseline)",
+    ]
+    assert len(re.findall(r"^  .* pinned .* MiB .* main-process CPU .* ms", proc.stdout, re.M)) == 3
     for _, values in rows:
         rates = [float(v) for v in re.findall(r"([\d.]+)/s", values)]
         assert len(rates) == 3 and all(r > 0 for r in rates), values
