@@ -9,11 +9,15 @@
     ``wrap_dataset_for_transforms_v2`` (+ ``v2.ToImage()`` so that both deliver
     ``tv_tensors.Image`` uint8 [3, H, W]) over the same images and the same annotations
     (``ango_torch.write_coco`` of the dataset).  Same DataLoader settings for both
-    (``collate_fn``, workers, batch size, ``persistent_workers=False``); one warm-up
-    epoch each, then timed epochs interleaved (ours, theirs, ours, ...) so that a noisy
-    neighbour hits both alike; the headline takes each side's best epoch (like
-    :func:`raster.timeit`), the mean is printed too, and so is the rate of plain
-    ``ds[i]`` in the main process (what the DataLoader's inter-process copies cost).
+    (``collate_fn``, workers, batch size, ``persistent_workers=False``), for 2, 4 and 8
+    workers: one warm-up epoch each, then ``--runs`` runs of one epoch per side, the
+    order alternating (ours, theirs; theirs, ours; ...) so that a noisy neighbour hits
+    both alike; the ratio of each run is printed as min/median/max (goal: ≥ 1.5× in
+    every run). Also per batch: the main process's CPU time (``time.process_time`` from
+    the first batch on: unpickling, the shared-memory hand-over, collation), for ours,
+    for ours with ``masks="packed"`` (crops instead of full masks: not the same output,
+    so not the headline) and for theirs; and the rate of plain ``ds[i]`` in the main
+    process.
 (c) Private memory (USS) per forked DataLoader worker after an epoch over a large
     export, vs a dataset holding ``json.load``'s list of dicts (the copy-on-read problem
     of pytorch/pytorch#13246).  Each side runs in its own fresh subprocess.  Every
@@ -29,7 +33,7 @@ Run::
 
     python benchmarks/dataset.py            # full: (b) 64 JPEGs 1024x768, (c) 100,000 assets
     python benchmarks/dataset.py --smoke    # tiny sizes, a few seconds (the test suite)
-    python benchmarks/dataset.py --images 32 --epochs 5 --assets 20000 --workers 2
+    python benchmarks/dataset.py --only b --runs 5 --loader-workers 2 4
 
 The full run takes ~2.5 minutes on 2 cores and needs ~1 GiB of disk in the temp dir; its
 peak memory is (c)'s baseline: the ``json.load`` tree (~5.7 GiB for 100,000 assets x 20

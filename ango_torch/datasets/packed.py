@@ -67,7 +67,7 @@ class PackedMasks:
     def unpack(self, device: torch.device | str | None = None) -> tv_tensors.Mask:
         """The full ``[N, H, W]`` masks on ``device`` (default: where ``data`` is)."""
         [target] = unpack_masks([{"masks": self}], device)
-        return target["masks"]  # type: ignore[no-any-return]
+        return target["masks"]
 
 
 def _rects(nonzero_rows: torch.Tensor, nonzero_cols: torch.Tensor) -> torch.Tensor:
