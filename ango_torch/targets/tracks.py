@@ -155,13 +155,17 @@ def _ids_from_bytes(
 ) -> tuple[I64, list[str], npt.NDArray[np.bool_]] | None:
     special = np.flatnonzero(_SPECIAL[a])
     kinds = a[special]
-    quotes = special[kinds == _QUOTE]
+    is_quote = kinds == _QUOTE
     if (kinds == _BSLASH).any():
-        quotes, _ = _escaped_quotes(a, quotes, False)
-    marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
-    marks = marks[(np.searchsorted(quotes, marks) & 1) == 0]
-    step = _OPEN[a[marks]]
-    dcum = np.cumsum(step, dtype=np.int64)
+        quotes, _ = _escaped_quotes(a, special[is_quote], False)
+        is_quote = np.zeros(len(special), bool)
+        is_quote[np.searchsorted(special, quotes)] = True
+    # Outside strings: an even number of (unescaped) quotes before.
+    struct = (np.cumsum(is_quote, dtype=np.int32) & 1) == 0
+    struct &= ~is_quote & (kinds != _BSLASH)
+    marks = special[struct]
+    step = _OPEN[kinds[struct]]
+    dcum = np.cumsum(step, dtype=np.int32)  # depth after each: a row's inside is 2
     opens = marks[(step > 0) & (dcum == 2)]
     closes = marks[(step < 0) & (dcum == 1)]
     commas = marks[(step == 0) & (dcum == 2)]

@@ -12,7 +12,7 @@ import numpy as np
 from builders import make_asset, make_box
 
 import ango_torch
-from ango_torch.targets.tracks import asset_tracks, object_ids
+from ango_torch.targets.tracks import _ids_from_bytes, asset_tracks, object_ids
 
 IDS = ["car-1", 'we"ird ],[ id', "back\\slash", "ünïcødé ✓", "car-1 ", "#7", "x" * 300]
 
@@ -44,6 +44,9 @@ def test_object_ids_match_the_decoded_rows() -> None:
         assert [names[c] for c in codes.tolist()] == want_ids
         assert stopped.tolist() == want_stop
         assert len(set(names)) == len(names) == len(ids)  # "car-1" and "car-1 " differ
+        o, table = int(ex.index.asset_objects[0]), ex.index.extras
+        blob = np.asarray(table.blob[table.offsets[o] : table.offsets[o + 1]])
+        assert (_ids_from_bytes(blob) is None) == (len(ids[-1]) > 256)  # numpy path taken
 
 
 def test_tracks_number_ids_in_order_of_first_appearance() -> None:
