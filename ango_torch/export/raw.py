@@ -33,11 +33,20 @@ def iter_asset_json(
     if isinstance(export, (str, os.PathLike)):
         f, name = open_export(os.fspath(export), storage_options)
         with f:
+            whole: dict[str, Any] | None = None
             for raw in iter_raw_assets(f, name):
                 value = decode_raw(raw, name)
                 if not isinstance(value, dict):
                     raise ExportFormatError(f"export {name!r}: asset #{raw.index} is not an object")
-                yield value
+                if raw.part:  # a large asset read in pieces (._split): joined again
+                    assert whole is not None
+                    whole["task"]["tools"] += value["task"]["tools"]
+                    value["task"]["tools"] = whole["task"]["tools"]
+                if raw.last:
+                    whole = None
+                    yield value
+                else:
+                    whole = value
         return
     for i, value in enumerate(export):
         if not isinstance(value, Mapping):

@@ -234,3 +234,13 @@ def test_duplicate_entries_across_pieces_are_seen(tmp_path: Path, tiny_pieces: N
     rows = np.arange(int(idx.snap_obj_start[0]), int(idx.snap_obj_end[0]))
     # Hand count: object row 0 and row 90 are both (t0, frame 0); the later one wins.
     assert asset_tracks(idx, 0, rows).duplicates.tolist() == [0]
+
+
+def test_raw_asset_json_joins_the_pieces(tmp_path: Path, tiny_pieces: None) -> None:
+    from ango_torch.export.raw import iter_asset_json
+
+    assets = [_small(0), video(), _small(1)]
+    path = tmp_path / "e.json"
+    path.write_bytes(_file(assets, "array"))
+    assert len(_pieces(path.read_bytes())) > 20
+    assert list(iter_asset_json(path)) == json.loads(json.dumps(assets))  # as decoded whole
