@@ -57,6 +57,12 @@ except ImportError:  # pragma: no cover - without the [fast] extra
 else:
     AVAILABLE = True
 
+_simdjson: Any
+try:  # the ring numbers' parser where installed (else orjson)
+    import simdjson as _simdjson
+except ImportError:  # pragma: no cover - without pysimdjson
+    _simdjson = None
+
 _BOX, _POLY, _LINE, _PT, _SEG = 0, 2, 3, 4, 5
 
 
@@ -145,6 +151,7 @@ if AVAILABLE:
         _GiveUp,
         msgspec.DecodeError,
         orjson.JSONDecodeError,
+        RuntimeError,  # simdjson: an integer beyond 64 bits
         ExportFormatError,
         ValueError,
         TypeError,
@@ -167,10 +174,11 @@ _ENVELOPE = tuple(
 )
 # Number characters and blanks: what is left of a ring of numbers is its skeleton.
 _NUMBER_CHARS = b"0123456789.eE+- \t\r\n"
-_BRACKETS_OUT = bytes.maketrans(b"[];", b"  ,")
+_BRACKETS_OUT = bytes.maketrans(b"[]", b"  ")
 _TOOL_IGNORED = attrgetter("ocr", "masks", "color", "tool", "featureSchemaId", "frame")
 _SNAP_IGNORED = attrgetter("duration", "idleDuration", "blurDuration", "taskHistory")
 _TASK_IGNORED = attrgetter("totalDuration", "totalIdleDuration", "totalBlurDuration")
+_LOC = _Loc(None, -1)  # never named: the typed path gives up rather than raise
 _CLASS_KEYS = ("objectId", "schemaId", "tool", "title", "answer", "classifications")
 
 
@@ -235,26 +243,26 @@ def _dim(value: Any) -> int:
     raise _GiveUp
 
 
-def _iso(value: Any, loc: _Loc, name: str) -> str | None:
-    when = _time(value, loc, name)
+def _iso(value: Any) -> str | None:
+    when = _time(value, _LOC, "time")
     return None if when is None else when.isoformat()
 
 
 def _snap_row(
-    snap: Any, loc: _Loc, name: str, n: int
+    snap: Any, n: int
 ) -> tuple[str | None, str | None, str | None, str | None, int, bytes | None]:
     """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped)."""
     extra: dict[str, Any] = {}
     if snap.classifications != _NULL and snap.classifications != _EMPTY:
-        classes = parse_classifications(orjson.loads(memoryview(snap.classifications)), loc)
+        classes = parse_classifications(orjson.loads(memoryview(snap.classifications)), _LOC)
         if classes:
             extra["classifications"] = [class_raw(c) for c in classes]
     if snap.relations != _NULL and snap.relations != _EMPTY:
-        relations = parse_relations(orjson.loads(memoryview(snap.relations)), loc)
+        relations = parse_relations(orjson.loads(memoryview(snap.relations)), _LOC)
         if relations:
             extra["relations"] = [relation_raw(r) for r in relations]
     if snap.completedAt is not None:
-        done = _iso(snap.completedAt, loc, f"{name}.completedAt")
+        done = _iso(snap.completedAt)
         if done is not None:
             extra["completedAt"] = done
     if snap.completedBy:
@@ -284,19 +292,19 @@ def _plain_classes(value: list[Any]) -> bool:
     return True
 
 
-def _classes(raws: list[Any], loc: _Loc) -> list[Any]:
+def _classes(raws: list[Any]) -> list[Any]:
     """Each tool's classifications as the index stores them (``None``: none)."""
-    out: list[Any] = [None] * len(raws)
-    todo = [i for i, r in enumerate(raws) if r != _EMPTY and r != _NULL]
-    if not todo:
-        return out
-    values = orjson.loads(b"[" + b",".join([raws[i] for i in todo]) + b"]")
-    for i, value in zip(todo, values, strict=True):
+    values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    todo = list(itertools.compress(range(len(values)), values))  # the non-empty ones
+    if values.count(None) + values.count([]) != len(values) - len(todo):
+        raise _GiveUp  # {}, "", 0 or false: the parser refuses them
+    out: list[Any] = [None] * len(values)
+    for i in todo:
+        value = values[i]
         if type(value) is list and _plain_classes(value):
-            out[i] = value or None
+            out[i] = value
         else:
-            parsed = parse_classifications(value, loc)
-            out[i] = [class_raw(c) for c in parsed] or None
+            out[i] = [class_raw(c) for c in parse_classifications(value, _LOC)] or None
     return out
 
 
@@ -325,8 +333,7 @@ def _rings(rings: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floa
     counts = (lens - 1) // 4
     if (counts < 1).any() or skeleton != b";".join(map(_skeleton, counts.tolist())):
         raise _GiveUp
-    numbers = orjson.loads(b"[" + joined.translate(_BRACKETS_OUT) + b"]")
-    values = np.array(numbers, np.float64)
+    values = _numbers(rings)
     if values.shape != (2 * int(counts.sum()),):
         raise _GiveUp
     with np.errstate(over="ignore"):
@@ -334,6 +341,16 @@ def _rings(rings: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floa
     if not np.isfinite(verts).all():
         raise _GiveUp
     return counts, verts
+
+
+def _numbers(rings: list[Any]) -> npt.NDArray[np.float64]:
+    """Every number of the rings, in order, as doubles (the full parser's values: orjson
+    and simdjson both round correctly); simdjson's flat buffer where installed."""
+    if _simdjson is not None:
+        doc: Any = _simdjson.Parser().parse(b"[" + b",".join(rings) + b"]")
+        return np.frombuffer(doc.as_buffer(of_type="d"), np.float64)
+    text = b",".join(rings).translate(_BRACKETS_OUT)
+    return np.array(orjson.loads(b"[" + text + b"]"), np.float64)
 
 
 def _coords(values: npt.NDArray[np.float64]) -> None:
@@ -351,8 +368,7 @@ def _chunk(raws: list[RawAsset]) -> ChunkColumns:
     asset_objs: list[int] = []
     all_snaps: list[Any] = []
     task_ignored: list[tuple[Any, ...]] = []
-    for raw, a, meta in zip(raws, assets, asset_meta, strict=True):
-        loc = _Loc(None, raw.index, raw.line)
+    for a, meta in zip(assets, asset_meta, strict=True):
         eid, aid = a.externalId or "", a.assetId or ""
         task = a.task
         if (not eid and not aid) or task is UNSET or a.tasks is not None:
@@ -375,33 +391,30 @@ def _chunk(raws: list[RawAsset]) -> ChunkColumns:
         all_snaps += snaps
         task_ignored.append(_TASK_IGNORED(task))
         n_before = len(tools)
-        for k, snap in enumerate(snaps):
+        for snap in snaps:
             ts = snap.tools or []
             tools += ts
             tool_snap_k += range(len(ts))
-            name = "task" if k == 0 else f"stageHistory[{k - 1}]"
-            cc.snap_rows.append(_snap_row(snap, loc, name, len(ts)))
+            cc.snap_rows.append(_snap_row(snap, len(ts)))
         cc.asset_snaps.append(len(snaps))
         asset_objs.append(len(tools) - n_before)
-        t_row = (task.taskId, task.type, _iso(task.updatedAt, loc, "task.updatedAt"))
+        t_row = (task.taskId, task.type, _iso(task.updatedAt))
         extra = {"m": meta, "b": a.batches or [], "g": 3, "t": [*t_row, task.updatedBy]}
         cc.extra.append(dumps(extra))
     _ignored(list(map(_SNAP_IGNORED, all_snaps)))
     _ignored(task_ignored)
-    _objects(cc, tools, tool_snap_k, asset_objs, _Loc(None, raws[0].index, raws[0].line))
+    _objects(cc, tools, tool_snap_k, asset_objs)
     return cc
 
 
-def _objects(
-    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int], loc: _Loc
-) -> None:
+def _objects(cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int]) -> None:
     """The object, ring and vertex columns of the chunk's tools (in file order)."""
     n = len(tools)
     present = {
         g: np.fromiter(map(is_not, map(_GET[g], tools), itertools.repeat(UNSET)), bool, n)
         for g in _GEOMETRIES
     }
-    if (sum(m.astype(np.int8) for m in present.values()) != 1).any():
+    if (np.sum(list(present.values()), axis=0) != 1).any():
         raise _GiveUp  # no geometry or two: the parser decides (OTHER, or an error)
     kinds = np.zeros(n, np.uint8)
     for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True):
@@ -412,7 +425,7 @@ def _objects(
     if len(where):
         getter = attrgetter("x", "y", "width", "height")
         boxes = itertools.compress(map(_GET["box"], tools), present["box"])
-        v = np.fromiter(map(getter, boxes), np.dtype((np.float64, 4)), len(where))
+        v: Any = np.fromiter(map(getter, boxes), np.dtype((np.float64, 4)), len(where))
         _coords(v)
         x, y, w, h = v.T
         x = np.where(w < 0, x + w, x)
@@ -426,13 +439,13 @@ def _objects(
     where = np.flatnonzero(present["point"])
     if len(where):
         points = itertools.compress(map(_GET["point"], tools), present["point"])
-        p = np.fromiter(points, np.dtype((np.float64, 2)), len(where))
+        p: Any = np.fromiter(points, np.dtype((np.float64, 2)), len(where))
         _coords(p)
         bbox[where] = np.concatenate([p, p], axis=1)
     _ring_columns(cc, tools, present, bbox)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, tools, snap_k, asset_objs, loc)
+    _envelopes(cc, tools, snap_k, asset_objs)
 
 
 def _ring_columns(
@@ -453,6 +466,8 @@ def _ring_columns(
         if not seg.zones:
             raise _GiveUp
         for z, zn in enumerate(seg.zones):
+            if zn.region is UNSET:
+                raise _GiveUp  # a zone without a region: the parser's empty zone
             owner.append(i)
             rings.append(zn.region)
             zone.append(z)
@@ -462,8 +477,6 @@ def _ring_columns(
                 rings += zn.holes
                 zone += itertools.repeat(z, len(zn.holes))
                 hole += itertools.repeat(True, len(zn.holes))
-    if any(r is UNSET for r in rings):
-        raise _GiveUp  # a zone without a region: the parser's empty zone
     order = np.argsort(np.asarray(owner, np.int64), kind="stable")
     ordered = list(map(rings.__getitem__, order.tolist()))
     counts, verts = _rings(ordered)
@@ -487,7 +500,7 @@ def _ring_columns(
 
 
 def _envelopes(
-    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int], loc: _Loc
+    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int]
 ) -> None:
     _ignored(list(map(_TOOL_IGNORED, tools)))
     oids, sids, titles, pages, interp, metas, classes = (list(map(get, tools)) for get in _ENVELOPE)
@@ -509,7 +522,7 @@ def _envelopes(
         zip(
             oids,
             sids,
-            _classes(classes, loc),
+            _classes(classes),
             _metas(metas),
             itertools.repeat(None),
             map(bool, interp),

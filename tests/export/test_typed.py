@@ -1,0 +1,195 @@
+"""Typed decoding (``export/_typed.py``) inside the loader: fallback and formats.
+
+The reference everywhere is the loader without typed decoding (``_typed.AVAILABLE``
+off: the fast path and the full parser, compared with each other by
+``test_parse_paths.py``): the same index, byte for byte, and the same errors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from builders import make_asset, make_box, make_polygon, make_segmentation
+
+import ango_torch
+from ango_torch.errors import ExportFormatError
+from ango_torch.export import _typed
+from ango_torch.export._read import RawAsset
+
+pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
+
+SQUARE = [[1.5, 2], [30, 2.25], [30, 40], [1, 40]]
+
+
+def _assets(n: int) -> list[dict[str, Any]]:
+    """Boxes, polygons, points, segmentations with holes, classifications, metadata,
+    stage history: the shapes typed decoding reads."""
+    out = []
+    for i in range(n):
+        tools = [
+            make_box(i, 2, 10.5, -4, metadata={"createdAt": 1693555521104, "createdBy": "a"}),
+            make_polygon(
+                [[x + i, y] for x, y in SQUARE],
+                classifications=[
+                    {
+                        "objectId": "c1",
+                        "schemaId": "k",
+                        "tool": "radio",
+                        "title": "occluded",
+                        "answer": "no",
+                        "classifications": [],
+                    }
+                ],
+            ),
+            make_segmentation([{"region": SQUARE, "holes": [[[5, 5], [9, 5], [7, 8]]]}]),
+            {"point": [3, 4.5], "objectId": f"p{i}", "title": "tip", "schemaId": "sp"},
+        ]
+        history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
+        out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
+    return out
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record, per chunk offered to typed decoding, whether it took it."""
+    taken: list[bool] = []
+    real = _typed.chunk_columns
+
+    def chunk_columns(group: list[RawAsset]) -> Any:
+        out = real(group)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_typed, "chunk_columns", chunk_columns)
+    return taken
+
+
+def _load(path: Any, monkeypatch: pytest.MonkeyPatch, *, typed: bool, **kw: Any) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(_typed, "AVAILABLE", typed)
+        return ango_torch.load_export(path, progress_bar=False, workers=1, **kw)
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.index.arrays.keys() == b.index.arrays.keys()
+    for key, value in a.index.arrays.items():
+        np.testing.assert_array_equal(value, b.index.arrays[key], err_msg=key)
+
+
+def _write(folder: Path, assets: list[Any], fmt: str) -> Path:
+    text = json.dumps(assets)
+    if fmt == "json":
+        path = folder / "e.json"
+        path.write_text(text)
+    elif fmt == "ndjson":
+        path = folder / "e.ndjson"
+        path.write_text("\n".join(json.dumps(a) for a in assets) + "\n")
+    elif fmt == "gzip":
+        path = folder / "e.json.gz"
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path = folder / "e.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("export.json", text)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "gzip", "zip"])
+def test_every_format_gives_the_index_of_the_existing_path(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_typed, "CHUNK_BYTES", 20_000)  # several chunks
+    path = _write(tmp_path, _assets(40), fmt)
+    reference = _load(path, monkeypatch, typed=False)
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True)
+    assert len(taken) >= 3 and all(taken), taken  # every chunk typed
+    _same(typed, reference)
+    # Records rebuilt from the index: the stage history and the hole are there.
+    asset = typed[7]
+    assert [s.stage for s in asset.task.history] == ["Label"]
+    assert len(asset.task.history[0].tools) == 4
+    assert len(asset.task.answer.tools[2].geometry.zones[0].holes) == 1
+
+
+def test_without_msgspec_every_asset_takes_the_existing_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, _assets(5), "json")
+    taken = _counting(monkeypatch)
+    export = _load(path, monkeypatch, typed=False)
+    assert taken == [] and len(export) == 5
+    # Boxes from the parser's rule (negative height flips the corner): hand-computed.
+    np.testing.assert_array_equal(export.index.arrays["obj_bbox"][0], [0, -2, 10.5, 2])
+
+
+def test_a_bad_asset_sends_only_its_chunk_to_the_existing_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_typed, "CHUNK_BYTES", 20_000)
+    assets = _assets(40)
+    assets[17]["task"]["tools"][1]["polygon"][2] = [True, 4]  # a bool vertex
+    path = _write(tmp_path, assets, "json")
+    reference = _load(path, monkeypatch, typed=False, on_error="skip")
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True, on_error="skip")
+    assert taken.count(False) == 1 and taken.count(True) >= 2, taken
+    assert [(s.index, s.asset) for s in typed.skipped] == [(17, "img_17.jpg")]
+    assert typed.skipped == reference.skipped
+    _same(typed, reference)
+    with pytest.raises(ExportFormatError, match=r"asset 'img_17.jpg' \(#17\).*polygon\[2\]\[0\]"):
+        _load(path, monkeypatch, typed=True)
+
+
+# Values the typed schema reads (or skips) that the file's JSON decoder or the parser
+# refuses: each must fail exactly as without typed decoding.
+HOSTILE = {
+    "huge-exponent-in-an-unread-key": b'"duration": 1e400',
+    "huge-integer-in-an-unread-key": b'"duration": 1' + b"0" * 400,
+    "invalid-utf8-in-an-unread-key": b'"duration": "\xff\xfe"',
+    "lone-surrogate": b'"duration": "\\ud800"',
+    "huge-integer-in-metadata": b'"classifications": [], "tools": [{"polygon": [[1, 2], [3, 4],'
+    b' [5, 6]], "metadata": {"n": 1' + b"0" * 400 + b"}}]",
+    "beyond-float32-vertex": b'"tools": [{"polygon": [[1, 2], [3e39, 4], [5, 6]]}]',
+    "huge-integer-vertex": b'"tools": [{"polygon": [[1, 2], [1' + b"0" * 400 + b", 4], [5, 6]]}]",
+    "object-vertex": b'"tools": [{"polygon": [[1, 2], {"x": 3, "y": 4}, [5, 6]]}]',
+    "three-coordinates": b'"tools": [{"polygon": [[1, 2, 0], [3, 4, 0], [5, 6, 0]]}]',
+    "page-out-of-range": b'"tools": [{"point": [1, 2], "page": 2147483648}]',
+    "two-geometries": b'"tools": [{"point": [1, 2], "polygon": [[1, 2], [3, 4], [5, 6]]}]',
+    "nested-classification-not-an-object": b'"tools": [{"point": [1, 2], "classifications":'
+    b' [{"title": "a", "classifications": ["x"]}]}]',
+    "classifications-an-object": b'"tools": [{"point": [1, 2], "classifications": {}}]',
+    "bad-updated-at": b'"updatedAt": "1' + b"0" * 30 + b'"',
+}
+
+
+@pytest.mark.parametrize("fragment", HOSTILE.values(), ids=list(HOSTILE))
+def test_hostile_values_fail_as_without_typed_decoding(
+    fragment: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = json.dumps(_assets(2)).encode()[1:-1]
+    bad = b'{"externalId": "bad.jpg", "task": {"stage": "Complete", ' + fragment + b"}}"
+    path = tmp_path / "e.json"
+    path.write_bytes(b"[" + good + b", " + bad + b"]")
+    taken = _counting(monkeypatch)
+    with pytest.raises(ExportFormatError) as reference:
+        _load(path, monkeypatch, typed=False)
+    with pytest.raises(ExportFormatError) as typed:
+        _load(path, monkeypatch, typed=True)
+    assert str(typed.value) == str(reference.value)
+    assert "#2" in str(typed.value)
+    assert taken == [False]  # the chunk went to the existing path
+
+
+def test_pieces_of_a_large_asset_are_never_typed() -> None:
+    """A piece of a split asset (RawAsset.part/last) is a chunk of its own, which the
+    loader hands to the existing path (``_indexing._typed_first``)."""
+    a, b = RawAsset(0, b"{}"), RawAsset(1, b"{}")
+    pieces = [RawAsset(2, b"{}", part=0, last=False), RawAsset(2, b"{}", part=1, last=True)]
+    groups = list(_typed.chunks([a, b, *pieces, RawAsset(3, b"{}")], size=1 << 20))
+    assert groups == [[a, b], [pieces[0]], [pieces[1]], [RawAsset(3, b"{}")]]
