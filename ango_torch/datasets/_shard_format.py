@@ -9,9 +9,11 @@ for :class:`~ango_torch.AngoShards`.  Used by the writer (``shard_writer``) and 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import zipfile
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -32,12 +34,56 @@ def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
-def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+class _TarStream:
+    """One shard being written: each member goes to ``<path>.tmp`` as it is added (a
+    shard's images are never all in memory); :meth:`close` ends the archive and renames
+    it to ``path``.  The bytes are those of ``tarfile`` writing the same members to one
+    buffer (ustar, end blocks, padded to a 10 KiB record)."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.fs, self.path = fs, path
+        self._file = fs.open(f"{path}.tmp", "wb")  # closed by close() or abandon()
+        self._tar = tarfile.TarFile(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def add(self, members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
         for info, data in members:
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+            self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> int:
+        """Finish the shard and put it in place; returns its size in bytes."""
+        self._tar.close()  # the end blocks and the record padding
+        size = int(self._file.tell())
+        self._file.close()
+        self.fs.mv(f"{self.path}.tmp", self.path)
+        return size
+
+    def abandon(self) -> None:
+        """Close the unfinished ``.tmp`` file (an interrupted run writes it again)."""
+        self._file.close()
+
+
+class _Records(Sequence[dict[str, Any]]):
+    """A shard's stored records kept as their compact JSON bytes, decoded one at a time
+    when the shard's index is built (not a parsed tree per sample)."""
+
+    def __init__(self) -> None:
+        self._raw: list[bytes] = []
+
+    def append(self, raw: bytes) -> None:
+        self._raw.append(raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[dict[str, Any]]: ...
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | Sequence[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [json.loads(r) for r in self._raw[i]]
+        value: dict[str, Any] = json.loads(self._raw[i])
+        return value
 
 
 def index_name(shard: str) -> str:
@@ -45,7 +91,7 @@ def index_name(shard: str) -> str:
     return f"index/{shard}.npz"
 
 
-def _index_bytes(records: list[dict[str, Any]]) -> bytes:
+def _index_bytes(records: Sequence[dict[str, Any]]) -> bytes:
     """The :class:`ExportIndex` of ``records`` as an ``.npz`` with fixed member times
     (``np.savez`` stamps the clock), so the same records give the same bytes."""
     index = load_export(records, progress_bar=False).index

@@ -37,7 +37,15 @@ from ..errors import AngoTorchError, where
 from ..export.groups import GroupBy, group_keys, unit_hash
 from ..export.index import ExportIndex
 from ..export.raw import iter_asset_json
-from ._shard_format import FORMAT_VERSION, _index_bytes, _member, _tar, index_name, read_index
+from ._shard_format import (
+    FORMAT_VERSION,
+    _index_bytes,
+    _member,
+    _Records,
+    _TarStream,
+    index_name,
+    read_index,
+)
 from .dataset import AngoDataset
 
 __all__ = ["FORMAT_VERSION", "index_name", "parse_size", "read_index", "write_shards"]
@@ -235,73 +243,62 @@ def _write_part(
     shards: list[dict[str, Any]] = done["shards"]
     resume_at = sum(s["samples"] for s in shards)
     digest = hashlib.sha256()
-    members: list[tuple[tarfile.TarInfo, bytes]] = []
-    stored: list[dict[str, Any]] = []  # the shard's records, as its .json members hold them
+    # One shard at a time, streamed: its members go to the file as they come; only its
+    # records' compact JSON (for its index) and the index's numpy columns are held.
+    tar: _TarStream | None = None
+    stored = _Records()  # the shard's records, as its .json members hold them
     size, in_shard, n = 0, 0, 0
 
     def flush() -> None:
-        nonlocal members, stored, size, in_shard
+        nonlocal tar, stored, size, in_shard
+        assert tar is not None
         name = f"shard-{len(shards):06d}.tar"
         _write(fs, f"{base}/{index_name(name)}", _index_bytes(stored))
-        data = _tar(members)
-        _write(fs, f"{base}/{name}", data)
-        shards.append({"name": name, "samples": in_shard, "bytes": len(data)})
+        nbytes = tar.close()
+        shards.append({"name": name, "samples": in_shard, "bytes": nbytes})
         state = {"shard_size": limit, "shards": shards, "sha256_prefix": digest.hexdigest()}
         _write(fs, f"{base}/{PROGRESS}", json.dumps(state).encode())
-        members, stored, size, in_shard = [], [], 0, 0
+        tar, stored, size, in_shard = None, _Records(), 0, 0
 
     records = iter_asset_json(export, storage_options=storage_options)
     bar = progress(records, desc="shards", total=len(idx), enabled=show_progress)
-    for a, record in enumerate(bar):
-        k = int(count[a]) if keep is None or keep[a] else 0
-        if k == 0:
-            continue
-        i0 = int(first[a])
-        name = idx.string(idx.asset_external_id[a])
-        label = where(asset=name, index=a)
-        if record.get("externalId") != name:
-            raise AngoTorchError(f"{label}: the export changed while it was read")
-        key = f"{i0:08d}"
-        if n < resume_at:  # in a shard already written: only its record's hash counts
+    try:
+        for a, record in enumerate(bar):
+            k = int(count[a]) if keep is None or keep[a] else 0
+            if k == 0:
+                continue
+            i0 = int(first[a])
+            name = idx.string(idx.asset_external_id[a])
+            label = where(asset=name, index=a)
+            if record.get("externalId") != name:
+                raise AngoTorchError(f"{label}: the export changed while it was read")
+            key = f"{i0:08d}"
+            if n < resume_at:  # in a shard already written: only its record's hash counts
+                digest.update(_record_bytes(record, key, "", False))
+                n += k
+                if n >= resume_at and digest.hexdigest() != done["sha256_prefix"]:
+                    raise AngoTorchError(
+                        f"{base}: {PROGRESS} is from another export or version; "
+                        "remove the folder's shards to start again"
+                    )
+                continue
+            meta, asset_members = _asset_members(ds, a, i0, k, record, key, name)
+            extra = sum(512 + -(-len(d) // 512) * 512 for _, d in asset_members)
+            if tar is not None and size + extra + 1024 > limit:
+                flush()
             digest.update(_record_bytes(record, key, "", False))
+            if tar is None:
+                tar = _TarStream(fs, f"{base}/shard-{len(shards):06d}.tar")
+            tar.add(asset_members)
+            stored.append(meta)
+            size += extra
+            in_shard += k
             n += k
-            if n >= resume_at and digest.hexdigest() != done["sha256_prefix"]:
-                raise AngoTorchError(
-                    f"{base}: {PROGRESS} is from another export or version; "
-                    "remove the folder's shards to start again"
-                )
-            continue
-        s = int(ds._samples[i0, 2])
-        brush = _brush_bytes(ds, a, s) if idx.snap_brush[s] >= 0 else None
-        pages = int(ds._samples[i0, 1]) >= 0  # a multi-page asset: one sample per page
-        images = [ds._fetch_image(i) for i in range(i0, i0 + k)]
-        exts = [_ext("" if pages else name or "", image) for image in images]
-        keys = [f"{i:08d}" for i in range(i0, i0 + k)]
-        rec = dict(record)
-        if pages:  # each page's URL becomes its sample's image member (unannotated: a name)
-            page_of = {int(ds._samples[i, 1]): j for j, i in enumerate(range(i0, i0 + k))}
-            n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
-            rec["dataset"] = [
-                f"{keys[page_of[p]]}.{exts[page_of[p]]}" if p in page_of else f"page-{p}"
-                for p in range(n_pages)
-            ]
-        meta = _record_bytes(rec, key, "" if pages else exts[0], brush is not None)
-        asset_members = []
-        for kk, ext, image in zip(keys, exts, images, strict=True):
-            asset_members += [_member(f"{kk}.{ext}", image), _member(f"{kk}.json", meta)]
-            if brush is not None:
-                asset_members.append(_member(f"{kk}.brush.png", brush))
-        extra = sum(512 + -(-len(d) // 512) * 512 for _, d in asset_members)
-        if members and size + extra + 1024 > limit:
+        if tar is not None:
             flush()
-        digest.update(_record_bytes(record, key, "", False))
-        members += asset_members
-        stored.append(json.loads(meta))
-        size += extra
-        in_shard += k
-        n += k
-    if members:
-        flush()
+    finally:
+        if tar is not None:  # interrupted: the unfinished shard stays a .tmp
+            tar.abandon()
     index = {
         "format_version": FORMAT_VERSION,
         "export_sha256": digest.hexdigest(),
@@ -317,6 +314,34 @@ def _write_part(
     if fs.exists(f"{base}/{PROGRESS}"):  # none when no shard was written
         fs.rm(f"{base}/{PROGRESS}")
     return index
+
+
+def _asset_members(
+    ds: AngoDataset, a: int, i0: int, k: int, record: dict[str, Any], key: str, name: str | None
+) -> tuple[bytes, list[tuple[tarfile.TarInfo, bytes]]]:
+    """Asset ``a``'s stored record (compact JSON) and its ``k`` samples' tar members."""
+    idx = ds.export.index
+    s = int(ds._samples[i0, 2])
+    brush = _brush_bytes(ds, a, s) if idx.snap_brush[s] >= 0 else None
+    pages = int(ds._samples[i0, 1]) >= 0  # a multi-page asset: one sample per page
+    images = [ds._fetch_image(i) for i in range(i0, i0 + k)]
+    exts = [_ext("" if pages else name or "", image) for image in images]
+    keys = [f"{i:08d}" for i in range(i0, i0 + k)]
+    rec = dict(record)
+    if pages:  # each page's URL becomes its sample's image member (unannotated: a name)
+        page_of = {int(ds._samples[i, 1]): j for j, i in enumerate(range(i0, i0 + k))}
+        n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
+        rec["dataset"] = [
+            f"{keys[page_of[p]]}.{exts[page_of[p]]}" if p in page_of else f"page-{p}"
+            for p in range(n_pages)
+        ]
+    meta = _record_bytes(rec, key, "" if pages else exts[0], brush is not None)
+    members = []
+    for kk, ext, image in zip(keys, exts, images, strict=True):
+        members += [_member(f"{kk}.{ext}", image), _member(f"{kk}.json", meta)]
+        if brush is not None:
+            members.append(_member(f"{kk}.brush.png", brush))
+    return meta, members
 
 
 def _record_bytes(record: dict[str, Any], key: str, ext: str, brush: bool) -> bytes:

@@ -443,3 +443,44 @@ def test_multi_page_assets_are_sharded_one_sample_per_page(tmp_path: Path) -> No
         assert all(_equal(target[k], v) for k, v in ref_target.items())
     tar = (tmp_path / "sh" / "shard-000001.tar").read_bytes()
     assert (root / f"{paged['externalId']}.pages" / "2").read_bytes() in tar  # page 2's bytes
+
+
+def _held_while_writing(tmp_path: Path, n: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """The most Python-traced bytes (tracemalloc; numpy buffers included) held when an
+    image is about to be fetched, while ``n`` assets are written as one shard, and that
+    shard's size.  (Held bytes, not the peak: reading a local file briefly reserves its
+    size cap, 1 GB, which is never touched.)"""
+    import tracemalloc
+
+    (tmp_path / f"n{n}").mkdir()
+    export, root = many_assets(tmp_path / f"n{n}", n)
+    held: list[int] = []
+    real = AssetStore.fetch
+
+    def fetch(self: AssetStore, **kw: Any) -> bytes:
+        held.append(tracemalloc.get_traced_memory()[0])
+        return real(self, **kw)
+
+    monkeypatch.setattr(AssetStore, "fetch", fetch)
+    tracemalloc.start()
+    try:
+        index = write_shards(export, tmp_path / f"sh{n}", root=root, shard_size="1GB")
+    finally:
+        tracemalloc.stop()
+    assert len(index["shards"]) == 1 and len(held) == n
+    return max(held), index["shards"][0]["bytes"]
+
+
+def test_the_writer_streams_a_shard_instead_of_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing 4N assets into one shard holds little more memory than writing N: each
+    sample goes to the file as it comes.  Reference: the shard's own size (index.json's
+    ``bytes``): a writer that kept the shard's samples until it closes would hold about
+    the 9 extra samples' bytes more by the last fetch; the streaming one holds their
+    records' JSON only (the sample images are ~20× larger than their records)."""
+    small, small_bytes = _held_while_writing(tmp_path, 3, monkeypatch)
+    big, big_bytes = _held_while_writing(tmp_path, 12, monkeypatch)
+    extra = big_bytes - small_bytes  # 9 more samples: about 4 MB of images
+    assert extra > 3_000_000
+    assert big - small < 0.25 * extra, (big, small, extra)
