@@ -113,7 +113,7 @@ def main() -> None:
     args = p.parse_args()
     if args.smoke:
         args.images, args.size, args.masks, args.batch = 6, "96x64", 3, 2
-        args.workers, args.steps, args.warmup = 2, 1, 1
+        args.workers, args.steps, args.warmup = 2, 1, 0
     w, h = (int(v) for v in args.size.lower().split("x"))
     cuda = torch.cuda.is_available() and not args.smoke
     device = torch.device("cuda" if cuda else "cpu")
