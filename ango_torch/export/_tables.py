@@ -48,9 +48,19 @@ class StringTable:
         return int(self.blob.nbytes + self.offsets.nbytes)
 
 
+INTERN_MAX = 1 << 16  # distinct values a deduplicating table remembers
+
+
 class _TableBuilder:
-    """Appends byte strings to one growing buffer (no Python object kept per entry,
-    except the interning dict of a table that dedups)."""
+    """Appends byte strings to one growing buffer (no Python object kept per entry).
+
+    A table that dedups remembers its first :data:`INTERN_MAX` distinct values (stage
+    names, brush URLs of repeated stages...: the values that repeat come early); later
+    new values are appended as they come, so an export of a million assets, whose ids
+    and URLs are all distinct, keeps no dict of a million strings.  An equal string may
+    therefore have two ids (as it may across the parallel indexer's parts): compare
+    strings, not ids.
+    """
 
     def __init__(self, *, intern: bool) -> None:
         self._blob = bytearray()
@@ -61,15 +71,16 @@ class _TableBuilder:
         if value is None:
             return -1
         data = value.encode("utf-8") if isinstance(value, str) else value
-        if self._ids is not None:
-            found = self._ids.get(data)
+        ids = self._ids
+        if ids is not None:
+            found = ids.get(data)
             if found is not None:
                 return found
         self._blob += data
         self._offsets.append(len(self._blob))
         i = len(self._offsets) - 2
-        if self._ids is not None:
-            self._ids[data] = i
+        if ids is not None and len(ids) < INTERN_MAX:
+            ids[data] = i
         return i
 
     def build(self) -> StringTable:
