@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - without the [fast] extra
     AVAILABLE = False
 else:
     AVAILABLE = True
+    _dumps = orjson.dumps  # _tables.dumps without its fallbacks (plain values only)
 
 _simdjson: Any
 try:  # the ring numbers' parser where installed (else orjson)
@@ -108,6 +109,36 @@ if AVAILABLE:
         polyline: Raw | UnsetType = UNSET
         point: tuple[float, float] | UnsetType = UNSET
         segmentation: _Seg | UnsetType = UNSET
+        # Set by __post_init__ (a key of this name in the file is overwritten there).
+        kind_: int = -1
+
+        def __post_init__(self) -> None:
+            """The tool's kind, checked to have exactly one geometry; the keys the index
+            does not read checked as the file's decoder would (see :func:`_ignored`)."""
+            kind = -1
+            for code, value in (
+                (_BOX, self.box),
+                (_POLY, self.polygon),
+                (_LINE, self.polyline),
+                (_PT, self.point),
+                (_SEG, self.segmentation),
+            ):
+                if value is not UNSET:
+                    if kind >= 0:
+                        raise _GiveUp  # two geometries: the parser names them
+                    kind = code
+            if kind < 0:
+                raise _GiveUp  # none: the parser's OTHER
+            self.kind_ = kind
+            if (
+                self.ocr is not None
+                or self.masks is not None
+                or self.color is not None
+                or self.tool is not None
+                or self.featureSchemaId is not None
+                or self.frame is not None
+            ):
+                _ignored([_TOOL_IGNORED(self)])
 
     class _Snap(Struct, forbid_unknown_fields=True, gc=False):
         tools: list[_Tool] | None = None
@@ -160,6 +191,8 @@ if AVAILABLE:
 
 _GEOMETRIES = ("box", "polygon", "polyline", "point", "segmentation")
 _GET = {name: attrgetter(name) for name in _GEOMETRIES}
+_ZONES = attrgetter("zones")
+_KIND = attrgetter("kind_")
 _ENVELOPE = tuple(
     attrgetter(name)
     for name in (
@@ -363,7 +396,7 @@ def _chunk(raws: list[RawAsset]) -> ChunkColumns:
     assets = list(map(_DECODE, [r.data for r in raws]))
     cc = ChunkColumns()
     tools: list[Any] = []
-    tool_snap_k: list[int] = []  # each tool's position in its snapshot's list
+    snap_sizes: list[int] = []  # tools per snapshot
     asset_meta = orjson.loads(b"[" + b",".join([a.metadata for a in assets]) + b"]")
     asset_objs: list[int] = []
     all_snaps: list[Any] = []
@@ -394,31 +427,29 @@ def _chunk(raws: list[RawAsset]) -> ChunkColumns:
         for snap in snaps:
             ts = snap.tools or []
             tools += ts
-            tool_snap_k += range(len(ts))
+            snap_sizes.append(len(ts))
             cc.snap_rows.append(_snap_row(snap, len(ts)))
         cc.asset_snaps.append(len(snaps))
         asset_objs.append(len(tools) - n_before)
-        t_row = (task.taskId, task.type, _iso(task.updatedAt))
-        extra = {"m": meta, "b": a.batches or [], "g": 3, "t": [*t_row, task.updatedBy]}
-        cc.extra.append(dumps(extra))
+        updated = None if task.updatedAt is None else _iso(task.updatedAt)
+        t_row = [task.taskId, task.type, updated, task.updatedBy]
+        cc.extra.append(_dumps({"m": meta, "b": a.batches or [], "g": 3, "t": t_row}))
     _ignored(list(map(_SNAP_IGNORED, all_snaps)))
     _ignored(task_ignored)
-    _objects(cc, tools, tool_snap_k, asset_objs)
+    _objects(cc, tools, snap_sizes, asset_objs)
     return cc
 
 
-def _objects(cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int]) -> None:
+def _objects(
+    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int]
+) -> None:
     """The object, ring and vertex columns of the chunk's tools (in file order)."""
     n = len(tools)
+    kinds = np.fromiter(map(_KIND, tools), np.uint8, n)  # one geometry each (_Tool)
     present = {
-        g: np.fromiter(map(is_not, map(_GET[g], tools), itertools.repeat(UNSET)), bool, n)
-        for g in _GEOMETRIES
+        g: kinds == kind
+        for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True)
     }
-    if (np.sum(list(present.values()), axis=0) != 1).any():
-        raise _GiveUp  # no geometry or two: the parser decides (OTHER, or an error)
-    kinds = np.zeros(n, np.uint8)
-    for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True):
-        kinds[present[g]] = kind
     bbox = np.full((n, 4), np.nan, np.float64)
     # Boxes: the parser's _bounding_box (negative sizes flip the corner), vectorized.
     where = np.flatnonzero(present["box"])
@@ -445,45 +476,60 @@ def _objects(cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: 
     _ring_columns(cc, tools, present, bbox)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, tools, snap_k, asset_objs)
+    _envelopes(cc, tools, snap_sizes, asset_objs)
+
+
+_Rings = tuple[npt.NDArray[np.int64], list[Any], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+
+
+def _outline(tools: list[Any], present: dict[str, Any], key: str) -> _Rings:
+    """The one ring of each polygon (or polyline): owners, rings, zones, hole flags."""
+    where = np.flatnonzero(present[key])
+    rings = list(itertools.compress(map(_GET[key], tools), present[key]))
+    return where, rings, np.zeros(len(where), np.int64), np.zeros(len(where), bool)
+
+
+def _zone_rings(zone: Any) -> tuple[Any, ...]:
+    if zone.region is UNSET:
+        raise _GiveUp  # a zone without a region: the parser's empty zone
+    return (zone.region, *zone.holes) if zone.holes else (zone.region,)
+
+
+def _zones(tools: list[Any], present: dict[str, Any]) -> _Rings:
+    """The rings of each segmentation: each zone's region, then its holes."""
+    where = np.flatnonzero(present["segmentation"])
+    segs = itertools.compress(map(_GET["segmentation"], tools), present["segmentation"])
+    zones = list(map(_ZONES, segs))
+    per_seg = np.fromiter(map(len, zones), np.int64, len(zones))
+    if len(zones) and per_seg.min() == 0:
+        raise _GiveUp  # no zones: the parser's empty segmentation
+    flat = list(itertools.chain.from_iterable(zones))
+    per_zone = list(map(_zone_rings, flat))
+    n = np.fromiter(map(len, per_zone), np.int64, len(per_zone))  # rings per zone
+    first_zone = np.cumsum(per_seg) - per_seg
+    z = np.arange(len(flat)) - np.repeat(first_zone, per_seg)  # zone number in its seg
+    hole = np.ones(int(n.sum()), bool)
+    hole[np.cumsum(n) - n] = False  # each zone's first ring is its region
+    owner = np.repeat(np.repeat(where, per_seg), n)
+    return owner, list(itertools.chain.from_iterable(per_zone)), np.repeat(z, n), hole
 
 
 def _ring_columns(
     cc: ChunkColumns, tools: list[Any], present: dict[str, Any], bbox: npt.NDArray[np.float64]
 ) -> None:
-    owner: list[int] = []
-    rings: list[Any] = []
-    zone: list[int] = []
-    hole: list[bool] = []
-    for g in ("polygon", "polyline"):
-        where = np.flatnonzero(present[g]).tolist()
-        owner += where
-        rings += itertools.compress(map(_GET[g], tools), present[g])
-        zone += itertools.repeat(0, len(where))
-        hole += itertools.repeat(False, len(where))
-    segs = itertools.compress(map(_GET["segmentation"], tools), present["segmentation"])
-    for i, seg in zip(np.flatnonzero(present["segmentation"]).tolist(), segs, strict=True):
-        if not seg.zones:
-            raise _GiveUp
-        for z, zn in enumerate(seg.zones):
-            if zn.region is UNSET:
-                raise _GiveUp  # a zone without a region: the parser's empty zone
-            owner.append(i)
-            rings.append(zn.region)
-            zone.append(z)
-            hole.append(False)
-            if zn.holes:
-                owner += itertools.repeat(i, len(zn.holes))
-                rings += zn.holes
-                zone += itertools.repeat(z, len(zn.holes))
-                hole += itertools.repeat(True, len(zn.holes))
-    order = np.argsort(np.asarray(owner, np.int64), kind="stable")
+    i64 = np.int64
+    parts = [_outline(tools, present, g) for g in ("polygon", "polyline")]
+    parts.append(_zones(tools, present))
+    owner = np.concatenate([p[0] for p in parts])
+    zone = np.concatenate([p[2] for p in parts]).astype(np.int32)
+    hole = np.concatenate([p[3] for p in parts])
+    rings = [r for p in parts for r in p[1]]
+    order = np.argsort(owner, kind="stable")  # in object order (each object's in its own)
     ordered = list(map(rings.__getitem__, order.tolist()))
+    own, holes, zone = owner[order].astype(i64), hole[order], zone[order]
     counts, verts = _rings(ordered)
-    own = np.asarray(owner, np.int64)[order]
-    holes = np.asarray(hole, bool)[order]
     cc.ring_len = counts
-    cc.ring_zone = np.asarray(zone, np.int32)[order]
+    cc.ring_zone = zone
     cc.ring_hole = holes.astype(np.int8)
     cc.verts = verts
     cc.obj_rings = np.bincount(own, minlength=len(tools)).astype(np.int32)
@@ -500,12 +546,13 @@ def _ring_columns(
 
 
 def _envelopes(
-    cc: ChunkColumns, tools: list[Any], snap_k: list[int], asset_objs: list[int]
+    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int]
 ) -> None:
-    _ignored(list(map(_TOOL_IGNORED, tools)))
     oids, sids, titles, pages, interp, metas, classes = (list(map(get, tools)) for get in _ENVELOPE)
-    if None in oids or "" in oids:
-        oids = [o or f"#{k}" for o, k in zip(oids, snap_k, strict=True)]
+    if None in oids or "" in oids:  # "#k": the tool's position in its snapshot's list
+        sizes = np.asarray(snap_sizes, np.int64)
+        k = (np.arange(len(oids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)).tolist()
+        oids = [o or f"#{j}" for o, j in zip(oids, k, strict=True)]
     if None in titles:
         titles = [t or "" for t in titles]
     cc.titles = titles
@@ -530,5 +577,5 @@ def _envelopes(
     )
     end = 0
     for n in asset_objs:
-        cc.objects.append(dumps(rows[end : end + n]) if n else None)
+        cc.objects.append(_dumps(rows[end : end + n]) if n else None)
         end += n
