@@ -126,6 +126,8 @@ class VideoFrames:
     def expand(self, samples: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
         """``samples`` (``[S, 3]`` of ``(asset, page, snapshot)``) with each video asset's
         row replaced by one row per annotated frame (``page`` = the frame index)."""
+        if not self.is_video[samples[:, 0]].any():  # no per-row arrays for 1M images
+            return samples
         out: list[npt.NDArray[np.int32]] = []
         for row in samples:
             a = int(row[0])

@@ -318,8 +318,14 @@ def build_samples(
     One sample per asset; a multi-page asset gives one per annotated page, in order.
     """
     idx = index
+    assets = np.flatnonzero(snapshot_rows >= 0)
+    paged = idx.asset_page_end[assets] > idx.asset_page_start[assets]
+    if not paged.any():  # one row per asset, without a Python tuple per asset
+        rows = np.full((len(assets), 3), -1, np.int32)
+        rows[:, 0], rows[:, 2] = assets, snapshot_rows[assets]
+        return rows
     out: list[tuple[int, int, int]] = []
-    for a in np.flatnonzero(snapshot_rows >= 0).tolist():
+    for a in assets.tolist():
         s = int(snapshot_rows[a])
         n_pages = int(idx.asset_page_end[a] - idx.asset_page_start[a])
         if n_pages == 0:
