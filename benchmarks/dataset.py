@@ -31,14 +31,14 @@
 
 Run::
 
-    python benchmarks/dataset.py            # full: (b) 64 JPEGs 1024x768, (c) 100,000 assets
+    python benchmarks/dataset.py            # full: (b) 128 JPEGs 1024x768, (c) 100,000 assets
     python benchmarks/dataset.py --smoke    # tiny sizes, a few seconds (the test suite)
     python benchmarks/dataset.py --only b --runs 5 --loader-workers 2 4
 
-The full run takes ~2.5 minutes on 2 cores and needs ~1 GiB of disk in the temp dir; its
-peak memory is (c)'s baseline: the ``json.load`` tree (~5.7 GiB for 100,000 assets x 20
-objects) plus what each worker copies of it (~1.1 GiB each), ~8 GiB in all; reduce
-``--assets`` on a smaller machine.
+The full run takes ~8 minutes on 2 cores ((b) ~5: 3 worker counts x 3 runs x 3 sides)
+and needs ~1 GiB of disk in the temp dir; its peak memory is (c)'s baseline: the
+``json.load`` tree (~5.7 GiB for 100,000 assets x 20 objects) plus what each worker
+copies of it (~1.1 GiB each), ~8 GiB in all; reduce ``--assets`` on a smaller machine.
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds")
     ap.add_argument("--repeat", type=int, default=20, help="(a) timed repeats (best of)")
-    ap.add_argument("--images", type=int, default=64, help="(b) number of JPEGs")
+    ap.add_argument("--images", type=int, default=128, help="(b) JPEGs (one epoch)")
     ap.add_argument("--size", type=int, nargs=2, default=(768, 1024), metavar=("H", "W"))
     ap.add_argument("--objects", type=int, default=12, help="(b) polygons per image")
     ap.add_argument("--vertices", type=int, default=32, help="(b) vertices per polygon")
