@@ -17,6 +17,7 @@ and its indexing workers together)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -76,13 +77,8 @@ def write_exports(folder: Path, frames: int, tracks: int) -> tuple[Path, Path]:
 
 def _child(path: Path, root: Path) -> None:
     """One timed run (in its own process): seconds, the peak resident memory of this
-    process, and the peak of this process and its indexing workers together (sampled
-    every 50 ms; pages a forked worker shares with this process count in both)."""
-    import contextlib
-    import threading
+    process, the number of samples."""
     import warnings
-
-    import psutil
 
     import ango_torch
 
@@ -94,37 +90,33 @@ def _child(path: Path, root: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:  # warm-up: modules load on first use
         tiny = write_exports(Path(tmp), 2, 1)
         run(tiny[0] if path.name == "video.json" else tiny[1], Path(tmp))
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:  # resident memory of this process and its workers, summed
-        me = psutil.Process()
-        while True:
-            with contextlib.suppress(psutil.Error):
-                procs = [me, *me.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in procs))
-            if done.wait(0.05):
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     t0 = time.perf_counter()
     ds = run(path, root)
     seconds = time.perf_counter() - t0
-    done.set()
-    sampler.join()
     assert len(ds) > 0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps([seconds, own, peak[0], len(ds)]))
+    print(json.dumps([seconds, own, len(ds)]))
 
 
 def _run(path: Path, root: Path) -> tuple[float, int, int, int]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(path), str(root)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    seconds, own, workers, n = json.loads(out.strip().splitlines()[-1])
-    return float(seconds), int(own), int(workers), int(n)
+    """A run in a fresh process; its resident memory and that of its indexing workers
+    is sampled from here every 50 ms (a thread in the process would stop it forking
+    workers), summed: pages a forked worker shares with its parent count in both."""
+    import psutil
+
+    cmd = [sys.executable, __file__, "--child", str(path), str(root)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    peak, child = 0, psutil.Process(proc.pid)
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            procs = [child, *child.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs))
+        time.sleep(0.05)
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{path.name}: the run exited {proc.returncode}")
+    seconds, own, n = json.loads(out.strip().splitlines()[-1])
+    return float(seconds), int(own), peak, int(n)
 
 
 def _gib(n: float) -> str:

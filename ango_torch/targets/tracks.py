@@ -150,31 +150,62 @@ _ROW_FIELDS = 6  # objectId, schemaId, classifications, metadata, geometry extra
 _MAX_ID_BYTES = 256
 
 
+_BLOCK = 16 << 20
+
+
+def _row_marks(
+    a: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.integer]] | None:
+    """Positions of each row's ``[`` and ``]`` and of the commas between its fields,
+    scanned in blocks (strings, escapes and depth carried over), so that the scan's
+    temporaries stay small next to the rows."""
+    pos_type = np.int32 if len(a) < 2**31 else np.int64
+    depth, in_string, escaped = 0, False, False
+    out: tuple[list[npt.NDArray[np.integer]], ...] = ([], [], [])
+    for b0 in range(0, len(a), _BLOCK):
+        block = a[b0 : b0 + _BLOCK]
+        special = np.flatnonzero(_SPECIAL[block])
+        kinds = block[special]
+        is_quote = kinds == _QUOTE
+        if escaped or (kinds == _BSLASH).any():
+            quotes, escaped = _escaped_quotes(block, special[is_quote], escaped)
+            is_quote = np.zeros(len(special), bool)
+            is_quote[np.searchsorted(special, quotes)] = True
+        quotes_before = np.cumsum(is_quote, dtype=np.int32)
+        struct = ((quotes_before + in_string) & 1) == 0  # outside strings
+        struct &= ~is_quote & (kinds != _BSLASH)
+        if len(quotes_before):
+            in_string = bool((int(quotes_before[-1]) + in_string) & 1)
+        marks = (special[struct] + b0).astype(pos_type)
+        step = _OPEN[kinds[struct]]
+        dcum = np.cumsum(step, dtype=np.int32) + depth  # a row's inside is depth 2
+        if len(dcum):
+            depth = int(dcum[-1])
+        out[0].append(marks[(step > 0) & (dcum == 2)])
+        out[1].append(marks[(step < 0) & (dcum == 1)])
+        out[2].append(marks[(step == 0) & (dcum == 2)])
+    if depth or in_string:
+        return None
+    empty = np.zeros(0, pos_type)
+    opens, closes, commas = (np.concatenate(x) if x else empty for x in out)
+    return opens, closes, commas
+
+
 def _ids_from_bytes(
     a: npt.NDArray[np.uint8],
 ) -> tuple[I64, list[str], npt.NDArray[np.bool_]] | None:
-    special = np.flatnonzero(_SPECIAL[a])
-    kinds = a[special]
-    is_quote = kinds == _QUOTE
-    if (kinds == _BSLASH).any():
-        quotes, _ = _escaped_quotes(a, special[is_quote], False)
-        is_quote = np.zeros(len(special), bool)
-        is_quote[np.searchsorted(special, quotes)] = True
-    # Outside strings: an even number of (unescaped) quotes before.
-    struct = (np.cumsum(is_quote, dtype=np.int32) & 1) == 0
-    struct &= ~is_quote & (kinds != _BSLASH)
-    marks = special[struct]
-    step = _OPEN[kinds[struct]]
-    dcum = np.cumsum(step, dtype=np.int32)  # depth after each: a row's inside is 2
-    opens = marks[(step > 0) & (dcum == 2)]
-    closes = marks[(step < 0) & (dcum == 1)]
-    commas = marks[(step == 0) & (dcum == 2)]
+    marks = _row_marks(a)
+    if marks is None:
+        return None
+    opens, closes, commas = marks
     n = len(opens)
-    if not n or len(closes) != n or len(commas) != (_ROW_FIELDS - 1) * n:
+    if not n or len(closes) != n:
         return None
-    c = commas.reshape(n, _ROW_FIELDS - 1)
-    if not ((opens < c[:, 0]) & (c[:, -1] < closes)).all():
+    first_comma = np.searchsorted(commas, opens)
+    last_comma = np.searchsorted(commas, closes) - 1
+    if not (last_comma - first_comma == _ROW_FIELDS - 2).all():
         return None
+    c = commas[np.stack([first_comma, last_comma], axis=1)].astype(np.int64)
     flag = a[c[:, -1] + 1]
     if not np.isin(flag, (ord("t"), ord("f"))).all():
         return None

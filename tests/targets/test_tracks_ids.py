@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from builders import make_asset, make_box
 
 import ango_torch
-from ango_torch.targets.tracks import _ids_from_bytes, asset_tracks, object_ids
+from ango_torch.targets import tracks
+from ango_torch.targets.tracks import asset_tracks, object_ids
 
 IDS = ["car-1", 'we"ird ],[ id', "back\\slash", "ünïcødé ✓", "car-1 ", "#7", "x" * 300]
 
@@ -36,7 +38,9 @@ def _reference(ex: Any) -> tuple[list[str], list[bool]]:
     return [r[0] for r in rows], [bool(r[5]) for r in rows]
 
 
-def test_object_ids_match_the_decoded_rows() -> None:
+@pytest.mark.parametrize("block", [7, 1 << 24])  # 7 bytes: rows cut at every place
+def test_object_ids_match_the_decoded_rows(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(tracks, "_BLOCK", block)
     for ids in (IDS[:-1], IDS):  # the last: an id too long for the byte path (fallback)
         ex = _export(ids)
         codes, names, stopped = object_ids(ex.index, 0)
@@ -46,7 +50,7 @@ def test_object_ids_match_the_decoded_rows() -> None:
         assert len(set(names)) == len(names) == len(ids)  # "car-1" and "car-1 " differ
         o, table = int(ex.index.asset_objects[0]), ex.index.extras
         blob = np.asarray(table.blob[table.offsets[o] : table.offsets[o + 1]])
-        assert (_ids_from_bytes(blob) is None) == (len(ids[-1]) > 256)  # numpy path taken
+        assert (tracks._ids_from_bytes(blob) is None) == (len(ids[-1]) > 256)  # numpy path
 
 
 def test_tracks_number_ids_in_order_of_first_appearance() -> None:
