@@ -276,71 +276,99 @@ _SNAP_COLS = (
 )
 
 
+# concat: each column's row base (a count of which earlier rows it points past), or none
+_SHIFT = {
+    "asset_asset_id": "str",
+    "asset_external_id": "str",
+    "asset_url": "str",
+    "asset_width": None,
+    "asset_height": None,
+    "asset_extra": "extra",
+    "asset_objects": "extra",
+    "asset_snap_start": "snap",
+    "asset_snap_end": "snap",
+    "asset_page_start": "page",
+    "asset_page_end": "page",
+    "page_urls": "str",
+    "snap_asset": "asset",
+    "snap_stage": "str",
+    "snap_stage_id": "str",
+    "snap_brush": "str",
+    "snap_medical_brush": "str",
+    "snap_obj_start": "obj",
+    "snap_obj_end": "obj",
+    "snap_extra": "extra",
+    "obj_title": None,  # remapped to the merged titles
+    "obj_kind": None,
+    "obj_page": None,
+    "obj_bbox": None,
+    "ring_zone": None,
+    "ring_hole": None,
+    "verts": None,
+    "strings_blob": None,
+    "extras_blob": None,
+}
+_NULLABLE = {"str", "extra"}  # -1 (none) stays -1
+# columns of row starts with a final sentinel row: the base they are shifted by
+_STARTS = {
+    "obj_ring_start": "ring",
+    "ring_vert": "vert",
+    "strings_offsets": "str_byte",
+    "extras_offsets": "extra_byte",
+}
+
+
 def concat(parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
     """One index of several, in order (the parallel indexer's partial indexes).
 
     Row ids (snapshots, objects, rings, vertices, table entries) of each part are
-    shifted past the parts before it; class titles are merged.
+    shifted past the parts before it; class titles are merged.  Consumes ``parts``:
+    the list is emptied and each part's columns are let go as soon as they are joined,
+    so joining needs about one index of memory, not two.
     """
     if not parts:
         return IndexBuilder().build(digest=digest)
-    i32, i64 = np.int32, np.int64
+    columns = [p.arrays for p in parts]
+    sizes = {
+        "asset": "asset_asset_id",
+        "snap": "snap_asset",
+        "obj": "obj_kind",
+        "ring": "ring_zone",
+        "vert": "verts",
+        "page": "page_urls",
+        "str_byte": "strings_blob",
+        "extra_byte": "extras_blob",
+    }
+    counts = {k: [len(c[col]) for c in columns] for k, col in sizes.items()}
+    counts["str"] = [len(c["strings_offsets"]) - 1 for c in columns]
+    counts["extra"] = [len(c["extras_offsets"]) - 1 for c in columns]
+    base = {k: np.cumsum([0, *v]).tolist() for k, v in counts.items()}
     titles: dict[str, int] = {}
-    out: dict[str, list[npt.NDArray[Any]]] = {}
-    base = dict.fromkeys(("asset", "snap", "obj", "ring", "vert", "page", "str", "extra"), 0)
-    blobs = {"str": 0, "extra": 0}
-
-    def add(key: str, value: npt.NDArray[Any]) -> None:
-        out.setdefault(key, []).append(value)
-
-    def shift(a: npt.NDArray[Any], by: int) -> npt.NDArray[Any]:
-        return np.where(a >= 0, a + by, a).astype(a.dtype)
-
-    for p in parts:
-        A = p.arrays
-        for k in ("asset_id", "external_id", "url"):
-            add(f"asset_{k}", shift(A[f"asset_{k}"], base["str"]))
-        for k in ("width", "height"):
-            add(f"asset_{k}", A[f"asset_{k}"])
-        for k in ("extra", "objects"):
-            add(f"asset_{k}", shift(A[f"asset_{k}"], base["extra"]))
-        for k, b in (
-            ("snap_start", "snap"),
-            ("snap_end", "snap"),
-            ("page_start", "page"),
-            ("page_end", "page"),
-        ):
-            add(f"asset_{k}", (A[f"asset_{k}"] + base[b]).astype(i32))
-        add("page_urls", shift(A["page_urls"], base["str"]))
-        add("snap_asset", (A["snap_asset"] + base["asset"]).astype(i32))
-        for k in ("stage", "stage_id", "brush", "medical_brush"):
-            add(f"snap_{k}", shift(A[f"snap_{k}"], base["str"]))
-        for k in ("obj_start", "obj_end"):
-            add(f"snap_{k}", (A[f"snap_{k}"] + base["obj"]).astype(i32))
-        add("snap_extra", shift(A["snap_extra"], base["extra"]))
-        remap = np.array([titles.setdefault(t, len(titles)) for t in p.titles] or [0], i32)
-        add("obj_title", remap[A["obj_title"]] if len(A["obj_title"]) else A["obj_title"])
-        for k in ("obj_kind", "obj_page", "obj_bbox", "ring_zone", "ring_hole", "verts"):
-            add(k, A[k])
-        add("obj_ring_start", A["obj_ring_start"][:-1] + base["ring"])
-        add("ring_vert", A["ring_vert"][:-1] + base["vert"])
-        for table, key in (("strings", "str"), ("extras", "extra")):
-            add(f"{table}_blob", A[f"{table}_blob"])
-            add(f"{table}_offsets", A[f"{table}_offsets"][:-1] + blobs[key])
-            blobs[key] += len(A[f"{table}_blob"])
-        base["asset"] += len(p)
-        base["snap"] += len(A["snap_asset"])
-        base["obj"] += len(A["obj_kind"])
-        base["ring"] += len(A["ring_zone"])
-        base["vert"] += len(A["verts"])
-        base["page"] += len(A["page_urls"])
-        base["str"] += len(p.strings)
-        base["extra"] += len(p.extras)
-    arrays = {k: np.concatenate(v) for k, v in out.items()}
-    arrays["obj_ring_start"] = np.append(arrays["obj_ring_start"], base["ring"]).astype(i64)
-    arrays["ring_vert"] = np.append(arrays["ring_vert"], base["vert"]).astype(i64)
-    arrays["strings_offsets"] = np.append(arrays["strings_offsets"], blobs["str"]).astype(i64)
-    arrays["extras_offsets"] = np.append(arrays["extras_offsets"], blobs["extra"]).astype(i64)
+    remaps = [
+        np.array([titles.setdefault(t, len(titles)) for t in p.titles] or [0], np.int32)
+        for p in parts
+    ]
+    parts.clear()  # the parts' attributes let go of their columns: `columns` holds them
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for key, by in (*_SHIFT.items(), *_STARTS.items()):
+        pieces: list[npt.NDArray[Any]] = []
+        for i, c in enumerate(columns):
+            a = c.pop(key)
+            if key == "obj_title":
+                a = remaps[i][a] if len(a) else a
+            elif key in _STARTS:
+                a = a[:-1] + base[_STARTS[key]][i]
+            elif by is not None and by in _NULLABLE:
+                a = np.where(a >= 0, a + base[by][i], a).astype(a.dtype)
+            elif by is not None:
+                a = (a + base[by][i]).astype(np.int32)
+            pieces.append(a)
+        if key in _STARTS:
+            pieces.append(np.array([base[_STARTS[key]][-1]], np.int64))
+            arrays[key] = np.concatenate(pieces).astype(np.int64)
+        else:
+            arrays[key] = np.concatenate(pieces)
+        del pieces, a
     ordered = sorted(titles, key=titles.__getitem__)
     arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
     arrays["meta"] = np.frombuffer(

@@ -7,6 +7,7 @@ hand-computed), and the values themselves read back.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 from ango_torch.export._tables import INTERN_MAX, _TableBuilder
 
@@ -36,3 +37,33 @@ def test_a_million_distinct_ids_keep_no_dict_of_strings() -> None:
         values[INTERN_MAX + 6],
         values[-1],
     ]
+
+
+def test_joining_parallel_parts_needs_about_one_index() -> None:
+    """concat lets go of each part's column once joined: the memory it adds to the
+    parts' own is about their largest column, not their size (a join that keeps the
+    parts until the end adds at least their size: the joined copy).  Reference: the
+    parts' ``nbytes``, in all and of their largest column."""
+    import json
+
+    import ango_torch
+    from ango_torch.export._build import concat
+
+    sample = json.loads(
+        (Path(__file__).resolve().parents[2] / "examples/data/sample_export.json").read_text()
+    )
+    tracemalloc.start()  # before the parts are built: freeing their columns counts
+    try:
+        parts = [ango_torch.load_export(sample * 20).index for _ in range(8)]
+        whole = sum(p.nbytes for p in parts)
+        largest = max(sum(p.arrays[k].nbytes for p in parts) for k in parts[0].arrays)
+        first = [parts[0].string(i) for i in parts[0].asset_external_id[:3]]
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        merged = concat(parts)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert merged.nbytes > 0.99 * whole and len(merged) == 8 * 20 * len(sample)
+    assert [merged.string(i) for i in merged.asset_external_id[:3]] == first
+    assert peak - before < largest + 0.15 * whole, (peak - before, largest, whole)
