@@ -351,24 +351,28 @@ def concat(parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
     parts.clear()  # the parts' attributes let go of their columns: `columns` holds them
     arrays: dict[str, npt.NDArray[Any]] = {}
     for key, by in (*_SHIFT.items(), *_STARTS.items()):
-        pieces: list[npt.NDArray[Any]] = []
-        for i, c in enumerate(columns):
+        start = key in _STARTS
+        head = columns[0][key]
+        n = sum(len(c[key]) - start for c in columns) + start
+        dtype = np.int64 if start else np.int32 if by in ("snap", "page", "asset", "obj") else None
+        joined = np.empty((n, *head.shape[1:]), dtype or head.dtype)
+        at = 0
+        for i, c in enumerate(columns):  # copy each piece in, then let it go
             a = c.pop(key)
             if key == "obj_title":
                 a = remaps[i][a] if len(a) else a
-            elif key in _STARTS:
+            elif start:
                 a = a[:-1] + base[_STARTS[key]][i]
-            elif by is not None and by in _NULLABLE:
-                a = np.where(a >= 0, a + base[by][i], a).astype(a.dtype)
+            elif by in _NULLABLE:
+                a = np.where(a >= 0, a + base[by][i], a)
             elif by is not None:
-                a = (a + base[by][i]).astype(np.int32)
-            pieces.append(a)
-        if key in _STARTS:
-            pieces.append(np.array([base[_STARTS[key]][-1]], np.int64))
-            arrays[key] = np.concatenate(pieces).astype(np.int64)
-        else:
-            arrays[key] = np.concatenate(pieces)
-        del pieces, a
+                a = a + base[by][i]
+            joined[at : at + len(a)] = a
+            at += len(a)
+            del a
+        if start:
+            joined[-1] = base[_STARTS[key]][-1]
+        arrays[key] = joined
     ordered = sorted(titles, key=titles.__getitem__)
     arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
     arrays["meta"] = np.frombuffer(
