@@ -127,6 +127,12 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=["polygons", "mixed"])
     ap.add_argument("--objects", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--before-max",
+        type=int,
+        default=10_000,
+        help="also time the path without typed decoding up to this many assets",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
     if args.smoke:
@@ -135,6 +141,7 @@ def main() -> None:
         f"typed decoding: {'on' if _typed.AVAILABLE else 'off (install ango_torch[fast])'}; "
         "times in s as min/median/max over alternating runs"
     )
+    typed = _typed.AVAILABLE
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         warm, _ = write(folder, 2, "mixed", 2)  # imports (torch, the dataset) excluded
@@ -152,11 +159,20 @@ def main() -> None:
                     with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints timings
                         COCO(str(coco))
 
-                t1, t2, tc = [], [], []
+                def before(ango: Path = ango) -> None:
+                    _typed.AVAILABLE = False  # the path before typed decoding
+                    try:
+                        ours(1, ango)
+                    finally:
+                        _typed.AVAILABLE = typed
+
+                t1, t2, tc, t0 = [], [], [], []
                 for _ in range(args.repeat):  # alternating, so that load hits all alike
                     t1.append(_time(lambda: ours(1)))
                     tc.append(_time(coco_load))
                     t2.append(_time(lambda: ours(2)))
+                    if n <= args.before_max:
+                        t0.append(_time(before))
                 r1 = [c / t for c, t in zip(tc, t1, strict=True)]
                 r2 = [c / t for c, t in zip(tc, t2, strict=True)]
                 label = f"{n} assets, {kind} ({mb:.0f} MiB)"
@@ -169,6 +185,12 @@ def main() -> None:
                     f"    {label}: 2 processes {_mmm(t2)}   → {statistics.median(r2):5.2f}× "
                     f"(min/median/max {_mmm(r2)}×)"
                 )
+                if t0:
+                    r0 = [c / t for c, t in zip(tc, t0, strict=True)]
+                    print(
+                        f"    {label}: without typed decoding, 1 process {_mmm(t0)}   → "
+                        f"{statistics.median(r0):5.2f}× (min/median/max {_mmm(r0)}×)"
+                    )
                 ango.unlink()
                 coco.unlink()
         # (b)-(d) on a fresh copy of the first export (kept small for the subprocesses).
