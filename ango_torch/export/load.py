@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import gc
 import hashlib
 import os
 import shutil
-import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +21,7 @@ import numpy.typing as npt
 from ..errors import AngoTorchError, AngoTorchWarning, ExportFormatError, StageNotFoundError
 from ..limits import Limits, override
 from ..records import Asset
+from ._build import release_freed_memory as _release_freed_memory
 from ._fields import parse_time
 from ._indexing import SkipLog, Skipped, default_workers, index_dicts, index_raw
 from ._read import file_digest, file_size, file_stamp, iter_raw_assets, open_export
@@ -139,17 +138,6 @@ def _latest_by_completion(
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _release_freed_memory() -> None:
-    """Hand the parser's freed heap back to the OS (glibc keeps it otherwise).
-
-    Indexing frees far more than it keeps; without this the main process, and so every
-    DataLoader worker forked from it, carries hundreds of MB of free heap.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl)
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextlib.contextmanager
