@@ -193,3 +193,16 @@ def test_pieces_of_a_large_asset_are_never_typed() -> None:
     pieces = [RawAsset(2, b"{}", part=0, last=False), RawAsset(2, b"{}", part=1, last=True)]
     groups = list(_typed.chunks([a, b, *pieces, RawAsset(3, b"{}")], size=1 << 20))
     assert groups == [[a, b], [pieces[0]], [pieces[1]], [RawAsset(3, b"{}")]]
+
+
+def test_ring_numbers_without_simdjson_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ring numbers are parsed by simdjson where installed, else by orjson: same index
+    (the reference: the path without typed decoding)."""
+    path = _write(tmp_path, _assets(6), "json")
+    reference = _load(path, monkeypatch, typed=False)
+    monkeypatch.setattr(_typed, "_simdjson", None)
+    taken = _counting(monkeypatch)
+    _same(_load(path, monkeypatch, typed=True), reference)
+    assert taken == [True]
