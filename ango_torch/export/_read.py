@@ -195,6 +195,7 @@ def _iter_ndjson(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset
             splitter.feed(line)
             while not line.endswith(b"\n") and (line := stream.readline(CHUNK)):
                 splitter.feed(line)
+                yield from splitter.take()  # pieces made before the line ends
             yield from splitter.pieces()
             index += 1
             continue

@@ -171,6 +171,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
                 splitter, e_i = None, 1
             else:
                 splitter.feed(chunk, (marks, step, dcum - 1))
+                yield from splitter.take()  # pieces made before the element ends
         for start in starts:
             if e_i < len(ends):
                 yield from element(chunk[start : ends[e_i] + 1])
@@ -180,6 +181,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
                 k = int(np.searchsorted(marks, start))
                 splitter = _split.Splitter(name, lim, index)
                 splitter.feed(chunk[start:], (marks[k:] - start, step[k:], dcum[k:] - 1))
+                yield from splitter.take()
         if len(dcum):
             depth = int(dcum[-1])
         in_string = bool((len(quotes) + in_string) & 1)

@@ -12,14 +12,20 @@ lists (``stageHistory``, ``classifications``, ``relations``) are ``[]`` in every
 but the last, which holds them once.  :meth:`.IndexBuilder.add_columns` joins the
 pieces' objects back into one asset, so the index is the same as for the unsplit asset.
 
+Where the asset's fields before its task name it (``externalId`` or ``assetId``), the
+pieces are made as its entries arrive, each closed right after its entries (all but the
+last piece are only read for their objects), and the bytes already made into pieces
+are let go; otherwise (the task comes first) the asset's bytes are held until it ends,
+since its own fields follow.
+
 Limits: the asset's bytes other than its ``tools`` entries, and each piece, stay within
-``max_asset_bytes``; the whole asset within ``max_streamed_asset_bytes`` (its bytes are
-held until it ends, since the asset's fields may follow its task).
+``max_asset_bytes``; the whole asset within ``max_streamed_asset_bytes``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,6 +50,7 @@ _SHELL = "the asset's JSON apart from its task.tools entries is"
 _ENTRY = "one task.tools entry (with the asset's other fields) is"
 # Task lists that only the last piece carries (the others get ``[]``).
 _ONCE = (b"stageHistory", b"classifications", b"relations")
+_NAMES = ("externalId", "assetId")  # a piece must name its asset
 
 
 @contextlib.contextmanager
@@ -79,9 +86,17 @@ class Splitter:
         self.task: list[int] = []  # [open, close] of the task object
         self.spans: dict[bytes, list[int]] = {}  # task key → [open, close] of its value
         self.current: bytes | None = None  # the task key whose value is open
-        self.commas: list[npt.NDArray[np.int64]] = []  # between the tools entries
+        self.commas: list[npt.NDArray[np.int64]] = []  # between the entries not yet made
         self.last_sep = -1  # the tools array's last separator seen
         self.splittable = True
+        # Pieces made before the asset ends: the bytes up to the tools' '[' (as they
+        # are, and with the _ONCE lists emptied), where the pieces made end, how many
+        # pieces and entries they hold, and those not yet handed out.
+        self.head: tuple[bytes, bytes] | None = None
+        self.early = False
+        self.cut = -1
+        self.made = self.entries = 0
+        self.ready: list[RawAsset] = []
 
     # -- scanning ---------------------------------------------------------------------
 
@@ -112,6 +127,8 @@ class Splitter:
         a = np.frombuffer(chunk, np.uint8)
         self._structure(marks[shallow] + base, step[shallow], dcum[shallow], a[marks[shallow]])
         tools = self.spans.get(b"tools", [])
+        if tools and self.head is None:
+            self._start(tools[0])
         if tools and (len(tools) == 1 or tools[1] >= base):
             lo, hi = tools[0], tools[1] if len(tools) > 1 else self.size
             commas = marks[(dcum == 3) & (step == 0)].astype(np.int64) + base
@@ -127,6 +144,47 @@ class Splitter:
             tools_bytes = (tools[1] if len(tools) > 1 else self.size) - tools[0]
         if self.size - tools_bytes > self.lim.max_asset_bytes:
             raise self._too_large("max_asset_bytes")
+        if self.early and self.size > min(SPLIT_BYTES, self.lim.max_asset_bytes):
+            self._make_early()
+
+    def _start(self, lo: int) -> None:
+        """At the tools' ``[``: keep the bytes before it, and whether pieces can be made
+        from here on (the asset's fields before its task name it)."""
+        once = [self.spans[k] for k in _ONCE if len(self.spans.get(k, ())) == 2]
+        self.head = self._shell(0, lo + 1, once)
+        self.cut = lo
+        try:
+            shell = json.loads(self.head[1] + b"]}}")
+        except ValueError:
+            return
+        if isinstance(shell, dict) and isinstance(shell.get("task"), dict):
+            self.early = any(isinstance(shell.get(k), str) and shell[k] for k in _NAMES)
+
+    def _make_early(self) -> None:
+        """Make the pieces of the entries seen so far, each closed right after its
+        entries (``]}}``): they carry the asset's fields before its task only, which
+        is all the pieces but the last are read for."""
+        assert self.head is not None
+        cap = self.lim.max_asset_bytes
+        commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
+        target = max(1, min(PIECE_BYTES, cap - len(self.head[1]) - 3))
+        while len(commas) and self.size > self.cut + 1 + target:  # the piece is full
+            j = max(int(np.searchsorted(commas, self.cut + 1 + target, "right")) - 1, 0)
+            end = int(commas[j])
+            data = b"".join((self.head[1], self._slice(self.cut + 1, end), b"]}}"))
+            if len(data) > cap:
+                raise self._too_large("max_asset_bytes", _ENTRY)
+            piece = RawAsset(self.index, data, self.line, self.made, False, self.entries)
+            self.ready.append(piece)
+            self.made, self.entries, self.cut = self.made + 1, self.entries + j + 1, end
+            commas = commas[j + 1 :]
+        self.commas = [commas]
+        self._release(self.cut)
+
+    def take(self) -> list[RawAsset]:
+        """The pieces made so far and not yet taken."""
+        ready, self.ready = self.ready, []
+        return ready
 
     def _scan(self, chunk: bytes) -> Scanned:
         """The structural marks of the next bytes (strings and escapes carried over)."""
@@ -225,18 +283,24 @@ class Splitter:
         cap = self.lim.max_asset_bytes
         tools = self.spans.get(b"tools", [])
         commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
-        if self.size <= min(SPLIT_BYTES, cap) or not (
-            self.splittable and len(self.task) == 2 and len(tools) == 2 and len(commas)
-        ):
+        whole = self.splittable and len(self.task) == 2 and len(tools) == 2
+        if self.made and not whole:  # pieces were made of what turned out not to be it
+            raise ExportFormatError(
+                f"export {self.name!r}, {where(index=self.index, line=self.line)}: read "
+                "in pieces along task.tools, but the asset has two tasks or two tools lists"
+            )
+        yield from self.take()
+        if not self.made and (self.size <= min(SPLIT_BYTES, cap) or not whole or not len(commas)):
             if self.size > cap:
                 raise self._too_large("max_asset_bytes", _WHOLE)
             yield RawAsset(self.index, self._slice(0, self.size), self.line)
             return
-        lo, hi = tools
+        hi = tools[1]
         once = [self.spans[k] for k in _ONCE if len(self.spans.get(k, ())) == 2]
-        head, tail = self._shell(0, lo + 1, once), self._shell(hi, self.size, once)
+        assert self.head is not None
+        head, tail = self.head, self._shell(hi, self.size, once)
         shell = len(head[1]) + len(tail[1])
-        seps = np.concatenate([[lo], commas, [hi]]).astype(np.int64)
+        seps = np.concatenate([[self.cut], commas, [hi]]).astype(np.int64)
         target = max(1, min(piece_bytes or PIECE_BYTES, cap - shell))
         bounds = [0]  # indices into seps where a piece ends
         while bounds[-1] < len(seps) - 1:
@@ -252,7 +316,8 @@ class Splitter:
             data = b"".join((pre, self._slice(a, b), post))
             if len(data) > cap:
                 raise self._too_large("max_asset_bytes", _ENTRY)
-            yield RawAsset(self.index, data, self.line, part=k, last=last, first=bounds[k])
+            part, first = self.made + k, self.entries + bounds[k]
+            yield RawAsset(self.index, data, self.line, part=part, last=last, first=first)
             self._release(b)
 
     def _shell(self, lo: int, hi: int, once: list[list[int]]) -> tuple[bytes, bytes]:

@@ -20,7 +20,7 @@ import pytest
 
 import ango_torch
 from ango_torch.errors import ExportFormatError, LimitError
-from ango_torch.export import _split
+from ango_torch.export import _read, _scan, _split
 from ango_torch.export._indexing import index_raw
 from ango_torch.export._read import iter_raw_assets
 from ango_torch.limits import override
@@ -52,9 +52,13 @@ def _question() -> dict[str, Any]:
     return {"objectId": "q", "schemaId": "q", "title": "weather", "answer": NASTY, "page": 0}
 
 
-def video(frames: int = 30, tracks: int = 3, external_id: str = "v.mp4") -> dict[str, Any]:
+def video(
+    frames: int = 30, tracks: int = 3, external_id: str = "v.mp4", task_first: bool = True
+) -> dict[str, Any]:
     """A video asset with its keys in awkward places: ``task`` first (the asset's own
-    fields after it), ``stageHistory`` and ``classifications`` before ``tools``."""
+    fields after it: pieces are made once the asset ends), ``stageHistory`` and
+    ``classifications`` before ``tools``; or (``task_first=False``) ``task`` last and
+    ``stageHistory`` after ``tools`` (pieces are made as the entries arrive)."""
     tools = [_entry(f, t) for f in range(frames) for t in range(tracks)]
     stage = {"stage": "Review", "stageId": "s1", "tools": tools[:4], "classifications": []}
     task = {
@@ -66,13 +70,16 @@ def video(frames: int = 30, tracks: int = 3, external_id: str = "v.mp4") -> dict
         "relations": [],
         "stageId": "Complete",
     }
-    return {
-        "task": task,
+    fields = {
         "externalId": external_id,
         "assetId": f"id-{external_id}",
         "asset": f"https://b/{external_id}",
         "metadata": {"width": 64, "height": 48, "frameTotal": frames, "frameRate": 30},
     }
+    if task_first:
+        return {"task": task, **fields}
+    task["stageHistory"] = task.pop("stageHistory")  # after tools
+    return {**fields, "task": task}
 
 
 def _small(n: int) -> dict[str, Any]:
@@ -121,11 +128,21 @@ def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return str(request.param)
 
 
+@pytest.mark.parametrize("task_first", [True, False], ids=["task-first", "task-last"])
+@pytest.mark.parametrize("chunk", [1000, 8 << 20], ids=["1k-reads", "8M-reads"])
 @pytest.mark.parametrize("kind", ["array", "ndjson", "gzip"])
 def test_split_asset_indexes_like_the_whole_asset(
-    tmp_path: Path, tiny_pieces: None, decoder: str, kind: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_pieces: None,
+    decoder: str,
+    kind: str,
+    chunk: int,
+    task_first: bool,
 ) -> None:
-    assets = [_small(0), video(), _small(1)]
+    monkeypatch.setattr(_scan, "CHUNK", chunk)  # the reads of the array (NDJSON: lines)
+    monkeypatch.setattr(_read, "CHUNK", chunk)
+    assets = [_small(0), video(task_first=task_first), _small(1)]
     data = _file(assets, kind)
     raws = _pieces(gzip.decompress(data) if kind == "gzip" else data)
     parts = [r.part for r in raws if r.index == 1]
@@ -244,3 +261,14 @@ def test_raw_asset_json_joins_the_pieces(tmp_path: Path, tiny_pieces: None) -> N
     path.write_bytes(_file(assets, "array"))
     assert len(_pieces(path.read_bytes())) > 20
     assert list(iter_asset_json(path)) == json.loads(json.dumps(assets))  # as decoded whole
+
+
+def test_second_tools_list_after_pieces_were_made_raises(tmp_path: Path, tiny_pieces: None) -> None:
+    # A decoder keeps the last of two "tools" keys; the pieces already made hold the
+    # first, so the reader refuses the asset rather than index the wrong list.
+    data = _file([_small(0), video(task_first=False)], "array", indent=None)
+    data = data.replace(b'"stageHistory":', b'"tools": [], "stageHistory":')
+    path = tmp_path / "twice.json"
+    path.write_bytes(data)
+    with pytest.raises(ExportFormatError, match=r"#1.*two tools lists"):
+        ango_torch.load_export(path)
