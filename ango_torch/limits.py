@@ -48,7 +48,8 @@ class Limits:
         max_streamed_asset_bytes: largest JSON text of one asset read in pieces of its
             ``task.tools`` entries (see ``max_asset_bytes``), in bytes.  Default 4 GiB (a
             one-hour, 30 fps video with 50 box tracks is about 1 GB).  The reader holds
-            that asset's bytes until its end.
+            that asset's bytes until its end where its task comes before its
+            ``externalId``/``assetId`` (otherwise only a piece's worth at a time).
         max_expansion_ratio: largest ratio of decompressed to compressed bytes of a
             gzip file or ZIP member, checked while decompressing once more than
             ``expansion_grace_bytes`` came out.  Default 200 (exports compress 5-20x;
