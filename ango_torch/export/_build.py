@@ -364,6 +364,7 @@ def concat(parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
     ]
     parts.clear()  # the parts' attributes let go of their columns: `columns` holds them
     arrays: dict[str, npt.NDArray[Any]] = {}
+    freed = 0
     for key, by in (*_SHIFT.items(), *_STARTS.items()):
         start = key in _STARTS
         head = columns[0][key]
@@ -383,12 +384,15 @@ def concat(parts: list[ExportIndex], *, digest: str = "") -> ExportIndex:
                 a = a + base[by][i]
             joined[at : at + len(a)] = a
             at += len(a)
+            freed += a.nbytes
             del a
+            if freed > 1 << 26:  # the parts' freed pieces sit in glibc's heap: hand
+                release_freed_memory()  # them back as the joined copy grows
+                freed = 0
         if start:
             joined[-1] = base[_STARTS[key]][-1]
         arrays[key] = joined
-        if joined.nbytes > 1 << 24:  # the parts' freed pieces: back to the OS, not kept
-            release_freed_memory()
+    release_freed_memory()
     ordered = sorted(titles, key=titles.__getitem__)
     arrays["titles"] = np.frombuffer(dumps(ordered), np.uint8)
     arrays["meta"] = np.frombuffer(
