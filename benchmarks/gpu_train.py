@@ -283,7 +283,7 @@ def main() -> None:
         if base is not None and name in results:
             r = results[name]
             print(
-                f"{name} vs baseline: end-to-end {r['end_to_end'] / base['end_to_end']:.2f}×, "
+                f"vs baseline, {name}: end-to-end {r['end_to_end'] / base['end_to_end']:.2f}×, "
                 f"loader-only {r['loader_only'] / base['loader_only']:.2f}×"
             )
     if args.json:
