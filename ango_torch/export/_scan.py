@@ -87,8 +87,9 @@ def _structural(
     parity = np.cumsum(is_quote, dtype=np.uint8)
     if in_string:
         parity += 1
-    keep = ((parity & 1) == 0) & (kinds != _QUOTE) & (kinds != _BSLASH)
-    return special[keep]
+    keep: np.ndarray = ((parity & 1) == 0) & (kinds != _QUOTE) & (kinds != _BSLASH)
+    out: np.ndarray = special[keep]
+    return out
 
 
 def _escaped_quotes(
