@@ -8,53 +8,26 @@ tree of the file; the size and depth limits are checked on the bytes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
 
-from ..errors import ExportFormatError, LimitError, where
-from ..limits import Limits, hint
+from ..errors import ExportFormatError, where
+from ..limits import Limits
+from . import _split
 from ._archive import CHUNK
+from ._bytescan import (
+    _BSLASH,
+    _OPEN,
+    _QUOTE,
+    _SPECIAL,
+    RawAsset,
+    _escaped_quotes,
+    too_deep,
+    too_large,
+)
 
 __all__ = ["RawAsset", "iter_array", "max_depth", "too_deep", "too_large"]
-
-_QUOTE, _BSLASH = ord('"'), ord("\\")
-_OPEN = np.zeros(256, np.int8)
-_OPEN[[ord("{"), ord("[")]] = 1
-_OPEN[[ord("}"), ord("]")]] = -1
-_SPECIAL = np.zeros(256, bool)
-_SPECIAL[[ord(c) for c in '{}[],"\\']] = True
-
-
-@dataclass(frozen=True, slots=True)
-class RawAsset:
-    """One undecoded asset (or piece of a large one): its JSON bytes and where it came
-    from."""
-
-    index: int
-    data: bytes
-    line: int | None = None
-    part: int = 0
-    """Piece number of an asset split along its ``task.tools`` (:mod:`._split`)."""
-    last: bool = True
-    """Whether this is the asset's last (or only) piece."""
-    first: int = 0
-    """How many ``task.tools`` entries of the asset come before this piece."""
-
-
-def too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:
-    return LimitError(
-        f"export {name!r}, {where(index=index, line=line)}: the asset's JSON is larger than "
-        f"max_asset_bytes={lim.max_asset_bytes}; {hint('max_asset_bytes')}"
-    )
-
-
-def too_deep(name: str, lim: Limits, loc: str) -> LimitError:
-    return LimitError(
-        f"export {name!r}, {loc}: JSON nested more than {lim.max_depth} levels deep "
-        f"(max_depth); {hint('max_depth')}"
-    )
 
 
 def max_depth(data: bytes) -> int:
@@ -92,21 +65,6 @@ def _structural(
     return out
 
 
-def _escaped_quotes(
-    a: np.ndarray, quotes: np.ndarray, first_escaped: bool
-) -> tuple[np.ndarray, bool]:
-    """Drop quotes preceded by an unescaped backslash; return them and the carry-over."""
-    bs = np.flatnonzero(a == _BSLASH)
-    if not len(bs) and not first_escaped:
-        return quotes, False
-    esc = np.zeros(len(a) + 1, bool)
-    esc[0] = first_escaped
-    for p in bs.tolist():  # backslashes are rare in exports: a Python loop is fine
-        if not esc[p]:
-            esc[p + 1] = True
-    return quotes[~esc[quotes]], bool(esc[-1])
-
-
 # Events at the array's top level, to find an element that is not an object.
 _START, _ELEM, _CLOSE, _COMMA, _END = range(5)
 
@@ -119,8 +77,6 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
     precede it, and the depth is the running sum of the structural brackets.  The
     depth limit and the size limit of one element are checked here, on the bytes.
     """
-    from . import _split  # imports this module
-
     depth = 0
     in_string = False
     escaped = False

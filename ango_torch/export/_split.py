@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from ..errors import ExportFormatError, LimitError, where
 from ..limits import Limits, hint
-from ._scan import _BSLASH, _OPEN, _QUOTE, _SPECIAL, RawAsset, _escaped_quotes, too_deep
+from ._bytescan import _BSLASH, _OPEN, _QUOTE, _SPECIAL, RawAsset, _escaped_quotes, too_deep
 
 __all__ = ["PIECE_BYTES", "SPLIT_BYTES", "Scanned", "Splitter", "piece_error"]
 

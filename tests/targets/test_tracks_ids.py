@@ -13,8 +13,9 @@ import pytest
 from builders import make_asset, make_box
 
 import ango_torch
-from ango_torch.targets import tracks
-from ango_torch.targets.tracks import asset_tracks, object_ids
+from ango_torch.export import object_rows
+from ango_torch.export.object_rows import object_ids
+from ango_torch.targets.tracks import asset_tracks
 
 IDS = ["car-1", 'we"ird ],[ id', "back\\slash", "ünïcødé ✓", "car-1 ", "#7", "x" * 300]
 
@@ -40,7 +41,7 @@ def _reference(ex: Any) -> tuple[list[str], list[bool]]:
 
 @pytest.mark.parametrize("block", [7, 1 << 24])  # 7 bytes: rows cut at every place
 def test_object_ids_match_the_decoded_rows(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
-    monkeypatch.setattr(tracks, "_BLOCK", block)
+    monkeypatch.setattr(object_rows, "_BLOCK", block)
     for ids in (IDS[:-1], IDS):  # the last: an id too long for the byte path (fallback)
         ex = _export(ids)
         codes, names, stopped = object_ids(ex.index, 0)
@@ -50,7 +51,7 @@ def test_object_ids_match_the_decoded_rows(monkeypatch: pytest.MonkeyPatch, bloc
         assert len(set(names)) == len(names) == len(ids)  # "car-1" and "car-1 " differ
         o, table = int(ex.index.asset_objects[0]), ex.index.extras
         blob = np.asarray(table.blob[table.offsets[o] : table.offsets[o + 1]])
-        assert (tracks._ids_from_bytes(blob) is None) == (len(ids[-1]) > 256)  # numpy path
+        assert (object_rows._ids_from_bytes(blob) is None) == (len(ids[-1]) > 256)  # numpy path
 
 
 def test_tracks_number_ids_in_order_of_first_appearance() -> None:
