@@ -16,6 +16,7 @@ INDEX_VERSION = 1
 # The modules whose code decides what an index holds: reading, parsing, columns, layout.
 _SCHEMA_MODULES = (
     "export/_build.py",
+    "export/_bytescan.py",
     "export/_columns.py",
     "export/_fields.py",
     "export/_indexing.py",
@@ -26,6 +27,7 @@ _SCHEMA_MODULES = (
     "export/_tables.py",
     "export/_typed.py",
     "export/_schema.py",
+    "export/_split.py",
     "export/index.py",
     "records.py",
 )

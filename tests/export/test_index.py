@@ -285,6 +285,34 @@ def test_schema_key_follows_the_parser_sources(tmp_path: Path) -> None:
     assert index.schema_key(copy) != index.SCHEMA
 
 
+def test_schema_key_covers_every_module_the_indexer_imports() -> None:
+    """Every export module that indexing reaches (imports read from the sources with
+    ``ast``, transitively from ``_indexing``) is hashed into the schema key."""
+    import ast
+
+    from ango_torch.export import _schema
+
+    package = Path(_schema.__file__).parents[1]
+    seen, todo = set(), ["export/_indexing.py"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        folder = (package / name).parent
+        for node in ast.walk(ast.parse((package / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = folder if node.level == 1 else folder.parent
+                parts = (node.module or "").split(".") if node.module else []
+                targets = [base.joinpath(*parts)] if parts else []
+                targets += [base.joinpath(*parts, a.name) for a in node.names]
+                for t in targets:
+                    if t.with_suffix(".py").is_file():
+                        todo.append(str(t.with_suffix(".py").relative_to(package)))
+    in_scope = {n for n in seen if n.startswith("export/") or n == "records.py"}
+    assert in_scope - {"export/_archive.py"} <= set(_schema._SCHEMA_MODULES)
+
+
 _FORK_PROBE = """
 import os, sys
 import ango_torch.export._indexing as ix
