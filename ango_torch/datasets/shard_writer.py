@@ -7,9 +7,11 @@ assets are left out and listed in ``skipped``): ``<key>.<ext>`` the original ima
 names; enough to rebuild every task's target) and ``<key>.brush.png`` the answer's
 brush mask where there is one.  With ``split_by``, each split is such a set in its own
 folder.  Tar members are plain (ustar) with fixed mtime, owner and mode, in a
-fixed order, so the same export gives byte-identical shards.  Each shard is written to
-a temporary name and renamed; ``_progress.json`` lists the finished ones, so an
-interrupted run continues where it stopped.
+fixed order, so the same export gives byte-identical shards.  Each shard is streamed
+to a temporary name, sample by sample, and renamed once complete; ``_progress.json``
+lists the finished ones, so an interrupted run continues where it stopped.  Memory:
+the export's index plus the current shard's records as compact JSON (never the
+shard's images, nor a parsed record per asset).
 
 Next to each shard, ``index/<shard>.npz`` holds the shard's stored records already
 parsed and checked, as the columns of an :class:`~ango_torch.export.index.ExportIndex`
