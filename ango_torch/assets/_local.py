@@ -129,7 +129,11 @@ def read_local(path: str, label: str, limit: int) -> bytes:
         if info.st_size > limit:
             raise too_large(label, path, f"{info.st_size:,}", limit)
         try:
-            data = f.read(limit + 1)  # a file growing while read stops here too
+            # Ask for the file's size (+1 to see it grow), not for ``limit``: read(n)
+            # allocates n bytes up front (1 GiB per image where overcommit is off).
+            data = f.read(info.st_size + 1)
+            if len(data) > info.st_size:  # growing while read: at most limit + 1 in all
+                data += f.read(max(limit + 1 - len(data), 0))
         except OSError as exc:
             raise AssetFetchError(f"{label}: cannot read {path!r}: {exc}") from exc
     if len(data) > limit:

@@ -519,3 +519,22 @@ def test_prefetch_refuses_local_urls_unless_allowed(
     argv = ["prefetch", str(export), "--to", str(dest), "--no-brush", "--allow-local-urls"]
     assert main(argv) == 0
     assert (dest / "coins.png").read_bytes() == source.read_bytes()
+
+
+def test_reading_a_small_local_file_does_not_allocate_the_limit(tmp_path: Path) -> None:
+    """``read_local`` asks for the file's size, not for ``limit`` bytes (read(n) allocates
+    n up front). Reference: tracemalloc's peak for a 10-byte file under a 1 GiB limit."""
+    import tracemalloc
+
+    from ango_torch.assets._local import read_local
+
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"0123456789")
+    tracemalloc.start()
+    try:
+        data = read_local(str(path), "asset #0", 1 << 30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == b"0123456789"
+    assert peak < 1 << 20
