@@ -171,7 +171,7 @@ class Splitter:
         while len(commas) and self.size > self.cut + 1 + target:  # the piece is full
             j = max(int(np.searchsorted(commas, self.cut + 1 + target, "right")) - 1, 0)
             end = int(commas[j])
-            data = b"".join((self.head[1], self._slice(self.cut + 1, end), b"]}}"))
+            data = b"".join((self.head[1], self._entries(self.cut + 1, end), b"]}}"))
             if len(data) > cap:
                 raise self._too_large("max_asset_bytes", _ENTRY)
             piece = RawAsset(self.index, data, self.line, self.made, False, self.entries)
@@ -250,7 +250,15 @@ class Splitter:
         if not text.endswith(b":"):
             return None
         text = text[:-1].strip(_BLANK)
-        return text[1:-1] if len(text) >= 2 and text[:1] == text[-1:] == b'"' else None
+        if len(text) < 2 or not text[:1] == text[-1:] == b'"':
+            return None
+        if b"\\" not in text:
+            return text[1:-1]
+        try:  # "t\u0061sk" is "task" to the decoder: compare keys as it reads them
+            key = json.loads(text)
+        except ValueError:
+            return None
+        return key.encode("utf-8", "surrogatepass") if isinstance(key, str) else None
 
     def _slice(self, lo: int, hi: int) -> bytes:
         """The asset's bytes ``[lo, hi)``."""
@@ -265,6 +273,21 @@ class Splitter:
             lo += len(take)
             k += 1
         return b"".join(out)
+
+    def _entries(self, lo: int, hi: int) -> bytes:
+        """A piece's run of ``tools`` entries, bytes ``[lo, hi)`` between two separators.
+
+        Each piece is valid JSON on its own, so the decoder refuses ``,,`` or a stray
+        comma inside a piece; at a piece's ends the comma is the cut, so an empty run
+        (``[e0,]``, ``[,e0]``, ``e0,,e1`` cut there) is refused here.
+        """
+        run = self._slice(lo, hi)
+        if not run or run.isspace():
+            raise ExportFormatError(
+                f"export {self.name!r}, {where(index=self.index, line=self.line)}: invalid "
+                "JSON in task.tools: an empty entry between commas (or before ']')"
+            )
+        return run
 
     def _too_large(self, limit: str, what: str = _SHELL) -> LimitError:
         return LimitError(
@@ -287,7 +310,8 @@ class Splitter:
         if self.made and not whole:  # pieces were made of what turned out not to be it
             raise ExportFormatError(
                 f"export {self.name!r}, {where(index=self.index, line=self.line)}: read "
-                "in pieces along task.tools, but the asset has two tasks or two tools lists"
+                "in pieces along task.tools, but the asset has two tasks or two tools lists (or "
+                "another task list twice: a decoder keeps the later one)"
             )
         yield from self.take()
         if not self.made and (self.size <= min(SPLIT_BYTES, cap) or not whole or not len(commas)):
@@ -313,7 +337,7 @@ class Splitter:
             last = k == n - 1
             a, b = int(seps[bounds[k]]) + 1, int(seps[bounds[k + 1]])
             pre, post = (head[0], tail[0]) if last else (head[1], tail[1])
-            data = b"".join((pre, self._slice(a, b), post))
+            data = b"".join((pre, self._entries(a, b), post))
             if len(data) > cap:
                 raise self._too_large("max_asset_bytes", _ENTRY)
             part, first = self.made + k, self.entries + bounds[k]

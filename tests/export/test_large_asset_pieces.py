@@ -272,3 +272,55 @@ def test_second_tools_list_after_pieces_were_made_raises(tmp_path: Path, tiny_pi
     path.write_bytes(data)
     with pytest.raises(ExportFormatError, match=r"#1.*two tools lists"):
         ango_torch.load_export(path)
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 700])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ('}, {"polygon"', '},, {"polygon"'),  # two commas between entries
+        ('"tools": [{', '"tools": [,{'),  # a comma before the first entry
+        ('}], "relations"', '},], "relations"'),  # a comma after the last entry
+    ],
+    ids=["double", "leading", "trailing"],
+)
+def test_stray_commas_in_a_split_tools_list_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int, edit: tuple[str, str]
+) -> None:
+    # Reference: json.loads refuses each of these texts; pieces cut at the commas must
+    # not turn the empty "entry" into a valid empty piece.
+    monkeypatch.setattr(_split, "SPLIT_BYTES", 2048)
+    monkeypatch.setattr(_split, "PIECE_BYTES", piece_bytes)
+    text = json.dumps([video(frames=10, task_first=False)])
+    assert edit[0] in text
+    text = text.replace(edit[0], edit[1], 1)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    path = tmp_path / "commas.json"
+    path.write_text(text)
+    with pytest.raises(ExportFormatError, match=r"invalid JSON"):
+        ango_torch.load_export(path)
+
+
+@pytest.mark.parametrize("task_first", [True, False], ids=["task-first", "task-last"])
+def test_escaped_duplicate_keys_are_read_as_the_decoder_reads_them(
+    tmp_path: Path, tiny_pieces: None, task_first: bool
+) -> None:
+    # "st\u0061geHistory" is "stageHistory" to json.loads, which keeps the later value:
+    # one stage with one tool (reference: json.loads of the whole text). Read literally,
+    # the splitter kept both lists and indexed 60 stage objects instead of 1. Where
+    # pieces were made before the second list (task last), the asset is refused instead.
+    asset = video(frames=10, task_first=task_first)
+    asset["task"]["MARK"] = 0  # the task's last key, replaced below
+    box = '{"bounding-box": {"x": 1, "y": 2, "width": 3, "height": 4}, "objectId": "B"}'
+    key = '"st\\u0061geHistory": [{"stage": "Y", "tools": [' + box + "]}]"
+    text = json.dumps([asset]).replace('"MARK": 0', key)
+    want = json.loads(text)[0]["task"]["stageHistory"]
+    assert [(s["stage"], len(s["tools"])) for s in want] == [("Y", 1)]
+    path = tmp_path / "escaped.json"
+    path.write_text(text)
+    if task_first:
+        _assert_same_index(ango_torch.load_export(path), ango_torch.load_export(json.loads(text)))
+    else:
+        with pytest.raises(ExportFormatError, match=r"another task list twice"):
+            ango_torch.load_export(path)
