@@ -25,7 +25,7 @@ from ..errors import ExportFormatError
 from ..limits import current
 from . import _typed
 from ._build import IndexBuilder, concat
-from ._columns import asset_columns
+from ._columns import AssetColumns, asset_columns
 from ._read import RawAsset, check_parsed_depth, decode_raw
 from ._split import piece_error
 from .index import ExportIndex
@@ -99,7 +99,7 @@ def _add(
             builder.add_columns(asset_columns(raw, i, line=line))
         else:  # one piece of a large asset (._split)
             with piece_error(piece):
-                cols = asset_columns(raw, i, line=line)
+                cols = _renumbered(asset_columns(raw, i, line=line), raw, piece.first)
             builder.add_columns(cols, part=piece.part, last=piece.last)
     except ExportFormatError as exc:
         builder.discard_open()
@@ -107,6 +107,23 @@ def _add(
             raise
         name = raw.get("externalId") if isinstance(raw, Mapping) else None
         skipped.append(Skipped(i, name if isinstance(name, str) else None, str(exc)))
+
+
+def _renumbered(cols: AssetColumns, raw: Any, first: int) -> AssetColumns:
+    """A piece's columns with its task's tools that have no ``objectId`` numbered
+    ``#k`` by their place in the whole asset (``first`` + their place in the piece), as
+    the parser numbers them in the unsplit asset (:func:`._parse.tool_id`)."""
+    if not first:
+        return cols
+    task = raw.get("task") if isinstance(raw, Mapping) else None
+    tools = task.get("tools") if isinstance(task, Mapping) else None
+    if not isinstance(tools, list) or len(cols.obj_extra) < len(tools):
+        return cols
+    for k, tool in enumerate(tools):
+        oid = tool.get("objectId") if isinstance(tool, Mapping) else None
+        if oid is None or oid == "":  # the parser's "#k" (anything else it refuses)
+            cols.obj_extra[k][0] = f"#{first + k}"
+    return cols
 
 
 def index_dicts(
@@ -159,7 +176,7 @@ def _typed_first(raws: Iterable[RawAsset], builder: IndexBuilder) -> Iterator[Ra
         yield from raws
         return
     for group in _typed.chunks(raws):
-        columns = _typed.chunk_columns(group)
+        columns = _typed.chunk_columns(group, group[0].first if group[0].part else 0)
         if columns is None:
             yield from group
         elif group[0].part or not group[0].last:  # a piece of a large asset (._split)
@@ -181,14 +198,15 @@ def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
     ChunkColumns)``, ``("columns", AssetColumns)`` or, under ``"skip"``, ``("skip",
     Skipped)``; the main process joins the pieces in order (:func:`_join_piece`)."""
     raw, name, on_error = job
-    columns = _typed.chunk_columns([raw]) if _typed.AVAILABLE else None
+    columns = _typed.chunk_columns([raw], raw.first) if _typed.AVAILABLE else None
     if columns is not None:
         return "typed", columns
     obj: Any = None
     try:
         obj = decode_raw(raw, name)
         with piece_error(raw):
-            return "columns", asset_columns(obj, raw.index, line=raw.line)
+            cols = asset_columns(obj, raw.index, line=raw.line)
+            return "columns", _renumbered(cols, obj, raw.first)
     except ExportFormatError as exc:
         if on_error == "raise":
             raise

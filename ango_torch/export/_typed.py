@@ -214,13 +214,18 @@ def chunks(raws: Iterable[RawAsset], size: int | None = None) -> Iterator[list[R
         yield batch
 
 
-def chunk_columns(raws: list[RawAsset]) -> ChunkColumns | None:
+def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:
     """The columns of a chunk of raw assets, or ``None`` where the typed path gives up
-    (the caller then indexes the chunk asset by asset with the existing path)."""
+    (the caller then indexes the chunk asset by asset with the existing path).
+
+    ``first``: for a piece of a large asset (:mod:`._split`, a chunk of its own), the
+    position of its first ``task.tools`` entry in the asset, so that an entry without
+    an ``objectId`` is ``#k`` by its place in the whole asset, as decoded unsplit.
+    """
     if not AVAILABLE:
         return None
     try:
-        return _chunk(raws)
+        return _chunk(raws, first)
     except _FAIL:
         return None
 
@@ -363,7 +368,7 @@ def _coords(values: npt.NDArray[np.float64]) -> None:
         raise _GiveUp
 
 
-def _chunk(raws: list[RawAsset]) -> ChunkColumns:
+def _chunk(raws: list[RawAsset], first: int = 0) -> ChunkColumns:
     assets = list(map(_DECODE, [r.data for r in raws]))
     cc = ChunkColumns()
     tools: list[Any] = []
@@ -407,7 +412,7 @@ def _chunk(raws: list[RawAsset]) -> ChunkColumns:
         cc.extra.append(_dumps({"m": meta, "b": a.batches or [], "g": 3, "t": t_row}))
     _ignored(list(map(_SNAP_IGNORED, all_snaps)))
     _ignored(task_ignored)
-    _objects(cc, tools, snap_sizes, asset_objs)
+    _objects(cc, tools, snap_sizes, asset_objs, first)
     return cc
 
 
@@ -433,7 +438,7 @@ def _kinds(tools: list[Any]) -> npt.NDArray[np.uint8]:
 
 
 def _objects(
-    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int]
+    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int], first: int = 0
 ) -> None:
     """The object, ring and vertex columns of the chunk's tools (in file order)."""
     n = len(tools)
@@ -468,7 +473,7 @@ def _objects(
     _ring_columns(cc, tools, present, bbox)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, tools, snap_sizes, asset_objs)
+    _envelopes(cc, tools, snap_sizes, asset_objs, first)
 
 
 _Rings = tuple[npt.NDArray[np.int64], list[Any], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
@@ -538,12 +543,15 @@ def _ring_columns(
 
 
 def _envelopes(
-    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int]
+    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int], first: int = 0
 ) -> None:
     oids, sids, titles, pages, interp, metas, classes = (list(map(get, tools)) for get in _ENVELOPE)
     if None in oids or "" in oids:  # "#k": the tool's position in its snapshot's list
         sizes = np.asarray(snap_sizes, np.int64)
-        k = (np.arange(len(oids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)).tolist()
+        at = np.arange(len(oids)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        if first and len(sizes):  # a piece of a large asset: its task's tools start there
+            at[: sizes[0]] += first
+        k = at.tolist()
         oids = [o or f"#{j}" for o, j in zip(oids, k, strict=True)]
     if None in titles:
         titles = [t or "" for t in titles]

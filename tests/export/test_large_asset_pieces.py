@@ -324,3 +324,29 @@ def test_escaped_duplicate_keys_are_read_as_the_decoder_reads_them(
     else:
         with pytest.raises(ExportFormatError, match=r"another task list twice"):
             ango_torch.load_export(path)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("task_first", [True, False], ids=["task-first", "task-last"])
+def test_entries_without_object_id_are_numbered_in_the_whole_asset(
+    tiny_pieces: None, decoder: str, task_first: bool, workers: int
+) -> None:
+    # Reference: the unsplit asset through the parser (load_export of the decoded dict),
+    # whose "#k" is the entry's place in the whole task.tools list. Numbered within
+    # each piece instead, different entries shared "#0", i.e. one track.
+    asset = video(frames=10, task_first=task_first)
+    for k, tool in enumerate(asset["task"]["tools"]):
+        if k % 2:
+            tool.pop("objectId")
+        elif k % 3 == 0:
+            tool["objectId"] = ""
+    data = _file([_small(0), asset], "array")
+    raws = _pieces(data)
+    assert len(raws) > 10
+    ref = ango_torch.load_export(json.loads(data))
+    index, _ = index_raw(raws, "e", on_error="raise", workers=workers, batch_bytes=1000)
+    got = ango_torch.AngoExport(index)
+    ids = [t.object_id for t in got[1].task.answer.tools]
+    assert ids == [t.object_id for t in ref[1].task.answer.tools]
+    assert ids[:2] == ["#0", "#1"] and ids[-1] == f"#{len(ids) - 1}"
+    assert got.index.object_extras(1) == ref.index.object_extras(1)

@@ -780,8 +780,8 @@ def test_every_index_column_is_the_same_on_all_three_paths(
     taken = []
     real = _typed.chunk_columns
 
-    def counting(group: list[RawAsset]) -> Any:
-        out = real(group)
+    def counting(group: list[RawAsset], first: int = 0) -> Any:
+        out = real(group, first)
         taken.append((len(group), out is not None))
         return out
 

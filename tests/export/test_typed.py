@@ -60,8 +60,8 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     taken: list[bool] = []
     real = _typed.chunk_columns
 
-    def chunk_columns(group: list[RawAsset]) -> Any:
-        out = real(group)
+    def chunk_columns(group: list[RawAsset], first: int = 0) -> Any:
+        out = real(group, first)
         taken.append(out is not None)
         return out
 
