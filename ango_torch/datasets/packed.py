@@ -122,7 +122,8 @@ def pack_masks(masks: torch.Tensor) -> PackedMasks:
         raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
     n, h, w = masks.shape
     m = torch.as_tensor(masks)  # a plain tensor view of a tv_tensors.Mask
-    rects = _rects(m.any(2), m.any(1)) if n else torch.zeros((0, 4), dtype=torch.int64)
+    empty = torch.zeros((n, 4), dtype=torch.int64)  # no pixels (0-sized canvas): 0×0 crops
+    rects = _rects(m.any(2), m.any(1)) if n and h and w else empty
     crops = [lambda x0, y0, x1, y1, k=k: m[k, y0:y1, x0:x1] for k in range(n)]
     return _fill(crops, rects, m.dtype, (int(h), int(w)))[0]
 

@@ -165,3 +165,14 @@ def test_inconsistent_packs_and_bad_options_are_refused(tmp_path: Path) -> None:
     assets, root = _border_export(tmp_path)
     with pytest.raises(ValueError, match="packed"):
         ango_torch.AngoDataset(assets, task="detection", root=root, masks="packed")
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 5), (2, 5, 0), (0, 4, 4)])
+def test_empty_canvases_pack_and_unpack(shape: tuple[int, int, int]) -> None:
+    # Reference: the input itself (all-zero masks of that shape); a 0-pixel canvas made
+    # argmax fail on an empty dimension.
+    masks = torch.zeros(shape, dtype=torch.uint8)
+    packed = pack_masks(masks)
+    assert packed.rects.tolist() == [[0, 0, 0, 0]] * shape[0]
+    out = packed.unpack()
+    assert out.shape == masks.shape and out.dtype == masks.dtype and torch.equal(out, masks)
