@@ -387,10 +387,12 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             label=self._label(i),
         )
 
-    def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
+    def _brush_bytes(self, a: int, s: int) -> bytes:
+        """The brush PNG of asset ``a``'s snapshot ``s``, through the store (cache,
+        prefetch folder, retries); also what :func:`.shard_writer.write_shards` stores."""
         idx = self.export.index
         name = idx.string(idx.asset_external_id[a])
-        data = self.store.fetch(
+        return self.store.fetch(
             asset_id=idx.string(idx.asset_asset_id[a]) or "",
             external_id=name or "",
             url=idx.string(idx.snap_brush[s]),
@@ -399,8 +401,12 @@ class AngoDataset(torch.utils.data.Dataset[tuple[Any, dict[str, Any]]]):
             content_key=brush_content_key(idx, s),
             label=where(asset=name, index=a, field="brushDataUrl"),
         )
+
+    def _brush_rgba(self, a: int, s: int) -> npt.NDArray[np.uint8]:
+        idx = self.export.index
+        name = idx.string(idx.asset_external_id[a])
         return decode_rgba(
-            data,
+            self._brush_bytes(a, s),
             label=where(asset=name, index=a, field="brushDataUrl"),
             max_pixels=self._limits.max_canvas_pixels,
         )

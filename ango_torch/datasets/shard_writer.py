@@ -34,7 +34,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .._progress import progress
-from ..assets.layout import brush_content_key, brush_stage_key
 from ..errors import AngoTorchError, where
 from ..export.groups import GroupBy, group_keys, unit_hash
 from ..export.index import ExportIndex
@@ -324,7 +323,7 @@ def _asset_members(
     """Asset ``a``'s stored record (compact JSON) and its ``k`` samples' tar members."""
     idx = ds.export.index
     s = int(ds._samples[i0, 2])
-    brush = _brush_bytes(ds, a, s) if idx.snap_brush[s] >= 0 else None
+    brush = ds._brush_bytes(a, s) if idx.snap_brush[s] >= 0 else None
     pages = int(ds._samples[i0, 1]) >= 0  # a multi-page asset: one sample per page
     images = [ds._fetch_image(i) for i in range(i0, i0 + k)]
     exts = [_ext("" if pages else name or "", image) for image in images]
@@ -354,20 +353,6 @@ def _record_bytes(record: dict[str, Any], key: str, ext: str, brush: bool) -> by
     if isinstance(task, dict) and "brushDataUrl" in task:
         rec["task"] = {**task, "brushDataUrl": f"{key}.brush.png" if brush else ""}
     return json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _brush_bytes(ds: AngoDataset, a: int, s: int) -> bytes:
-    idx = ds.export.index
-    name = idx.string(idx.asset_external_id[a])
-    return ds.store.fetch(
-        asset_id=idx.string(idx.asset_asset_id[a]) or "",
-        external_id=name or "",
-        url=idx.string(idx.snap_brush[s]),
-        kind="brush",
-        stage_key=brush_stage_key(idx, s),
-        content_key=brush_content_key(idx, s),
-        label=where(asset=name, index=a, field="brushDataUrl"),
-    )
 
 
 def _resume_state(fs: Any, base: str, limit: int) -> dict[str, Any]:

@@ -88,17 +88,7 @@ class IndexBuilder:
         a chunk of that one piece), as :meth:`add_columns` does."""
         if not self._begin(part):
             return
-        titles = self.titles
-        self.obj_title.extend(titles.setdefault(t, len(titles)) for t in c.titles)
-        self.obj_kind.frombytes(c.kinds.astype(np.uint8).tobytes())
-        self.obj_page.frombytes(c.opages.astype(np.int32).tobytes())
-        self.obj_rings.frombytes(c.obj_rings.astype(np.int32).tobytes())
-        self.bbox.frombytes(c.bbox.astype(np.float32).tobytes())
-        self.ring_len.frombytes(c.ring_len.astype(np.int64).tobytes())
-        self.ring_zone.frombytes(c.ring_zone.astype(np.int32).tobytes())
-        self.ring_hole.frombytes(c.ring_hole.astype(np.int8).tobytes())
-        if len(c.verts):
-            self.verts.append(c.verts)
+        self._add_chunk_objects(c)
         if not last:
             self._more(c.objects[0], c.snap_rows[0][4] if c.snap_rows else 0)
             return
@@ -220,8 +210,12 @@ class IndexBuilder:
             a["objects"].append(extra(c.objects[k]))
         a["width"].extend(c.width)
         a["height"].extend(c.height)
+        self._add_chunk_objects(c)
+
+    def _add_chunk_objects(self, c: ChunkColumns) -> None:
+        """Append the object, ring and vertex columns of a typed chunk (or piece)."""
         titles = self.titles
-        for t in dict.fromkeys(c.titles):
+        for t in dict.fromkeys(c.titles):  # new titles numbered in order of appearance
             titles.setdefault(t, len(titles))
         self.obj_title.extend(map(titles.__getitem__, c.titles))
         self.obj_kind.frombytes(c.kinds.astype(np.uint8).tobytes())

@@ -215,24 +215,12 @@ def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
 
 
 def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAsset] | RawAsset]:
-    """Runs of whole assets of about ``batch_bytes``, and each piece of a large asset
-    on its own (a job of its own, so that its pieces are decoded in parallel too)."""
-    batch: list[RawAsset] = []
-    size = 0
-    for raw in raws:
-        if raw.part or not raw.last:
-            if batch:
-                yield batch
-                batch, size = [], 0
-            yield raw
-            continue
-        batch.append(raw)
-        size += len(raw.data)
-        if size >= batch_bytes:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+    """Runs of whole assets of about ``batch_bytes`` (:func:`._typed.chunks`), and each
+    piece of a large asset on its own (a job of its own, so that its pieces are decoded
+    in parallel too)."""
+    for group in _typed.chunks(raws, batch_bytes):
+        first = group[0]
+        yield first if first.part or not first.last else group
 
 
 def _native_threads() -> int:
