@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy.typing as npt
 
@@ -24,6 +24,7 @@ from .._progress import progress
 from ..errors import ExportFormatError
 from ..limits import current
 from . import _typed
+from ._blocks import Block
 from ._build import IndexBuilder, concat
 from ._columns import AssetColumns, asset_columns
 from ._read import RawAsset, check_parsed_depth, decode_raw
@@ -138,7 +139,7 @@ def index_dicts(
 
 
 def _index_serial(
-    raws: Iterable[RawAsset],
+    raws: Iterable[RawAsset | Block],
     name: str,
     on_error: OnError,
     digest: str = "",
@@ -164,29 +165,43 @@ def _index_serial(
     return builder.build(digest=digest), skipped
 
 
-def _typed_first(raws: Iterable[RawAsset], builder: IndexBuilder) -> Iterator[RawAsset]:
-    """Index what typed decoding (:mod:`._typed`) takes, a chunk at a time, and yield the
-    rest, in order: the chunks it does not take (all of them without msgspec), for the
-    caller to index asset by asset.  Each piece of a large asset is a chunk of its own.
+def _typed_first(raws: Iterable[RawAsset | Block], builder: IndexBuilder) -> Iterator[RawAsset]:
+    """Index what typed decoding (:mod:`._typed`) takes, a chunk (or block,
+    :mod:`._blocks`) at a time, and yield the rest, in order: the chunks it does not
+    take (all of them without msgspec), for the caller to index asset by asset.  Each
+    piece of a large asset is a chunk of its own.
 
     Lazy: each chunk is added only once the caller has indexed every asset yielded
     before it.
     """
-    if not _typed.AVAILABLE:
-        yield from raws
+    if not _typed.AVAILABLE:  # (then there are no blocks either)
+        yield from cast("Iterable[RawAsset]", raws)
         return
     for group in _typed.chunks(raws):
-        columns = _typed.chunk_columns(group, group[0].first if group[0].part else 0)
+        if isinstance(group[0], Block):
+            for block in cast("list[Block]", group):
+                columns = (
+                    _typed.block_columns(block.data, block.limits.max_depth, block.decoded)
+                    if block.typed
+                    else None
+                )
+                if columns is None:  # its assets one by one, as the scan would give them
+                    yield from _typed_first(block.assets(), builder)
+                else:
+                    builder.add_chunk(columns)
+            continue
+        whole = cast("list[RawAsset]", group)
+        columns = _typed.chunk_columns(whole, whole[0].first if whole[0].part else 0)
         if columns is None:
-            yield from group
-        elif group[0].part or not group[0].last:  # a piece of a large asset (._split)
-            builder.add_piece(columns, part=group[0].part, last=group[0].last)
+            yield from whole
+        elif whole[0].part or not whole[0].last:  # a piece of a large asset (._split)
+            builder.add_piece(columns, part=whole[0].part, last=whole[0].last)
         else:
             builder.add_chunk(columns)
 
 
 def _work(
-    job: tuple[list[RawAsset], str, OnError, int],
+    job: tuple[list[RawAsset | Block], str, OnError, int],
 ) -> tuple[dict[str, npt.NDArray[Any]], SkipLog]:
     batch, name, on_error, keep = job
     index, skipped = _index_serial(batch, name, on_error, keep=keep)
@@ -214,13 +229,18 @@ def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
         return "skip", Skipped(raw.index, ext if isinstance(ext, str) else None, str(exc))
 
 
-def _batches(raws: Iterable[RawAsset], batch_bytes: int) -> Iterator[list[RawAsset] | RawAsset]:
+def _batches(
+    raws: Iterable[RawAsset | Block], batch_bytes: int
+) -> Iterator[list[RawAsset | Block] | RawAsset]:
     """Runs of whole assets of about ``batch_bytes`` (:func:`._typed.chunks`), and each
     piece of a large asset on its own (a job of its own, so that its pieces are decoded
     in parallel too)."""
     for group in _typed.chunks(raws, batch_bytes):
         first = group[0]
-        yield first if first.part or not first.last else group
+        if isinstance(first, RawAsset) and (first.part or not first.last):
+            yield first
+        else:
+            yield group
 
 
 def _native_threads() -> int:
@@ -295,7 +315,7 @@ def _context() -> Any:
 
 
 def index_raw(
-    raws: Iterable[RawAsset],
+    raws: Iterable[RawAsset | Block],
     name: str,
     *,
     on_error: OnError,
@@ -314,7 +334,7 @@ def index_raw(
     big = IndexBuilder()  # the large asset whose pieces are coming back
     failed = -1
 
-    def collect(job: list[RawAsset] | RawAsset, result: Any) -> None:
+    def collect(job: list[RawAsset | Block] | RawAsset, result: Any) -> None:
         nonlocal failed
         if isinstance(job, list):
             arrays, skips = result
@@ -340,7 +360,7 @@ def index_raw(
     # in one process).
     executor = ProcessPoolExecutor(workers, mp_context=_context())
     try:
-        pending: deque[tuple[list[RawAsset] | RawAsset, Future[Any]]] = deque()
+        pending: deque[tuple[list[RawAsset | Block] | RawAsset, Future[Any]]] = deque()
         batches = progress(_batches(raws, batch_bytes), desc="indexing (batches)",
                            enabled=progress_bar)  # fmt: skip
         for job in batches:

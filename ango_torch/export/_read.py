@@ -2,7 +2,9 @@
 
 The JSON array is split into its elements by a vectorized scan (:mod:`._scan`: strings,
 escapes and nesting depth tracked with numpy over 8 MiB chunks), so each asset is decoded
-on its own and peak memory grows with one asset, not with the object tree of the file.
+on its own and peak memory grows with one asset, not with the object tree of the file;
+for the index, most of an array is instead cut into blocks of whole assets at the
+separators between them (:mod:`._blocks`), checked by decoding each block in C.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, Literal, TypeVar, overload
 
 from ..errors import (
     ArchiveError,
@@ -23,6 +25,7 @@ from ..errors import (
 from ..limits import Limits, current
 from . import _split
 from ._archive import CHUNK, Fault, open_gzip, open_zip_member
+from ._blocks import Block, iter_blocks
 from ._scan import RawAsset, iter_array, max_depth, too_deep
 
 try:  # orjson is the [fast] extra: ~3x faster than json on exports.
@@ -33,6 +36,8 @@ try:  # orjson is the [fast] extra: ~3x faster than json on exports.
 except ImportError:  # pragma: no cover - exercised when the extra is absent
     _loads = json.loads
     _DecodeErrors = (ValueError,)
+
+_R = TypeVar("_R", RawAsset, RawAsset | Block)
 
 __all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
 
@@ -121,14 +126,44 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
+@overload
 def iter_raw_assets(
-    f: IO[bytes], name: str, limits: Limits | None = None, *, _layers: tuple[str, ...] = ()
-) -> Iterator[RawAsset]:
+    f: IO[bytes],
+    name: str,
+    limits: Limits | None = None,
+    *,
+    blocks: Literal[False] = False,
+    _layers: tuple[str, ...] = (),
+) -> Iterator[RawAsset]: ...
+
+
+@overload
+def iter_raw_assets(
+    f: IO[bytes],
+    name: str,
+    limits: Limits | None = None,
+    *,
+    blocks: bool | Literal["decoded"],
+    _layers: tuple[str, ...] = (),
+) -> Iterator[RawAsset | Block]: ...
+
+
+def iter_raw_assets(
+    f: IO[bytes],
+    name: str,
+    limits: Limits | None = None,
+    *,
+    blocks: bool | Literal["decoded"] = False,
+    _layers: tuple[str, ...] = (),
+) -> Iterator[RawAsset | Block]:
     """Yield every asset of an export stream, undecoded, in file order.
 
     Detects ZIP (one ``.json``/``.ndjson``/``.json.gz`` member), gzip, JSON array and
     NDJSON by content, not by file name.  Enforces ``limits`` (default: the ones in
     force, :func:`ango_torch.limits.current`) on the bytes, before anything is decoded.
+    With ``blocks``, a JSON array comes (where it can) as blocks (:class:`._blocks.Block`) of
+    whole assets instead, for the index (:func:`._typed.block_columns`); with
+    ``"decoded"``, each already decoded (for an index built in this process).
 
     Raises:
         ArchiveError: a corrupt, truncated, encrypted or nested archive.
@@ -157,9 +192,13 @@ def iter_raw_assets(
             reader, inner = open_gzip(stream, lim), f"{name} (gzip)"
         with reader:
             layers = (*_layers, kind)
-            yield from _located(iter_raw_assets(reader, inner, lim, _layers=layers), inner)
+            inside = iter_raw_assets(reader, inner, lim, blocks=blocks, _layers=layers)
+            yield from _located(inside, inner)
     elif kind == "array":
-        yield from iter_array(stream, name, lim)
+        if blocks:
+            yield from iter_blocks(stream, name, lim, decode=blocks == "decoded")
+        else:
+            yield from iter_array(stream, name, lim)
     elif kind == "ndjson":
         yield from _iter_ndjson(stream, name, lim)
     elif kind == "empty":
@@ -171,7 +210,7 @@ def iter_raw_assets(
         )
 
 
-def _located(assets: Iterator[RawAsset], name: str) -> Iterator[RawAsset]:
+def _located(assets: Iterator[_R], name: str) -> Iterator[_R]:
     """Re-raise a decompression fault naming the asset being read when it happened."""
     following = 0
     try:

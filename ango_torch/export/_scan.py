@@ -69,13 +69,20 @@ def _structural(
 _START, _ELEM, _CLOSE, _COMMA, _END = range(5)
 
 
-def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
+def iter_array(
+    stream: IO[bytes], name: str, lim: Limits, first_index: int = 0, first_offset: int = 0
+) -> Iterator[RawAsset]:
     """Split a JSON array into its elements, tracking strings and depth sparsely.
 
     Only the positions of quotes, brackets and commas are examined (numpy over each
     chunk): a bracket or comma is structural when an even number of unescaped quotes
     precede it, and the depth is the running sum of the structural brackets.  The
     depth limit and the size limit of one element are checked here, on the bytes.
+
+    ``first_index``/``first_offset``: where ``stream`` takes over from :mod:`._blocks`
+    (``"["`` and the rest of the array from the asset numbered ``first_index``, whose
+    ``"["`` stands for the file's byte ``first_offset``): assets and elements are
+    numbered, and byte offsets given, as in the whole file.
     """
     depth = 0
     in_string = False
@@ -93,7 +100,8 @@ def iter_array(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
         yield from sp.pieces()
 
     started = closed = False
-    index = commas = offset = 0
+    index = commas = first_index
+    offset = first_offset
     last_event, blank = _START, True  # blank: nothing yet between '[' and the 1st event
     max_level = lim.max_depth + 1  # the array is level 1
     while chunk := stream.read(CHUNK):

@@ -15,6 +15,7 @@ INDEX_VERSION = 1
 
 # The modules whose code decides what an index holds: reading, parsing, columns, layout.
 _SCHEMA_MODULES = (
+    "export/_blocks.py",
     "export/_build.py",
     "export/_bytescan.py",
     "export/_columns.py",

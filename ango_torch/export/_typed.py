@@ -28,22 +28,37 @@ chunk takes the existing path.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from operator import attrgetter, is_not
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import ExportFormatError
+from ._bytescan import RawAsset
 from ._columns import ChunkColumns
 from ._fields import _F32_LIMIT, _Loc, _plain, _time
 from ._parse import parse_classifications, parse_relations
-from ._read import RawAsset
 from ._tables import class_raw, dumps, relation_raw
 
-__all__ = ["AVAILABLE", "CHUNK_BYTES", "chunk_columns", "chunks"]
+
+class _Run(Protocol):
+    """What :func:`chunks` groups: a raw asset, or a block of them (:mod:`._blocks`)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def part(self) -> int: ...
+    @property
+    def last(self) -> bool: ...
+
+
+_R = TypeVar("_R", bound=_Run)
+
+__all__ = ["AVAILABLE", "CHUNK_BYTES", "block_columns", "chunk_columns", "chunks", "decode_block"]
 
 CHUNK_BYTES = 256 << 10
 """Raw asset bytes decoded together (the fallback, when needed, is per chunk).  Larger
@@ -150,6 +165,7 @@ if AVAILABLE:
         tasks: Any = None  # legacy v2: the existing path reads it
 
     _DECODE = msgspec.json.Decoder(_Asset).decode
+    _DECODE_LIST = msgspec.json.Decoder(list[_Asset]).decode
     _FAIL: tuple[type[Exception], ...] = (
         _GiveUp,
         msgspec.DecodeError,
@@ -192,11 +208,11 @@ def _skeleton(n: int) -> bytes:
     return b"[" + b"[,]," * (n - 1) + b"[,]]"
 
 
-def chunks(raws: Iterable[RawAsset], size: int | None = None) -> Iterator[list[RawAsset]]:
-    """Consecutive runs of whole raw assets of about ``size`` bytes (each piece of a
-    large asset alone)."""
+def chunks(raws: Iterable[_R], size: int | None = None) -> Iterator[list[_R]]:
+    """Consecutive runs of whole raw assets (or of blocks, :mod:`._blocks`, never both
+    in one run) of about ``size`` bytes (each piece of a large asset alone)."""
     size = CHUNK_BYTES if size is None else size
-    batch: list[RawAsset] = []
+    batch: list[_R] = []
     total = 0
     for raw in raws:
         if raw.part or not raw.last:  # a piece of a large asset (._split): on its own
@@ -205,6 +221,9 @@ def chunks(raws: Iterable[RawAsset], size: int | None = None) -> Iterator[list[R
                 batch, total = [], 0
             yield [raw]
             continue
+        if batch and type(raw) is not type(batch[0]):
+            yield batch
+            batch, total = [], 0
         batch.append(raw)
         total += len(raw.data)
         if total >= size:
@@ -212,6 +231,42 @@ def chunks(raws: Iterable[RawAsset], size: int | None = None) -> Iterator[list[R
             batch, total = [], 0
     if batch:
         yield batch
+
+
+def decode_block(data: bytes) -> list[Any] | None:
+    """A block's assets decoded to the typed schema (``None``: it does not fit it, or is
+    not a JSON list)."""
+    if not AVAILABLE:
+        return None
+    try:
+        out: list[Any] = _DECODE_LIST(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return out
+
+
+def block_columns(
+    data: bytes, max_depth: int, decoded: list[Any] | None = None
+) -> ChunkColumns | None:
+    """The columns of a block of whole assets (:class:`._blocks.Block`: ``[`` + their
+    JSON + ``]``), decoded in one call, or ``None`` where the typed path gives up.
+
+    Its nesting has not been checked on the bytes: the typed schema nests at most
+    :data:`_SCHEMA_DEPTH` levels, and every free-form value (metadata, classifications,
+    relations, the keys the index does not read) is checked against what is left of
+    ``max_depth`` where it stands (conservatively: as if in a ``stageHistory`` tool), so
+    anything the path takes is within ``max_depth``; the rest gives up, and the caller's
+    split checks each asset's bytes.  ``decoded``: its assets, where the reader decoded
+    them (:func:`decode_block`).
+    """
+    if not AVAILABLE:
+        return None
+    try:
+        if max_depth < _SCHEMA_DEPTH:
+            raise _GiveUp
+        return _columns(_DECODE_LIST(data) if decoded is None else decoded, 0, max_depth)
+    except _FAIL:
+        return None
 
 
 def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:
@@ -230,15 +285,49 @@ def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:
         return None
 
 
-def _ignored(rows: list[tuple[Any, ...]]) -> None:
+_SCHEMA_DEPTH = 13
+"""Levels the typed schema nests: array, asset, task, stageHistory, snapshot, tools,
+tool, segmentation, zones, zone, holes, ring, point."""
+_UNCHECKED = 1 << 30  # room: the scan checked the bytes
+_CONTAINERS = (list, dict)
+
+
+def _depth(value: Any) -> int:
+    """Levels of lists and objects in a decoded value (``0``: a scalar), iteratively."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        t = type(v)
+        if t is dict:
+            v = v.values()
+        elif t is not list:
+            continue
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in v if type(c) in _CONTAINERS)
+    return deepest
+
+
+def _room(raws: list[Any], values: list[Any], room: int) -> None:
+    """Give up where a free-form value nests beyond ``room`` levels (a value of ``n``
+    bytes nests at most ``n / 2``: only longer ones are measured)."""
+    if room >= _UNCHECKED or max(map(len, raws), default=0) <= 2 * room:
+        return
+    for raw, value in zip(raws, values, strict=True):
+        if len(raw) > 2 * room and _depth(value) > room:
+            raise _GiveUp
+
+
+def _ignored(rows: list[tuple[Any, ...]], room: int = _UNCHECKED) -> None:
     """Check the values of keys the index does not read as the file's JSON decoder
     would: msgspec gives an integer beyond a double's range where orjson refuses it
-    (conservatively, anything beyond 64 bits gives up)."""
+    (conservatively, anything beyond 64 bits gives up); and within ``room`` levels."""
     if not rows or (rows.count(rows[0]) == len(rows) and rows[0].count(None) == len(rows[0])):
         return  # all absent (the common case, checked in C)
     for row in rows:
         for v in row:
             if v is not None and not _plain(v):
+                raise _GiveUp
+            if type(v) in _CONTAINERS and _depth(v) > room:
                 raise _GiveUp
 
 
@@ -257,17 +346,25 @@ def _iso(value: Any) -> str | None:
     return None if when is None else when.isoformat()
 
 
+def _loads_within(raw: Any, room: int) -> Any:
+    value = orjson.loads(memoryview(raw))
+    if room < _UNCHECKED and _depth(value) > room:
+        raise _GiveUp
+    return value
+
+
 def _snap_row(
-    snap: Any, n: int
+    snap: Any, n: int, room: int = _UNCHECKED
 ) -> tuple[str | None, str | None, str | None, str | None, int, bytes | None]:
-    """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped)."""
+    """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped);
+    ``room``: levels its free-form values may nest."""
     extra: dict[str, Any] = {}
     if snap.classifications != _NULL and snap.classifications != _EMPTY:
-        classes = parse_classifications(orjson.loads(memoryview(snap.classifications)), _LOC)
+        classes = parse_classifications(_loads_within(snap.classifications, room), _LOC)
         if classes:
             extra["classifications"] = [class_raw(c) for c in classes]
     if snap.relations != _NULL and snap.relations != _EMPTY:
-        relations = parse_relations(orjson.loads(memoryview(snap.relations)), _LOC)
+        relations = parse_relations(_loads_within(snap.relations, room), _LOC)
         if relations:
             extra["relations"] = [relation_raw(r) for r in relations]
     if snap.completedAt is not None:
@@ -286,8 +383,12 @@ def _snap_row(
     )
 
 
-def _plain_classes(value: list[Any]) -> bool:
-    """Whether a decoded classification list is already in :func:`class_raw`'s form."""
+def _plain_classes(value: list[Any], room: int = _UNCHECKED) -> bool:
+    """Whether a decoded classification list is already in :func:`class_raw`'s form,
+    nesting within ``room`` levels (each nested list adds two; with empty ones, three;
+    an answer sits two levels down)."""
+    if room < 3:
+        return False
     for c in value:
         if type(c) is not dict or tuple(c) != _CLASS_KEYS:
             return False
@@ -295,33 +396,48 @@ def _plain_classes(value: list[Any]) -> bool:
             v = c[k]
             if v is not None and type(v) is not str:
                 return False
+        answer = c["answer"]  # a string, a list of strings... or anything, as deep
+        if type(answer) in _CONTAINERS and room < _UNCHECKED and _depth(answer) > room - 2:
+            return False  # (the caller then measures the whole value)
         sub = c["classifications"]
-        if type(sub) is not list or (sub and not _plain_classes(sub)):
+        if type(sub) is not list or (sub and not _plain_classes(sub, room - 2)):
             return False
     return True
 
 
-def _classes(raws: list[Any]) -> list[Any]:
-    """Each tool's classifications as the index stores them (``None``: none)."""
-    values = orjson.loads(b"[" + b",".join(raws) + b"]")
-    todo = list(itertools.compress(range(len(values)), values))  # the non-empty ones
-    if values.count(None) + values.count([]) != len(values) - len(todo):
-        raise _GiveUp  # {}, "", 0 or false: the parser refuses them
-    out: list[Any] = [None] * len(values)
-    for i in todo:
-        value = values[i]
-        if type(value) is list and _plain_classes(value):
+def _classes(raws: list[Any], room: int = _UNCHECKED) -> list[Any]:
+    """Each tool's classifications as the index stores them (``None``: none), each
+    nesting within ``room`` levels."""
+    # Most tools have none: only the others are decoded ("[]" and "null" are found by
+    # comparing bytes, in C; ~2x faster on the benchmark's mixed export).
+    n = len(raws)
+    todo = list(itertools.compress(range(n), map(_EMPTY.__ne__, raws)))
+    todo = list(itertools.compress(todo, map(_NULL.__ne__, map(raws.__getitem__, todo))))
+    out: list[Any] = [None] * n
+    if not todo:
+        return out
+    values = orjson.loads(b"[" + b",".join(map(raws.__getitem__, todo)) + b"]")
+    for i, value in zip(todo, values, strict=True):
+        if not value:
+            if value is None or value == []:
+                continue
+            raise _GiveUp  # {}, "", 0 or false: the parser refuses them
+        if type(value) is list and _plain_classes(value, room):
             out[i] = value
         else:
+            if room < _UNCHECKED and _depth(value) > room:
+                raise _GiveUp
             out[i] = [class_raw(c) for c in parse_classifications(value, _LOC)] or None
     return out
 
 
-def _metas(raws: list[Any]) -> list[Any]:
-    """Each tool's metadata as the index stores it: an object, else ``None``."""
+def _metas(raws: list[Any], room: int = _UNCHECKED) -> list[Any]:
+    """Each tool's metadata as the index stores it: an object, else ``None``; each
+    nesting within ``room`` levels."""
     if all(map(_NULL.__eq__, raws)):
         return [None] * len(raws)
     values = orjson.loads(b"[" + b",".join(raws) + b"]")
+    _room(raws, values, room)
     return [v if type(v) is dict else None for v in values]
 
 
@@ -352,12 +468,28 @@ def _rings(rings: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floa
     return counts, verts
 
 
+_local = threading.local()
+
+
+def _parser() -> Any:
+    """This thread's simdjson parser: a new one per call allocates its buffers anew,
+    which took 60% of the ring numbers' time (measured on the benchmark's mixed
+    export); it keeps buffers for the largest chunk's rings (a few MB)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _simdjson.Parser()
+    return parser
+
+
 def _numbers(rings: list[Any]) -> npt.NDArray[np.float64]:
     """Every number of the rings, in order, as doubles (the full parser's values: orjson
     and simdjson both round correctly); simdjson's flat buffer where installed."""
     if _simdjson is not None:
-        doc: Any = _simdjson.Parser().parse(b"[" + b",".join(rings) + b"]")
-        return np.frombuffer(doc.as_buffer(of_type="d"), np.float64)
+        doc: Any = _parser().parse(b"[" + b",".join(rings) + b"]")
+        values: npt.NDArray[np.float64] = np.frombuffer(doc.as_buffer(of_type="d"), np.float64)
+        values = values.copy()
+        del doc  # the parser is reused: nothing may still refer to its document
+        return values
     text = b",".join(rings).translate(_BRACKETS_OUT)
     return np.array(orjson.loads(b"[" + text + b"]"), np.float64)
 
@@ -369,11 +501,23 @@ def _coords(values: npt.NDArray[np.float64]) -> None:
 
 
 def _chunk(raws: list[RawAsset], first: int = 0) -> ChunkColumns:
-    assets = list(map(_DECODE, [r.data for r in raws]))
+    return _columns(list(map(_DECODE, [r.data for r in raws])), first, None)
+
+
+def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns:
+    """The columns of decoded assets; ``deepest``: the ``max_depth`` to check their
+    free-form values against (``None``: the scan checked their bytes)."""
+    # Levels left to a free-form value under the asset, a snapshot and a tool (one of
+    # the stageHistory, the deepest place each can stand).
+    top, snap_room, tool_room = (
+        (_UNCHECKED,) * 3 if deepest is None else (deepest - 2, deepest - 5, deepest - 7)
+    )
     cc = ChunkColumns()
     tools: list[Any] = []
     snap_sizes: list[int] = []  # tools per snapshot
-    asset_meta = orjson.loads(b"[" + b",".join([a.metadata for a in assets]) + b"]")
+    metas = [a.metadata for a in assets]
+    asset_meta = orjson.loads(b"[" + b",".join(metas) + b"]")
+    _room(metas, asset_meta, top)
     asset_objs: list[int] = []
     all_snaps: list[Any] = []
     task_ignored: list[tuple[Any, ...]] = []
@@ -404,19 +548,19 @@ def _chunk(raws: list[RawAsset], first: int = 0) -> ChunkColumns:
             ts = snap.tools or []
             tools += ts
             snap_sizes.append(len(ts))
-            cc.snap_rows.append(_snap_row(snap, len(ts)))
+            cc.snap_rows.append(_snap_row(snap, len(ts), snap_room))
         cc.asset_snaps.append(len(snaps))
         asset_objs.append(len(tools) - n_before)
         updated = None if task.updatedAt is None else _iso(task.updatedAt)
         t_row = [task.taskId, task.type, updated, task.updatedBy]
         cc.extra.append(_dumps({"m": meta, "b": a.batches or [], "g": 3, "t": t_row}))
-    _ignored(list(map(_SNAP_IGNORED, all_snaps)))
-    _ignored(task_ignored)
-    _objects(cc, tools, snap_sizes, asset_objs, first)
+    _ignored(list(map(_SNAP_IGNORED, all_snaps)), snap_room)
+    _ignored(task_ignored, snap_room)
+    _objects(cc, tools, snap_sizes, asset_objs, first, tool_room)
     return cc
 
 
-def _kinds(tools: list[Any]) -> npt.NDArray[np.uint8]:
+def _kinds(tools: list[Any], room: int = _UNCHECKED) -> npt.NDArray[np.uint8]:
     """Each tool's kind, checked to have exactly one geometry (else the parser names
     it: two geometries, or none, its OTHER); the keys the index does not read checked as
     the file's decoder would (:func:`_ignored`).
@@ -433,16 +577,22 @@ def _kinds(tools: list[Any]) -> npt.NDArray[np.uint8]:
         kinds[has] = code
     if n and (count != 1).any():
         raise _GiveUp
-    _ignored(list(map(_TOOL_IGNORED, tools)))
+    _ignored(list(map(_TOOL_IGNORED, tools)), room)
     return kinds
 
 
 def _objects(
-    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int], first: int = 0
+    cc: ChunkColumns,
+    tools: list[Any],
+    snap_sizes: list[int],
+    asset_objs: list[int],
+    first: int = 0,
+    room: int = _UNCHECKED,
 ) -> None:
-    """The object, ring and vertex columns of the chunk's tools (in file order)."""
+    """The object, ring and vertex columns of the chunk's tools (in file order); their
+    free-form values nesting within ``room`` levels."""
     n = len(tools)
-    kinds = _kinds(tools)
+    kinds = _kinds(tools, room)
     present = {
         g: kinds == kind
         for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True)
@@ -473,7 +623,7 @@ def _objects(
     _ring_columns(cc, tools, present, bbox)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, tools, snap_sizes, asset_objs, first)
+    _envelopes(cc, tools, snap_sizes, asset_objs, first, room)
 
 
 _Rings = tuple[npt.NDArray[np.int64], list[Any], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
@@ -543,7 +693,12 @@ def _ring_columns(
 
 
 def _envelopes(
-    cc: ChunkColumns, tools: list[Any], snap_sizes: list[int], asset_objs: list[int], first: int = 0
+    cc: ChunkColumns,
+    tools: list[Any],
+    snap_sizes: list[int],
+    asset_objs: list[int],
+    first: int = 0,
+    room: int = _UNCHECKED,
 ) -> None:
     oids, sids, titles, pages, interp, metas, classes = (list(map(get, tools)) for get in _ENVELOPE)
     if None in oids or "" in oids:  # "#k": the tool's position in its snapshot's list
@@ -557,7 +712,7 @@ def _envelopes(
         titles = [t or "" for t in titles]
     cc.titles = titles
     if not set(map(type, interp)) <= {bool}:
-        _ignored([tuple(interp)])
+        _ignored([tuple(interp)], room)
     if any(map(is_not, pages, itertools.repeat(None))):
         p = np.array([-1 if q is None else q for q in pages], np.int64)
         if ((p < -1) | (p >= 2**31)).any() or (p == -1).sum() != pages.count(None):
@@ -569,8 +724,8 @@ def _envelopes(
         zip(
             oids,
             sids,
-            _classes(classes),
-            _metas(metas),
+            _classes(classes, room),
+            _metas(metas, room),
             itertools.repeat(None),
             map(bool, interp),
         )

@@ -262,7 +262,9 @@ def _index_file(
     f, _ = open_export(name, storage_options)
     with f, _gc_paused():
         return index_raw(
-            iter_raw_assets(f, name),
+            # Blocks decoded as they are cut where they are indexed here (the decode is
+            # also their check), else checked only and decoded by the workers.
+            iter_raw_assets(f, name, blocks="decoded" if workers <= 1 else True),
             name,
             on_error=on_error,
             workers=workers,

@@ -19,7 +19,7 @@ from builders import make_asset, make_box, make_polygon, make_segmentation
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
-from ango_torch.export import _typed
+from ango_torch.export import _blocks, _typed
 from ango_torch.export._read import RawAsset
 
 pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
@@ -55,17 +55,25 @@ def _assets(n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Record, per chunk offered to typed decoding, whether it took it."""
+def _counting(monkeypatch: pytest.MonkeyPatch, blocks: list[bool] | None = None) -> list[bool]:
+    """Record, per chunk of raw assets offered to typed decoding, whether it took it (and
+    in ``blocks``, the same per block of an array, ``export/_blocks.py``)."""
     taken: list[bool] = []
-    real = _typed.chunk_columns
+    real, real_block = _typed.chunk_columns, _typed.block_columns
 
     def chunk_columns(group: list[RawAsset], first: int = 0) -> Any:
         out = real(group, first)
         taken.append(out is not None)
         return out
 
+    def block_columns(data: bytes, max_depth: int, decoded: Any = None) -> Any:
+        out = real_block(data, max_depth, decoded)
+        (taken if blocks is None else blocks).append(out is not None)
+        return out
+
     monkeypatch.setattr(_typed, "chunk_columns", chunk_columns)
+    monkeypatch.setattr(_typed, "block_columns", block_columns)
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 20_000)  # several blocks
     return taken
 
 
@@ -131,14 +139,17 @@ def test_without_msgspec_every_asset_takes_the_existing_path(
 def test_a_bad_asset_sends_only_its_chunk_to_the_existing_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_typed, "CHUNK_BYTES", 20_000)
+    monkeypatch.setattr(_typed, "CHUNK_BYTES", 5_000)
     assets = _assets(40)
     assets[17]["task"]["tools"][1]["polygon"][2] = [True, 4]  # a bool vertex
     path = _write(tmp_path, assets, "json")
     reference = _load(path, monkeypatch, typed=False, on_error="skip")
-    taken = _counting(monkeypatch)
+    blocks: list[bool] = []
+    taken = _counting(monkeypatch, blocks)
     typed = _load(path, monkeypatch, typed=True, on_error="skip")
-    assert taken.count(False) == 1 and taken.count(True) >= 2, taken
+    # Its block goes to chunks of whole assets, and only its chunk to the parser.
+    assert blocks.count(False) == 1 and blocks.count(True) >= 2, blocks
+    assert taken.count(False) == 1 and taken.count(True) >= 1, taken
     assert [(s.index, s.asset) for s in typed.skipped] == [(17, "img_17.jpg")]
     assert typed.skipped == reference.skipped
     _same(typed, reference)
@@ -183,7 +194,7 @@ def test_hostile_values_fail_as_without_typed_decoding(
         _load(path, monkeypatch, typed=True)
     assert str(typed.value) == str(reference.value)
     assert "#2" in str(typed.value)
-    assert taken == [False]  # the chunk went to the existing path
+    assert taken and not any(taken)  # its block and chunk went to the existing path
 
 
 def test_pieces_of_a_large_asset_are_never_typed() -> None:

@@ -1,0 +1,605 @@
+"""Cutting a JSON array export into blocks of whole assets (``export/_blocks.py``).
+
+References, never the blocks' own output:
+
+* the assets of a well-formed file: ``json.loads`` of the whole file (element ``k`` is
+  asset ``k``);
+* errors, and the raw assets of a file the scan accepts: the numpy scan
+  ``_scan.iter_array`` on the same bytes (the reader without blocks);
+* an index: the loader without typed decoding (``_typed.AVAILABLE`` off, hence without
+  blocks either), as in ``test_typed.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from builders import make_asset, make_box, make_polygon, make_segmentation
+
+import ango_torch
+from ango_torch.errors import AngoTorchError, LimitError
+from ango_torch.export import _archive, _blocks, _read, _scan, _typed
+from ango_torch.export import load as _load_module
+from ango_torch.export._blocks import Block
+from ango_torch.export._bytescan import RawAsset
+from ango_torch.export._indexing import index_raw
+from ango_torch.limits import Limits
+
+pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
+
+NAME = "e.json"
+DEFAULT = _blocks.BLOCK_BYTES
+SQUARE: list[list[float]] = [[1.5, 2], [30, 2.25], [30, 40], [1, 40]]
+
+# Strings full of what the separator and the scan look for; none can hold a real
+# separator (a '"' inside a string is escaped), but all hold its other characters.
+TRICKY = [
+    '}, {"asset": 1',
+    '},{"asset":',
+    '}\r\n,\t{"asset"',
+    "}, {",
+    "[{]}",
+    'a\\"b}',
+    "\\",
+    "a\\\\",
+    '"',
+    "]}",
+    "ünï ✓ }",
+    "",
+]
+
+
+# --- generated exports ----------------------------------------------------------------
+
+
+def _text(rng: random.Random) -> str:
+    return rng.choice(TRICKY) + "".join(rng.choice('"\\[]{},: a') for _ in range(rng.randrange(6)))
+
+
+def _asset(rng: random.Random, i: int, *, other_first_key: bool = False) -> dict[str, Any]:
+    """A v3 asset (``make_asset``: its first key is ``"asset"``) with tricky strings and,
+    often, objects nested in it whose first key is ``"asset"`` too (separator look-alikes
+    between two objects inside an asset)."""
+    tools: list[dict[str, Any]] = []
+    for _ in range(rng.randrange(4)):
+        kind = rng.randrange(3)
+        if kind == 0:
+            tools.append(make_box(i, 2.5, 10, 4, metadata={"note": _text(rng)}))
+        elif kind == 1:
+            tools.append(make_polygon([[x + i, y] for x, y in SQUARE]))
+        else:
+            tools.append(make_segmentation([{"region": SQUARE, "holes": []}]))
+    asset: dict[str, Any] = make_asset(tools, external_id=f"img_{i}{_text(rng)}.png")
+    asset["metadata"]["note"] = _text(rng)
+    if rng.random() < 0.2:  # separator look-alikes nested in the asset (at most 2: 3 in
+        # one read send the rest of the file to the scan, tested on its own below)
+        asset["metadata"]["links"] = [
+            {"asset": k, "s": _text(rng)} for k in range(rng.randrange(3))
+        ]
+    if rng.random() < 0.1:
+        asset["task"]["links"] = [{"asset": [{"asset": {}}]}, {"asset": _text(rng)}]
+    if other_first_key or rng.random() < 0.1:  # separators before it do not match
+        asset = {"externalId": asset.pop("externalId"), **asset}
+    return asset
+
+
+def _assets(seed: int, n: int, *, first_other: bool = False) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [_asset(rng, i, other_first_key=first_other and i == 0) for i in range(n)]
+
+
+def _ws(rng: random.Random) -> str:
+    return "".join(rng.choice(" \t\r\n") for _ in range(rng.randrange(4)))
+
+
+def _encode(assets: list[dict[str, Any]], fmt: str, seed: int = 0) -> bytes:
+    """The export's bytes in one of the layouts exporters (and editors) write."""
+    if fmt == "compact":
+        return json.dumps(assets, separators=(",", ":"), ensure_ascii=False).encode()
+    if fmt == "default":
+        return json.dumps(assets).encode()
+    if fmt == "indent2":
+        return json.dumps(assets, indent=2, ensure_ascii=False).encode()
+    if fmt == "crlf-tabs":
+        rng = random.Random(seed)
+        body = "".join(
+            (f"{_ws(rng)},{_ws(rng)}" if k else "") + json.dumps(a, separators=(",", ":"))
+            for k, a in enumerate(assets)
+        )
+        return f" \r\n[\r\n\t{body}\r\n]\r\n".encode()
+    if fmt == "bom":
+        return b"\xef\xbb\xbf" + json.dumps(assets).encode()
+    assert fmt == "trailing-newline"
+    return json.dumps(assets, indent=1).encode() + b"\n"
+
+
+FORMATS = ["compact", "default", "indent2", "crlf-tabs", "bom", "trailing-newline"]
+
+
+@functools.cache
+def _file(seed: int, fmt: str, n: int = 150, first_other: bool = False) -> bytes:
+    return _encode(_assets(seed, n, first_other=first_other), fmt, seed)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def _items(text: bytes, lim: Limits, decode: bool) -> list[Block | RawAsset]:
+    return list(_blocks.iter_blocks(io.BytesIO(text), NAME, lim, decode=decode))
+
+
+def _decoded(items: Iterable[Block | RawAsset], text: bytes) -> list[tuple[int, Any]]:
+    """(index, decoded asset) of every asset: a block's by ``json.loads`` of its data, each
+    numbered from the block's index; also checks a block holds bytes of the file."""
+    out: list[tuple[int, Any]] = []
+    for item in items:
+        if isinstance(item, Block):
+            assert item.data.startswith(b"[") and item.data[1:-1] in text
+            elements = json.loads(item.data)
+            assert elements and all(isinstance(e, dict) for e in elements)
+            out += [(item.index + k, e) for k, e in enumerate(elements)]
+        else:
+            assert not item.part and item.last
+            out.append((item.index, json.loads(item.data)))
+    return out
+
+
+Outcome = tuple[str, Any]
+
+
+def _outcome(run: Callable[[], list[RawAsset]]) -> Outcome:
+    try:
+        raws = run()
+    except AngoTorchError as exc:
+        return type(exc).__name__, str(exc)
+    return "ok", [(r.index, r.data, r.part, r.last, r.first) for r in raws]
+
+
+def _via_blocks(text: bytes, lim: Limits, decode: bool = False) -> Outcome:
+    """The raw assets (each block split by ``Block.assets``), or the error."""
+
+    def run() -> list[RawAsset]:
+        out: list[RawAsset] = []
+        for item in _items(text, lim, decode):
+            out += item.assets() if isinstance(item, Block) else [item]
+        return out
+
+    return _outcome(run)
+
+
+def _via_scan(text: bytes, lim: Limits) -> Outcome:
+    """Reference: the numpy scan on the same bytes."""
+    return _outcome(lambda: list(_scan.iter_array(io.BytesIO(text), NAME, lim)))
+
+
+def _load(path: Path, monkeypatch: pytest.MonkeyPatch, *, typed: bool, **kw: Any) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(_typed, "AVAILABLE", typed)
+        kw.setdefault("workers", 1)
+        return ango_torch.load_export(path, progress_bar=False, **kw)
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.index.arrays.keys() == b.index.arrays.keys()
+    for key, value in a.index.arrays.items():
+        np.testing.assert_array_equal(value, b.index.arrays[key], err_msg=key)
+
+
+# --- 1. boundaries ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decode", [False, True], ids=["checked", "decoded"])
+@pytest.mark.parametrize("block_bytes", [300, 2_000, 20_000, DEFAULT])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_blocks_hold_exactly_the_assets_of_json_loads(
+    seed: int, fmt: str, block_bytes: int, decode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: ``json.loads`` of the whole file, element k being asset k."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    text = _file(seed, fmt)
+    items = _items(text, Limits(), decode)
+    assert _decoded(items, text) == list(enumerate(json.loads(text)))
+    assert isinstance(items[0], Block)  # (not only the scan)
+
+
+@pytest.mark.parametrize("block_bytes", [300, 2_000, DEFAULT])
+@pytest.mark.parametrize("case", ["single", "two", "first-key-differs", "no-separator-matches"])
+def test_edge_layouts_hold_exactly_the_assets_of_json_loads(
+    case: str, block_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: ``json.loads`` of the whole file."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    if case == "single":
+        assets = _assets(3, 1)
+    elif case == "two":
+        assets = _assets(4, 2)
+    elif case == "first-key-differs":  # the separator is keyed by the first asset's key
+        assets = _assets(5, 60, first_other=True)
+    else:  # every asset starts with a key the first one's separator does not name
+        assets = [{"id": k, **a} for k, a in enumerate(_assets(6, 60))]
+        assets[0] = {"first": 0, **assets[0]}
+    for fmt in ("compact", "default", "indent2"):
+        text = _encode(assets, fmt)
+        for decode in (False, True):
+            got = _decoded(_items(text, Limits(), decode), text)
+            assert got == list(enumerate(json.loads(text))), (fmt, decode)
+
+
+def test_nested_separators_before_every_cut_still_cut_at_assets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Assets ending in lists of objects keyed like an asset (``[{"asset": 1}, …]``), so
+    the last candidates of most reads are nested ones.  Reference: ``json.loads``."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 700)
+    assets = []
+    for i, a in enumerate(_assets(7, 80)):
+        a["task"]["zz"] = [{"asset": {"asset": k}} for k in range(i % 9)]
+        assets.append(a)
+    for fmt in ("compact", "default"):
+        text = _encode(assets, fmt)
+        items = _items(text, Limits(), False)
+        assert _decoded(items, text) == list(enumerate(json.loads(text)))
+        assert any(isinstance(i, Block) for i in items)
+
+
+# --- 2. malformed files: the scan's errors --------------------------------------------
+
+
+def _mutations(text: bytes) -> dict[str, bytes]:
+    """Malformed (or odd) variants of ``text`` (a ``json.dumps`` default array), with the
+    problem at its first, middle and last separator."""
+    sep = b'}, {"asset"'
+    seps = [k for k in range(len(text)) if text.startswith(sep, k)]
+    out: dict[str, bytes] = {}
+    for where, at in (("first", seps[0]), ("mid", seps[len(seps) // 2]), ("last", seps[-1])):
+        head, tail = text[:at], text[at + len(sep) :]
+
+        def put(between: bytes, head: bytes = head, tail: bytes = tail) -> bytes:
+            return head + between + tail
+
+        out |= {
+            f"{where}-truncated-in-asset": text[: at + 40],
+            f"{where}-truncated-after-close": text[: at + 1],
+            f"{where}-truncated-after-comma": text[: at + 2],
+            f"{where}-truncated-after-key": text[: at + len(sep)],
+            f"{where}-number": put(b'}, 1, {"asset"'),
+            f"{where}-null": put(b'}, null, {"asset"'),
+            f"{where}-string": put(b'}, "x", {"asset"'),
+            f"{where}-string-like-separator": put(b'}, "}, {\\"asset\\"", {"asset"'),
+            f"{where}-array": put(b'}, [], {"asset"'),
+            f"{where}-array-of-asset": put(b'}, [{"asset": 1}], {"asset"'),
+            f"{where}-double-comma": put(b'},, {"asset"'),
+            f"{where}-missing-comma": put(b'} {"asset"'),
+            f"{where}-extra-close-brace": put(b'}}, {"asset"'),
+            f"{where}-extra-close-bracket": put(b'}], {"asset"'),
+            f"{where}-missing-close-brace": put(b', {"asset"'),
+            f"{where}-extra-open-bracket": put(b'}, [{"asset"'),
+            f"{where}-invalid-json-in-asset": put(b'}, {"asset": tru, "x": 1}, {"asset"'),
+        }
+    out |= {
+        "truncated-before-end": text[:-1],
+        "truncated-half": text[: len(text) // 2],
+        "trailing-garbage": text + b" x",
+        "trailing-bracket": text + b"]",
+        "trailing-comma-after": text + b",",
+        "trailing-array": text + b"\n[]",
+        "trailing-comma-inside": text[:-1] + b",]",
+        "leading-comma": b"[," + text[1:],
+        "empty": b"[]",
+        "empty-blank": b"[ \n]",
+        "empty-comma": b"[,]",
+        "only-open": b"[",
+        "nothing": b"",
+        "not-an-array": b"{}",
+        "unbalanced-end": text[:-1] + b"}]",
+        "last-not-object": text[:-1] + b", null]",
+    }
+    return out
+
+
+_MALFORMED = _mutations(json.dumps(_assets(11, 40)).encode())
+
+
+@pytest.mark.parametrize("chunk", [_archive.CHUNK, 257], ids=["chunk-default", "chunk-257"])
+@pytest.mark.parametrize("block_bytes", [300, 2_000])
+def test_malformed_files_fail_as_the_scan(
+    block_bytes: int, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: ``_scan.iter_array`` on the same bytes: the same exception type and
+    message, or (where it raises nothing) the same raw assets, bytes and indices."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(_scan, "CHUNK", chunk)
+    mismatched = {}
+    for case, text in _MALFORMED.items():
+        expected = _via_scan(text, Limits())
+        for decode in (False, True):
+            got = _via_blocks(text, Limits(), decode)
+            if got != expected:
+                mismatched[f"{case} decode={decode}"] = (got, expected)
+    assert not mismatched, "\n".join(f"{k}: got {g!r:.300}\n   scan {e!r:.300}"
+                                     for k, (g, e) in mismatched.items())  # fmt: skip
+
+
+# --- 3. depth ---------------------------------------------------------------------------
+
+
+def _depth(value: object) -> int:
+    """Nesting depth counted on the decoded value (the reference for ``max_depth``)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _nest(levels: int) -> Any:
+    """A value ``levels`` deep (lists and objects in turn)."""
+    value: Any = "leaf"
+    for k in range(levels):
+        value = [value] if k % 2 == 0 else {"k": value}
+    return value
+
+
+def _classification(answer: Any, chain: int = 0) -> dict[str, Any]:
+    """A classification answer with ``chain`` nested ones under it (two levels each)."""
+    inner = [_classification(answer, chain - 1)] if chain else []
+    return {
+        "objectId": "c1",
+        "schemaId": "k",
+        "tool": "text",
+        "title": "note",
+        "answer": answer if not chain else "x",
+        "classifications": inner,
+    }
+
+
+def _place(asset: dict[str, Any], where: str, value: Any) -> None:
+    tool = asset["task"]["tools"][0]
+    if where == "asset-metadata":
+        asset["metadata"]["deep"] = value
+    elif where == "tool-metadata":
+        tool["metadata"] = {"deep": value}
+    elif where == "tool-classifications":  # keys in the order the index stores them
+        tool["classifications"] = [_classification(value, chain=2)]
+    elif where == "tool-classifications-reordered":
+        tool["classifications"] = [dict(reversed(_classification(value, chain=2).items()))]
+    elif where == "task-classifications":
+        asset["task"]["classifications"] = [_classification(value, chain=1)]
+    elif where == "relations":
+        asset["task"]["relations"] = [{"deep": value}]
+    else:
+        assert where == "stage-history-tool"
+        history_tool = dict(tool, metadata={"deep": value})
+        asset["task"]["stageHistory"] = [
+            {"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": [history_tool]}
+        ]
+
+
+def _deep_export(where: str, depth: int, n: int = 30, bad: int = 17) -> list[dict[str, Any]]:
+    """Boxes and polygons; asset ``bad`` holds a value at ``where`` making the asset
+    exactly ``depth`` levels deep (counted by :func:`_depth`, the reference)."""
+    assets = [
+        make_asset([make_box(i, 2, 10, 4), make_polygon(SQUARE)], external_id=f"img_{i}.png")
+        for i in range(n)
+    ]
+    asset = assets[bad]
+    _place(asset, where, _nest(depth))
+    levels = depth - (_depth(asset) - depth)
+    _place(asset, where, _nest(levels))
+    assert _depth(asset) == depth
+    return assets
+
+
+PLACES = [
+    "asset-metadata",
+    "tool-metadata",
+    "tool-classifications",
+    "tool-classifications-reordered",
+    "task-classifications",
+    "relations",
+    "stage-history-tool",
+]
+
+
+@pytest.mark.parametrize("max_depth", [16, 20, 64])
+@pytest.mark.parametrize("where", PLACES)
+def test_depth_at_the_limit_is_indexed_and_beyond_fails_as_the_scan(
+    where: str, max_depth: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At ``max_depth``: the index of the loader without typed decoding.  One level
+    deeper: the scan's ``LimitError`` (``_scan.iter_array`` on the same file, and the
+    loader without typed decoding), raised by the loader and by ``Block.assets``."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 2_000)
+    lim = Limits(max_depth=max_depth)
+    path = tmp_path / NAME
+    path.write_text(json.dumps(_deep_export(where, max_depth)))
+    reference = _load(path, monkeypatch, typed=False, limits=lim)
+    _same(_load(path, monkeypatch, typed=True, limits=lim), reference)
+    assert len(reference) == 30
+
+    path.write_text(json.dumps(_deep_export(where, max_depth + 1)))
+    text = path.read_bytes()
+    kind, message = _outcome(lambda: list(_scan.iter_array(io.BytesIO(text), str(path), lim)))
+    assert kind == "LimitError" and "#17" in message and "max_depth" in message
+    with pytest.raises(LimitError) as without:
+        _load(path, monkeypatch, typed=False, limits=lim)
+    with pytest.raises(LimitError) as typed:
+        _load(path, monkeypatch, typed=True, limits=lim)
+    assert str(typed.value) == str(without.value) == message
+    for decode in (False, True):
+        assert _via_blocks(text, lim, decode) == _via_scan(text, lim)
+
+
+@pytest.mark.parametrize("max_depth", [20, 64])
+def test_a_deep_asset_in_every_position_fails_as_the_scan(
+    max_depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A too-deep asset first, in the middle, last, and two of them: reference
+    ``_scan.iter_array`` on the same bytes (the first one's error)."""
+    lim = Limits(max_depth=max_depth)
+    for block_bytes in (300, 2_000, DEFAULT):
+        monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+        for bad in (0, 12, 29):
+            assets = _deep_export("tool-metadata", max_depth + 1, bad=bad)
+            for fmt in ("compact", "indent2"):
+                text = _encode(assets, fmt)
+                assert _via_blocks(text, lim) == _via_scan(text, lim), (block_bytes, bad, fmt)
+        assets = _deep_export("asset-metadata", max_depth + 5, bad=20)
+        assets[8] = _deep_export("relations", max_depth + 1, bad=8)[8]
+        text = _encode(assets, "default")
+        assert _via_blocks(text, lim) == _via_scan(text, lim), block_bytes
+
+
+# --- 4. size ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_bytes", [300, 2_000, 20_000, DEFAULT])
+@pytest.mark.parametrize("large", ["metadata", "tools", "one-tool"])
+def test_an_asset_beyond_max_asset_bytes_is_read_as_the_scan_reads_it(
+    large: str, block_bytes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_asset_bytes`` 4000, asset 17 larger: by a metadata string (refused), by many
+    ``task.tools`` entries (read in pieces), by one large entry (refused).  Reference:
+    ``_scan.iter_array`` on the same bytes (and the loader without typed decoding)."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    lim = Limits(max_asset_bytes=4_000)
+    assets = [make_asset([make_box(i, 2, 10, 4)], external_id=f"img_{i}.png") for i in range(30)]
+    if large == "metadata":
+        assets[17]["metadata"]["note"] = "x" * 6_000
+    elif large == "tools":
+        assets[17]["task"]["tools"] = [make_box(k, 1, 2, 3) for k in range(60)]
+    else:
+        assets[17]["task"]["tools"] = [make_polygon([[k, k + 0.5] for k in range(400)])]
+    text = json.dumps(assets).encode()
+    assert len(json.dumps(assets[17])) > 4_000
+    expected = _via_scan(text, lim)
+    assert (expected[0] == "ok") == (large == "tools")
+    for decode in (False, True):
+        assert _via_blocks(text, lim, decode) == expected
+        try:
+            items = _items(text, lim, decode)
+        except LimitError:
+            continue
+        for item in items:  # no block holds more than the limit, so no asset above it
+            assert not isinstance(item, Block) or len(item.data) <= 4_000
+
+    path = tmp_path / NAME
+    path.write_bytes(text)
+    if large == "tools":
+        reference = _load(path, monkeypatch, typed=False, limits=lim)
+        _same(_load(path, monkeypatch, typed=True, limits=lim), reference)
+        return
+    scan = _outcome(lambda: list(_scan.iter_array(io.BytesIO(text), str(path), lim)))
+    with pytest.raises(LimitError) as without:
+        _load(path, monkeypatch, typed=False, limits=lim)
+    with pytest.raises(LimitError) as typed:
+        _load(path, monkeypatch, typed=True, limits=lim)
+    assert (type(typed.value).__name__, str(typed.value)) == scan
+    assert str(without.value) == scan[1]
+
+
+# --- 5. workers -------------------------------------------------------------------------
+
+
+def _boxes_and_shapes(n: int) -> list[dict[str, Any]]:
+    """Boxes, polygons with classifications, segmentations with holes, points, metadata,
+    a stage history: what the benchmarks' exports hold, all of it typed-decodable."""
+    out = []
+    for i in range(n):
+        tools = [
+            make_box(i, 2, 10.5, -4, metadata={"createdAt": 1693555521104, "createdBy": "a"}),
+            make_polygon(
+                [[x + i, y] for x, y in SQUARE],
+                classifications=[
+                    {
+                        "objectId": "c1",
+                        "schemaId": "k",
+                        "tool": "radio",
+                        "title": "occluded",
+                        "answer": "no",
+                        "classifications": [],
+                    }
+                ],
+            ),
+            make_segmentation([{"region": SQUARE, "holes": [[[5, 5], [9, 5], [7, 8]]]}]),
+            {"point": [3, 4.5], "objectId": f"p{i}", "title": "tip", "schemaId": "sp"},
+        ]
+        history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
+        out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
+    return out
+
+
+def test_workers_index_the_blocks_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks pickled to worker processes, in several batches.  Reference: the loader
+    without typed decoding (and ``workers=1``): the same index arrays in one process,
+    the same records with workers (whose string tables are numbered per batch)."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 3_000)
+    blocks: list[Block] = []
+    real = _blocks.iter_blocks
+
+    def recording(*args: Any, **kw: Any) -> Any:
+        for item in real(*args, **kw):
+            if isinstance(item, Block):
+                blocks.append(item)
+            yield item
+
+    monkeypatch.setattr(_read, "iter_blocks", recording)
+    monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=20_000))
+    assets = _boxes_and_shapes(60)
+    _place(assets[30], "asset-metadata", _nest(40))  # a block taken apart in the worker
+    path = tmp_path / NAME
+    path.write_text(json.dumps(assets))
+    reference = _load(path, monkeypatch, typed=False)
+    one = _load(path, monkeypatch, typed=True, workers=1)
+    n = len(blocks)
+    two = _load(path, monkeypatch, typed=True, workers=2)
+    assert len(blocks) - n >= 5  # the workers' run had several blocks
+    _same(one, reference)
+    assert len(two) == 60
+    assert [repr(a) for a in two] == [repr(a) for a in reference]
+
+
+# --- 6. the benchmarks' happy path -------------------------------------------------------
+
+
+def test_every_block_of_a_plain_export_is_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every block cut from an export of boxes, polygons and segmentations is taken by
+    ``block_columns`` whole.  Reference for the index: the loader without typed decoding."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 5_000)
+    path = tmp_path / NAME
+    path.write_text(json.dumps(_boxes_and_shapes(80)))
+    reference = _load(path, monkeypatch, typed=False)
+
+    items: list[Block | RawAsset] = []
+    taken: list[bool] = []
+    real_blocks, real_columns = _blocks.iter_blocks, _typed.block_columns
+
+    def recording(*args: Any, **kw: Any) -> Any:
+        for item in real_blocks(*args, **kw):
+            items.append(item)
+            yield item
+
+    def block_columns(*args: Any, **kw: Any) -> Any:
+        out = real_columns(*args, **kw)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_read, "iter_blocks", recording)
+    monkeypatch.setattr(_typed, "block_columns", block_columns)
+    typed = _load(path, monkeypatch, typed=True)
+    assert len(items) >= 5 and all(isinstance(i, Block) for i in items)
+    assert len(taken) == len(items) and all(taken), taken
+    _same(typed, reference)
