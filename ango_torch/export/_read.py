@@ -215,7 +215,7 @@ def _located(assets: Iterator[_R], name: str) -> Iterator[_R]:
     following = 0
     try:
         for raw in assets:
-            following = raw.index + 1
+            following = raw.index + (raw.count if isinstance(raw, Block) else 1)
             yield raw
     except Fault as fault:
         loc = where(index=following)

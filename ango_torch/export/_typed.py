@@ -230,26 +230,15 @@ def decode_block(data: bytes) -> list[Any] | None:
     return out
 
 
-def block_columns(
-    data: bytes, max_depth: int, decoded: list[Any] | None = None
-) -> ChunkColumns | None:
+def block_columns(data: bytes, decoded: list[Any] | None = None) -> ChunkColumns | None:
     """The columns of a block of whole assets (:class:`._blocks.Block`: ``[`` + their
-    JSON + ``]``), decoded in one call, or ``None`` where the typed path gives up.
-
-    Its nesting has not been checked on the bytes: the typed schema nests at most
-    :data:`_SCHEMA_DEPTH` levels, and every free-form value (metadata, classifications,
-    relations, the keys the index does not read) is checked against what is left of
-    ``max_depth`` where it stands (conservatively: as if in a ``stageHistory`` tool), so
-    anything the path takes is within ``max_depth``; the rest gives up, and the caller's
-    split checks each asset's bytes.  ``decoded``: its assets, where the reader decoded
-    them (:func:`decode_block`).
-    """
+    JSON + ``]``, its bytes already checked for ``max_depth``), decoded in one call, or
+    ``None`` where the typed path gives up.  ``decoded``: its assets, where the reader
+    decoded them (:func:`decode_block`)."""
     if not AVAILABLE:
         return None
     try:
-        if max_depth < _SCHEMA_DEPTH:
-            raise _GiveUp
-        return _columns(_DECODE_LIST(data) if decoded is None else decoded, 0, max_depth)
+        return _columns(_DECODE_LIST(data) if decoded is None else decoded, 0)
     except _FAIL:
         return None
 
@@ -270,49 +259,15 @@ def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:
         return None
 
 
-_SCHEMA_DEPTH = 13
-"""Levels the typed schema nests: array, asset, task, stageHistory, snapshot, tools,
-tool, segmentation, zones, zone, holes, ring, point."""
-_UNCHECKED = 1 << 30  # room: the scan checked the bytes
-_CONTAINERS = (list, dict)
-
-
-def _depth(value: Any) -> int:
-    """Levels of lists and objects in a decoded value (``0``: a scalar), iteratively."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        t = type(v)
-        if t is dict:
-            v = v.values()
-        elif t is not list:
-            continue
-        deepest = max(deepest, d)
-        stack.extend((c, d + 1) for c in v if type(c) in _CONTAINERS)
-    return deepest
-
-
-def _room(raws: Sequence[Any], values: Sequence[Any], room: int) -> None:
-    """Give up where a free-form value nests beyond ``room`` levels (a value of ``n``
-    bytes nests at most ``n / 2``: only longer ones are measured)."""
-    if room >= _UNCHECKED or max(map(len, raws), default=0) <= 2 * room:
-        return
-    for raw, value in zip(raws, values, strict=True):
-        if len(raw) > 2 * room and _depth(value) > room:
-            raise _GiveUp
-
-
-def _ignored(rows: list[tuple[Any, ...]], room: int = _UNCHECKED) -> None:
+def _ignored(rows: list[tuple[Any, ...]]) -> None:
     """Check the values of keys the index does not read as the file's JSON decoder
     would: msgspec gives an integer beyond a double's range where orjson refuses it
-    (conservatively, anything beyond 64 bits gives up); and within ``room`` levels."""
+    (conservatively, anything beyond 64 bits gives up)."""
     if not rows or (rows.count(rows[0]) == len(rows) and rows[0].count(None) == len(rows[0])):
         return  # all absent (the common case, checked in C)
     for row in rows:
         for v in row:
             if v is not None and not _plain(v):
-                raise _GiveUp
-            if type(v) in _CONTAINERS and _depth(v) > room:
                 raise _GiveUp
 
 
@@ -331,25 +286,17 @@ def _iso(value: Any) -> str | None:
     return None if when is None else when.isoformat()
 
 
-def _loads_within(raw: Any, room: int) -> Any:
-    value = orjson.loads(memoryview(raw))
-    if room < _UNCHECKED and _depth(value) > room:
-        raise _GiveUp
-    return value
-
-
 def _snap_row(
-    snap: Any, n: int, room: int = _UNCHECKED
+    snap: Any, n: int
 ) -> tuple[str | None, str | None, str | None, str | None, int, bytes | None]:
-    """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped);
-    ``room``: levels its free-form values may nest."""
+    """A snapshot row as :func:`._columns._record_snap` makes it (its extra dumped)."""
     extra: dict[str, Any] = {}
     if snap.classifications != _NULL and snap.classifications != _EMPTY:
-        classes = parse_classifications(_loads_within(snap.classifications, room), _LOC)
+        classes = parse_classifications(orjson.loads(memoryview(snap.classifications)), _LOC)
         if classes:
             extra["classifications"] = [class_raw(c) for c in classes]
     if snap.relations != _NULL and snap.relations != _EMPTY:
-        relations = parse_relations(_loads_within(snap.relations, room), _LOC)
+        relations = parse_relations(orjson.loads(memoryview(snap.relations)), _LOC)
         if relations:
             extra["relations"] = [relation_raw(r) for r in relations]
     if snap.completedAt is not None:
@@ -368,12 +315,8 @@ def _snap_row(
     )
 
 
-def _plain_classes(value: list[Any], room: int = _UNCHECKED) -> bool:
-    """Whether a decoded classification list is already in :func:`class_raw`'s form,
-    nesting within ``room`` levels (each nested list adds two; with empty ones, three;
-    an answer sits two levels down)."""
-    if room < 3:
-        return False
+def _plain_classes(value: list[Any]) -> bool:
+    """Whether a decoded classification list is already in :func:`class_raw`'s form."""
     for c in value:
         if type(c) is not dict or tuple(c) != _CLASS_KEYS:
             return False
@@ -381,18 +324,14 @@ def _plain_classes(value: list[Any], room: int = _UNCHECKED) -> bool:
             v = c[k]
             if v is not None and type(v) is not str:
                 return False
-        answer = c["answer"]  # a string, a list of strings... or anything, as deep
-        if type(answer) in _CONTAINERS and room < _UNCHECKED and _depth(answer) > room - 2:
-            return False  # (the caller then measures the whole value)
         sub = c["classifications"]
-        if type(sub) is not list or (sub and not _plain_classes(sub, room - 2)):
+        if type(sub) is not list or (sub and not _plain_classes(sub)):
             return False
     return True
 
 
-def _classes(raws: Sequence[Any], room: int = _UNCHECKED) -> list[Any]:
-    """Each tool's classifications as the index stores them (``None``: none), each
-    nesting within ``room`` levels."""
+def _classes(raws: Sequence[Any]) -> list[Any]:
+    """Each tool's classifications as the index stores them (``None``: none)."""
     # Most tools have none: only the others are decoded ("[]" and "null" are found by
     # comparing bytes, in C; ~2x faster on the benchmark's mixed export).
     n = len(raws)
@@ -407,22 +346,18 @@ def _classes(raws: Sequence[Any], room: int = _UNCHECKED) -> list[Any]:
             if value is None or value == []:
                 continue
             raise _GiveUp  # {}, "", 0 or false: the parser refuses them
-        if type(value) is list and _plain_classes(value, room):
+        if type(value) is list and _plain_classes(value):
             out[i] = value
         else:
-            if room < _UNCHECKED and _depth(value) > room:
-                raise _GiveUp
             out[i] = [class_raw(c) for c in parse_classifications(value, _LOC)] or None
     return out
 
 
-def _metas(raws: Sequence[Any], room: int = _UNCHECKED) -> list[Any]:
-    """Each tool's metadata as the index stores it: an object, else ``None``; each
-    nesting within ``room`` levels."""
+def _metas(raws: Sequence[Any]) -> list[Any]:
+    """Each tool's metadata as the index stores it: an object, else ``None``."""
     if all(map(_NULL.__eq__, raws)):
         return [None] * len(raws)
     values = orjson.loads(b"[" + b",".join(raws) + b"]")
-    _room(raws, values, room)
     return [v if type(v) is dict else None for v in values]
 
 
@@ -486,7 +421,7 @@ def _coords(values: npt.NDArray[np.float64]) -> None:
 
 
 def _chunk(raws: list[RawAsset], first: int = 0) -> ChunkColumns:
-    return _columns(list(map(_DECODE, [r.data for r in raws])), first, None)
+    return _columns(list(map(_DECODE, [r.data for r in raws])), first)
 
 
 _SNAP_FIELDS = (
@@ -523,19 +458,13 @@ def _or_none(values: tuple[Any, ...]) -> list[Any]:
     return [v or None for v in values]
 
 
-def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns:
-    """The columns of decoded assets; ``deepest``: the ``max_depth`` to check their
-    free-form values against (``None``: the scan checked their bytes).
+def _columns(assets: list[Any], first: int) -> ChunkColumns:
+    """The columns of decoded assets.
 
     Field by field over all assets (then all snapshots, then all tools), in C where it
     can be: the per-asset loop this replaces was ~8% of indexing the benchmark's mixed
     export.
     """
-    # Levels left to a free-form value under the asset, a snapshot and a tool (one of
-    # the stageHistory, the deepest place each can stand).
-    top, snap_room, tool_room = (
-        (_UNCHECKED,) * 3 if deepest is None else (deepest - 2, deepest - 5, deepest - 7)
-    )
     n = len(assets)
     eids, aids, urls, datas, metas, datasets, batches, tasks, v2 = _transposed(
         map(_ASSET_GET, assets), 9, n
@@ -554,7 +483,6 @@ def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns
         urls = tuple(None if u is UNSET else u for u in urls)
     cc.url = _or_none(urls)
     asset_meta = orjson.loads(b"[" + b",".join(metas) + b"]")
-    _room(metas, asset_meta, top)
     if asset_meta.count(None):
         asset_meta = [{} if m is None else m for m in asset_meta]
     if n and set(map(type, asset_meta)) != {dict}:
@@ -567,7 +495,7 @@ def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns
     task_id, task_type, updated_at, updated_by, histories, *task_ignored = _transposed(
         map(_TASK_GET, tasks), 8, n
     )
-    _ignored(list(zip(*task_ignored, strict=True)), snap_room)
+    _ignored(list(zip(*task_ignored, strict=True)))
     if any(histories):
         snaps: list[Any] = []
         for task, history in zip(tasks, histories, strict=True):
@@ -580,7 +508,7 @@ def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns
     tool_lists, classes, relations, stages, stage_ids, brushes, medical, done_at, done_by = (
         snap_cols[:9]
     )
-    _ignored(list(zip(*snap_cols[9:], strict=True)), snap_room)
+    _ignored(list(zip(*snap_cols[9:], strict=True)))
     snap_sizes = [len(t) if t else 0 for t in tool_lists]
     tools = list(itertools.chain.from_iterable(t for t in tool_lists if t))
     plain = (
@@ -601,9 +529,7 @@ def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns
             )
         )
     else:
-        cc.snap_rows = [
-            _snap_row(snap, k, snap_room) for snap, k in zip(snaps, snap_sizes, strict=True)
-        ]
+        cc.snap_rows = [_snap_row(snap, k) for snap, k in zip(snaps, snap_sizes, strict=True)]
     if cc.asset_snaps.count(1) == n:
         asset_objs = snap_sizes
     else:
@@ -621,7 +547,7 @@ def _columns(assets: list[Any], first: int, deepest: int | None) -> ChunkColumns
             asset_meta, batches, task_id, task_type, updated, updated_by, strict=True
         )
     ]
-    _objects(cc, tools, snap_sizes, asset_objs, first, tool_room)
+    _objects(cc, tools, snap_sizes, asset_objs, first)
     return cc
 
 
@@ -638,9 +564,7 @@ def _fields(tools: list[Any]) -> dict[str, tuple[Any, ...]]:
     return dict(zip(_TOOL_FIELDS, columns, strict=True))
 
 
-def _kinds(
-    cols: dict[str, tuple[Any, ...]], n: int, room: int = _UNCHECKED
-) -> npt.NDArray[np.uint8]:
+def _kinds(cols: dict[str, tuple[Any, ...]], n: int) -> npt.NDArray[np.uint8]:
     """Each tool's kind, checked to have exactly one geometry (else the parser names
     it: two geometries, or none, its OTHER); the keys the index does not read checked as
     the file's decoder would (:func:`_ignored`).
@@ -662,7 +586,7 @@ def _kinds(
     for name in _TOOL_IGNORED_FIELDS:
         column = cols[name]
         if column.count(None) != n:
-            _ignored([column], room)
+            _ignored([column])
     return kinds
 
 
@@ -672,13 +596,11 @@ def _objects(
     snap_sizes: list[int],
     asset_objs: list[int],
     first: int = 0,
-    room: int = _UNCHECKED,
 ) -> None:
-    """The object, ring and vertex columns of the chunk's tools (in file order); their
-    free-form values nesting within ``room`` levels."""
+    """The object, ring and vertex columns of the chunk's tools (in file order)."""
     n = len(tools)
     cols = _fields(tools)
-    kinds = _kinds(cols, n, room)
+    kinds = _kinds(cols, n)
     present = {
         g: kinds == kind
         for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True)
@@ -709,7 +631,7 @@ def _objects(
     _ring_columns(cc, cols, n, present, bbox)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, cols, n, snap_sizes, asset_objs, first, room)
+    _envelopes(cc, cols, n, snap_sizes, asset_objs, first)
 
 
 _Rings = tuple[npt.NDArray[np.int64], list[Any], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
@@ -789,7 +711,6 @@ def _envelopes(
     snap_sizes: list[int],
     asset_objs: list[int],
     first: int = 0,
-    room: int = _UNCHECKED,
 ) -> None:
     oids, sids, titles, pages, interp = (
         cols[k] for k in ("objectId", "schemaId", "title", "page", "interpolationStopped")
@@ -805,7 +726,7 @@ def _envelopes(
     cc.titles = list(titles) if all(titles) else [t or "" for t in titles]
     all_false = interp.count(False) == n  # (0 and 0.0 too: plain, and false)
     if not all_false and not set(map(type, interp)) <= {bool}:
-        _ignored([interp], room)
+        _ignored([interp])
     if pages.count(None) != n:
         p = np.array([-1 if q is None else q for q in pages], np.int64)
         if ((p < -1) | (p >= 2**31)).any() or (p == -1).sum() != pages.count(None):
@@ -817,8 +738,8 @@ def _envelopes(
         zip(
             oids,
             sids,
-            _classes(classes, room),
-            _metas(metas, room),
+            _classes(classes),
+            _metas(metas),
             itertools.repeat(None),
             itertools.repeat(False) if all_false else map(bool, interp),
         )

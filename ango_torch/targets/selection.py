@@ -279,7 +279,10 @@ def video_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
     # One look at each whole table first (in C): an export none of whose strings holds
     # a video extension, and none of whose extras a video key, has no video (a loop
     # over the assets was ~5% of indexing an image export, issue 14).
-    by_name = _holds(idx.strings.blob, _VIDEO_NAME)
+    # (Non-ASCII names are left to the loop: str.lower() folds some of them into ASCII,
+    # e.g. the Kelvin sign into "k", which a bytes pattern does not; found by review.)
+    blob = idx.strings.blob
+    by_name = _holds(blob, _VIDEO_NAME) or bool((blob >= 0x80).any())
     by_meta = _holds(idx.extras.blob, _VIDEO_KEY)
     if not by_name and not by_meta:
         return out

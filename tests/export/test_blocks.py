@@ -603,3 +603,82 @@ def test_every_block_of_a_plain_export_is_typed(
     assert len(items) >= 5 and all(isinstance(i, Block) for i in items)
     assert len(taken) == len(items) and all(taken), taken
     _same(typed, reference)
+
+
+# --- review findings (issue 14): each failed before its fix ------------------------------
+
+
+def _raw_asset(i: int, task_extra: bytes = b"", asset_extra: bytes = b"") -> bytes:
+    return (
+        b'{"asset": "u%d.png", "externalId": "e%d", "metadata": {}%s, "task": {"tools": '
+        b'[{"objectId": "o", "schemaId": "s", "title": "c", "polygon": [[1, 2], [3, 4], '
+        b"[5, 6]]}]%s}}" % (i, i, asset_extra, task_extra)
+    )
+
+
+DEEP = json.dumps(_nest(100)).encode()
+HIDDEN = {
+    # Values the typed schema never measures (decoded as Any and dropped by _time).
+    "deep-updatedAt": (b', "updatedAt": ' + DEEP, b""),
+    "deep-completedAt": (b', "completedAt": ' + DEEP, b""),
+    # A duplicated key: the decoders keep the last value and drop the first, however deep.
+    "duplicate-asset-metadata": (b"", b', "metadata": ' + DEEP + b', "metadata": {}'),
+    "duplicate-task-classifications": (
+        b', "classifications": ' + DEEP + b', "classifications": []',
+        b"",
+    ),
+    "duplicate-unread-key": (b', "duration": ' + DEEP + b', "duration": 1', b""),
+}
+
+
+@pytest.mark.parametrize("where", list(HIDDEN), ids=list(HIDDEN))
+@pytest.mark.parametrize("decode", [False, True], ids=["checked", "decoded"])
+def test_depth_hidden_from_the_decoders_is_refused_as_the_scan(
+    where: str, decode: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the scan and the loader without typed decoding both refuse asset #1
+    (nested 100 + its own levels deep, beyond the default ``max_depth`` of 64)."""
+    task_extra, asset_extra = HIDDEN[where]
+    assets = [_raw_asset(0), _raw_asset(1, task_extra, asset_extra), _raw_asset(2)]
+    text = b"[" + b", ".join(assets) + b"]"
+    lim = Limits()
+    reference = _via_scan(text, lim)
+    assert reference[0] == "LimitError" and "asset (#1)" in reference[1]
+    assert _via_blocks(text, lim, decode) == reference
+    path = tmp_path / "e.json"
+    path.write_bytes(text)
+    with pytest.raises(LimitError) as untyped:
+        _load(path, monkeypatch, typed=False)
+    with pytest.raises(LimitError) as typed:
+        _load(path, monkeypatch, typed=True)
+    assert str(typed.value) == str(untyped.value)
+
+
+@pytest.mark.parametrize("text", [b'["[\\"", ' + DEEP + b"]", b'[{"a": "\\\\"}, ' + DEEP + b"]"])
+def test_deepest_reads_strings_and_escapes_as_the_scan(text: bytes) -> None:
+    """``_blocks.deepest`` (brackets and quotes kept, ``""`` dropped; the scan's own
+    function where there are backslashes) against ``json.loads`` + the decoded depth."""
+    assert _blocks.deepest(text) == _depth(json.loads(text))
+    plain = b'[{"a": "x]]]", "b": ["[", {"c": ""}], "d": ""}, ' + DEEP + b"]"
+    assert _blocks.deepest(plain) == _depth(json.loads(plain))
+
+
+def test_a_decompression_fault_names_an_asset_not_yet_read(tmp_path: Path) -> None:
+    """A fault in a gzip stream read as blocks names the asset being read when it
+    happened: after every asset already handed out (before the fix, the first asset
+    of the last block).  Reference for what was handed out: the blocks themselves."""
+    import gzip
+    import re as _re
+    import struct
+
+    text = b"[" + b",".join(_raw_asset(i) for i in range(30_000)) + b"]"
+    packed = gzip.compress(text, mtime=0)
+    crc = struct.unpack("<I", packed[-8:-4])[0] ^ 1
+    bad = packed[:-8] + struct.pack("<I", crc) + packed[-4:]
+    handed = 0
+    with pytest.raises(AngoTorchError) as fault:
+        for item in _read.iter_raw_assets(io.BytesIO(bad), NAME, blocks=True):
+            handed = item.index + (item.count if isinstance(item, Block) else 1)
+    named = _re.search(r"asset \(#(\d+)\)", str(fault.value))
+    assert named is not None and "CRC" in str(fault.value)
+    assert int(named.group(1)) >= handed > 0

@@ -66,8 +66,8 @@ def _counting(monkeypatch: pytest.MonkeyPatch, blocks: list[bool] | None = None)
         taken.append(out is not None)
         return out
 
-    def block_columns(data: bytes, max_depth: int, decoded: Any = None) -> Any:
-        out = real_block(data, max_depth, decoded)
+    def block_columns(data: bytes, decoded: Any = None) -> Any:
+        out = real_block(data, decoded)
         (taken if blocks is None else blocks).append(out is not None)
         return out
 

@@ -32,6 +32,7 @@ def test_each_way_an_asset_is_a_video_and_the_near_misses(tmp_path: Path) -> Non
     case(True, externalId="drone/flight.webm")
     case(True, meta={"frameTotal": 300})
     case(True, meta={"frameRate": 29.97})
+    case(True, externalId="clip.m\u212av")  # KELVIN SIGN: str.lower() makes it ".mkv"
     # Near misses: an extension only in the query string, a key only in an object's
     # metadata, an extension inside a longer suffix.
     case(False, asset="https://b.s3.amazonaws.com/x.jpg?name=a.mov")
