@@ -82,6 +82,8 @@ class Block:
     """Whether typed decoding may take it (``False``: its decode already failed)."""
     count: int = 0
     """How many assets it holds."""
+    lines: tuple[int, ...] | None = None
+    """For NDJSON: each asset's line number (1-based)."""
     # What chunks of raw assets are grouped by (:func:`._typed.chunks`): whole assets.
     part: int = 0
     last: bool = True
@@ -90,10 +92,47 @@ class Block:
 
     def assets(self) -> list[RawAsset]:
         """Its assets one by one (for the parser, where typed decoding gives up)."""
+        lines = self.lines or ()
         return [
-            RawAsset(self.index + k, bytes(memoryview(element)))
-            for k, element in enumerate(_ELEMENTS(self.data))
+            RawAsset(self.index + k, bytes(memoryview(e)), lines[k] if lines else None)
+            for k, e in enumerate(_ELEMENTS(self.data))
         ]
+
+
+def ndjson_block(
+    lines: list[tuple[int, bytes, int]], name: str, lim: Limits, decode: bool
+) -> Block | None:
+    """NDJSON lines ``(index, bytes, line number)`` (consecutive assets, none blank or
+    large) as one block, or ``None`` where they cannot be one (then each line is read on
+    its own, as before).
+
+    They are one block when ``[`` + the lines joined by commas + ``]`` is a JSON list of
+    exactly one object per line, each as long as its line without its blanks (so no
+    line holds two assets or part of one: the file's lines are checked, not only their
+    join), and none nested beyond ``max_depth`` (on the bytes, :func:`deepest`).
+    """
+    if not _usable(lim) or not lines:
+        return None
+    data = b"[" + b",".join(line for _, line, _ in lines) + b"]"
+    if deepest(data) > lim.max_depth + 1:
+        return None
+    try:
+        elements = _ELEMENTS(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if len(elements) != len(lines) or any(
+        len(e) != len(line.strip()) or memoryview(e)[0] != _BRACE
+        for e, (_, line, _) in zip(elements, lines, strict=True)
+    ):
+        return None
+    decoded = _typed.decode_block(data) if decode else None
+    first, numbers = lines[0][0], tuple(n for _, _, n in lines)
+    typed = decoded is not None or not decode
+    return Block(first, data, name, lim, decoded, typed, len(lines), numbers)
+
+
+def _usable(lim: Limits) -> bool:
+    return _ELEMENTS is not None and _typed.AVAILABLE and lim.max_depth >= MIN_DEPTH
 
 
 def _separators(
@@ -132,6 +171,7 @@ class _Prefixed:
         return out + self.stream.read(n - len(out)) if len(out) < n else out
 
 
+_BRACE = ord("{")
 _KEEP = b'{}[]"'
 _NOT_KEPT = bytes(c for c in range(256) if c not in _KEEP)
 
@@ -192,7 +232,7 @@ def iter_blocks(
     Without msgspec (the ``fast`` extra), or with ``max_depth`` below
     :data:`MIN_DEPTH`, the whole file goes through the scan.
     """
-    if _ELEMENTS is None or not _typed.AVAILABLE or lim.max_depth < MIN_DEPTH:
+    if not _usable(lim):
         yield from iter_array(stream, name, lim)
         return
     cap = min(_split.SPLIT_BYTES, lim.max_asset_bytes)

@@ -23,7 +23,7 @@ from ..errors import (
     where,
 )
 from ..limits import Limits, current
-from . import _split
+from . import _blocks, _split
 from ._archive import CHUNK, Fault, open_gzip, open_zip_member
 from ._blocks import Block, iter_blocks
 from ._scan import RawAsset, iter_array, max_depth, too_deep
@@ -200,7 +200,7 @@ def iter_raw_assets(
         else:
             yield from iter_array(stream, name, lim)
     elif kind == "ndjson":
-        yield from _iter_ndjson(stream, name, lim)
+        yield from _iter_ndjson(stream, name, lim, blocks)
     elif kind == "empty":
         raise ExportFormatError(f"export {name!r}: the file is empty, expected a JSON array")
     else:
@@ -222,12 +222,35 @@ def _located(assets: Iterator[_R], name: str) -> Iterator[_R]:
         raise fault.cls(f"export {name!r}, {loc}: {fault.text}") from fault.__cause__
 
 
-def _iter_ndjson(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset]:
+def _iter_ndjson(
+    stream: IO[bytes], name: str, lim: Limits, blocks: bool | Literal["decoded"] = False
+) -> Iterator[RawAsset | Block]:
+    """The lines of an NDJSON export; with ``blocks``, runs of about
+    :data:`._blocks.BLOCK_BYTES` of them as one block each where they can be
+    (:func:`._blocks.ndjson_block`), else line by line."""
     index = lineno = 0
     split_at = min(_split.SPLIT_BYTES, lim.max_asset_bytes)
+    run: list[tuple[int, bytes, int]] = []  # lines waiting to be a block
+    size = 0
+
+    def flush() -> Iterator[RawAsset | Block]:
+        nonlocal run, size
+        block = _blocks.ndjson_block(run, name, lim, blocks == "decoded") if blocks else None
+        if block is not None:
+            yield block
+        else:
+            for i, line, n in run:
+                if line.count(b"{") + line.count(b"[") > lim.max_depth and (
+                    max_depth(line) > lim.max_depth
+                ):
+                    raise too_deep(name, lim, where(index=i, line=n))
+                yield RawAsset(i, line, n)
+        run, size = [], 0
+
     while line := stream.readline(split_at + 1):  # bounded: never one unbounded line
         lineno += 1
         if len(line) > split_at and not line.endswith(b"\n"):
+            yield from flush()
             # A large asset: scanned as it is read, and yielded in pieces along its
             # task.tools (bounded by max_asset_bytes and max_streamed_asset_bytes).
             splitter = _split.Splitter(name, lim, index, lineno)
@@ -240,12 +263,12 @@ def _iter_ndjson(stream: IO[bytes], name: str, lim: Limits) -> Iterator[RawAsset
             continue
         if not line.strip():
             continue
-        if line.count(b"{") + line.count(b"[") > lim.max_depth and (
-            max_depth(line) > lim.max_depth
-        ):
-            raise too_deep(name, lim, where(index=index, line=lineno))
-        yield RawAsset(index, line, lineno)
+        run.append((index, line, lineno))
+        size += len(line)
         index += 1
+        if not blocks or size >= _blocks.BLOCK_BYTES:
+            yield from flush()
+    yield from flush()
 
 
 def check_parsed_depth(raw: Any, index: int, limits: Limits | None = None) -> None:

@@ -682,3 +682,92 @@ def test_a_decompression_fault_names_an_asset_not_yet_read(tmp_path: Path) -> No
     named = _re.search(r"asset \(#(\d+)\)", str(fault.value))
     assert named is not None and "CRC" in str(fault.value)
     assert int(named.group(1)) >= handed > 0
+
+
+# --- NDJSON: runs of lines as blocks ----------------------------------------------------
+
+
+def _ndjson_items(text: bytes, lim: Limits, decode: bool = False) -> list[Block | RawAsset]:
+    blocks: Any = "decoded" if decode else True
+    return list(_read.iter_raw_assets(io.BytesIO(text), NAME, lim, blocks=blocks))
+
+
+def _ndjson_outcome(text: bytes, lim: Limits, blocks: bool, decode: bool = False) -> Outcome:
+    """(index, line, decoded asset) of every asset, or the error; with ``blocks`` off,
+    the reader as before (the reference)."""
+    try:
+        if blocks:
+            items = _ndjson_items(text, lim, decode)
+            raws = [r for it in items for r in (it.assets() if isinstance(it, Block) else [it])]
+        else:
+            raws = list(_read.iter_raw_assets(io.BytesIO(text), NAME, lim))
+    except AngoTorchError as exc:
+        return type(exc).__name__, str(exc)
+    return "ok", [(r.index, r.line, r.data.strip()) for r in raws]
+
+
+@pytest.mark.parametrize("decode", [False, True], ids=["checked", "decoded"])
+@pytest.mark.parametrize("block_bytes", [300, 5_000, DEFAULT])
+def test_ndjson_blocks_hold_each_line_as_json_loads_reads_it(
+    block_bytes: int, decode: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: ``json.loads`` of each non-blank line, numbered by line; blank lines,
+    CRLF and a missing last newline included."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    assets = _assets(3, 60)
+    lines = [json.dumps(a).encode() for a in assets]
+    text = (
+        b"\n".join(lines[:1])
+        + b"\n"
+        + b"".join(
+            (b"\n\n" if k % 11 == 5 else b"") + line + (b"\r\n" if k % 7 == 3 else b"\n")
+            for k, line in enumerate(lines[1:], 1)
+        )
+    )
+    text = text.rstrip(b"\n")  # no newline after the last line
+    items = _ndjson_items(text, Limits(), decode)
+    assert any(isinstance(it, Block) for it in items)
+    got = _ndjson_outcome(text, Limits(), True, decode)
+    reference = _ndjson_outcome(text, Limits(), False)
+    assert got == reference
+    assert [json.loads(a) for _, _, a in got[1]] == [json.loads(line) for line in lines]
+
+
+NDJSON_BAD = {
+    # Two lines that are invalid alone but whose join is a list of two objects.
+    "split-asset": b'{"externalId": "s", "metadata": [1\n2], "task": {}}, {"externalId": "t"}\n',
+    "two-assets-on-a-line": b'{"externalId": "s", "task": {}} {"externalId": "t", "task": {}}\n',
+    "comma-joined-on-a-line": b'{"externalId": "s", "task": {}}, {"externalId": "t"}\n',
+    "not-an-object": b"[1, 2]\n",
+    "too-deep": b'{"externalId": "d", "metadata": ' + DEEP + b"}\n",
+    "truncated": b'{"externalId": "s", "task": {\n',
+}
+
+
+@pytest.mark.parametrize("block_bytes", [2_000, DEFAULT])
+@pytest.mark.parametrize("decode", [False, True], ids=["checked", "decoded"])
+@pytest.mark.parametrize("bad", list(NDJSON_BAD), ids=list(NDJSON_BAD))
+def test_ndjson_lines_that_are_no_block_read_as_before(
+    bad: str, decode: bool, block_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the line reader without blocks (same assets, or the same error)."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", block_bytes)
+    good = [json.dumps(a).encode() + b"\n" for a in _assets(4, 12)]
+    text = b"".join(good[:6]) + NDJSON_BAD[bad] + b"".join(good[6:])
+    reference = _ndjson_outcome(text, Limits(), False)
+    assert _ndjson_outcome(text, Limits(), True, decode) == reference
+
+
+def test_an_ndjson_export_indexes_as_without_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the loader without typed decoding (and so without blocks), one
+    process; and the same records with two worker processes."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 3_000)
+    path = tmp_path / "e.ndjson"
+    path.write_bytes(b"".join(json.dumps(a).encode() + b"\n" for a in _assets(5, 80)))
+    reference = _load(path, monkeypatch, typed=False)
+    _same(_load(path, monkeypatch, typed=True), reference)
+    monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=6_000))
+    two = _load(path, monkeypatch, typed=True, workers=2)
+    assert [repr(a) for a in two] == [repr(a) for a in reference]
