@@ -10,7 +10,10 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
 (b) re-opening from the persisted index vs the same baseline;
 (c) resident size of the index vs ``json.load``'s object tree of the same file;
 (d) peak memory while indexing (one process), typed decoding vs without it (today's
-    path before typed decoding: ``_typed.AVAILABLE = False``), and vs ``json.load``.
+    path before typed decoding: ``_typed.AVAILABLE = False``), and vs ``json.load``;
+(e) the same export as NDJSON, one process: lines decoded in blocks (``_blocks``) vs
+    line by line (``_blocks.ndjson_block`` returning ``None``: the reader before them),
+    alternating.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -114,6 +117,34 @@ def _memory(kind: str, path: Path) -> dict[str, int]:
         [sys.executable, "-c", _MEM, kind, str(path)], check=True, capture_output=True, text=True
     ).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
+    """(e): NDJSON in blocks vs line by line."""
+    import ango_torch
+    from ango_torch.export import _blocks
+
+    lines = folder / "ango.ndjson"
+    with lines.open("w") as f:
+        for asset in json.loads(ango.read_bytes()):
+            f.write(json.dumps(asset) + "\n")
+    real = _blocks.ndjson_block
+    blocks, by_line = [], []
+    try:
+        for _ in range(repeat):
+            for side, times in ((real, blocks), (lambda *a, **k: None, by_line)):
+                _blocks.ndjson_block = side  # type: ignore[assignment]
+                times.append(
+                    _time(lambda: ango_torch.load_export(lines, progress_bar=False, workers=1))
+                )
+    finally:
+        _blocks.ndjson_block = real  # type: ignore[assignment]
+    ratios = [b / a for a, b in zip(blocks, by_line, strict=True)]
+    print(
+        f"(e) NDJSON {_mmm(blocks)} s in blocks, {_mmm(by_line)} s line by line → "
+        f"{statistics.median(ratios):4.2f}× (min/median/max {_mmm(ratios)}×)"
+    )
+    lines.unlink()
 
 
 def main() -> None:
@@ -227,6 +258,7 @@ def main() -> None:
             f"({m_typed['peak'] / m_old['peak']:4.2f}×), json.load peak "
             f"{m_json['peak'] / 2**20:8.1f} MiB → {m_json['peak'] / m_typed['peak']:5.2f}× smaller"
         )
+        _ndjson(ango, folder, args.repeat)
 
 
 if __name__ == "__main__":
