@@ -111,7 +111,7 @@ def ndjson_block(
     line holds two assets or part of one: the file's lines are checked, not only their
     join), and none nested beyond ``max_depth`` (on the bytes, :func:`deepest`).
     """
-    if not _usable(lim) or not lines:
+    if not usable(lim) or not lines:
         return None
     data = b"[" + b",".join(line for _, line, _ in lines) + b"]"
     if deepest(data) > lim.max_depth + 1:
@@ -131,7 +131,9 @@ def ndjson_block(
     return Block(first, data, name, lim, decoded, typed, len(lines), numbers)
 
 
-def _usable(lim: Limits) -> bool:
+def usable(lim: Limits) -> bool:
+    """Whether blocks can be made under ``lim`` (msgspec installed, ``max_depth`` at
+    least :data:`MIN_DEPTH`)."""
     return _ELEMENTS is not None and _typed.AVAILABLE and lim.max_depth >= MIN_DEPTH
 
 
@@ -232,7 +234,7 @@ def iter_blocks(
     Without msgspec (the ``fast`` extra), or with ``max_depth`` below
     :data:`MIN_DEPTH`, the whole file goes through the scan.
     """
-    if not _usable(lim):
+    if not usable(lim):
         yield from iter_array(stream, name, lim)
         return
     cap = min(_split.SPLIT_BYTES, lim.max_asset_bytes)

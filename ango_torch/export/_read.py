@@ -232,6 +232,7 @@ def _iter_ndjson(
     split_at = min(_split.SPLIT_BYTES, lim.max_asset_bytes)
     run: list[tuple[int, bytes, int]] = []  # lines waiting to be a block
     size = 0
+    hold = bool(blocks) and _blocks.usable(lim)  # else each line goes out as it is read
 
     def flush() -> Iterator[RawAsset | Block]:
         nonlocal run, size
@@ -247,7 +248,14 @@ def _iter_ndjson(
                 yield RawAsset(i, line, n)
         run, size = [], 0
 
-    while line := stream.readline(split_at + 1):  # bounded: never one unbounded line
+    while True:
+        try:
+            line = stream.readline(split_at + 1)  # bounded: never one unbounded line
+        except Fault:  # a corrupt archive: the lines read before it come first (their
+            yield from flush()  # errors too), and the fault names the asset being read
+            raise
+        if not line:
+            break
         lineno += 1
         if len(line) > split_at and not line.endswith(b"\n"):
             yield from flush()
@@ -266,7 +274,7 @@ def _iter_ndjson(
         run.append((index, line, lineno))
         size += len(line)
         index += 1
-        if not blocks or size >= _blocks.BLOCK_BYTES:
+        if not hold or size >= _blocks.BLOCK_BYTES:
             yield from flush()
     yield from flush()
 

@@ -25,7 +25,7 @@ import pytest
 from builders import make_asset, make_box, make_polygon, make_segmentation
 
 import ango_torch
-from ango_torch.errors import AngoTorchError, LimitError
+from ango_torch.errors import AngoTorchError, ArchiveError, LimitError
 from ango_torch.export import _archive, _blocks, _read, _scan, _typed
 from ango_torch.export import load as _load_module
 from ango_torch.export._blocks import Block
@@ -771,3 +771,47 @@ def test_an_ndjson_export_indexes_as_without_blocks(
     monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=6_000))
     two = _load(path, monkeypatch, typed=True, workers=2)
     assert [repr(a) for a in two] == [repr(a) for a in reference]
+
+
+class _FaultAfter(io.BytesIO):
+    """NDJSON lines, then a decompression fault (as a truncated gzip raises it) when
+    line ``n`` + 1 is read."""
+
+    def __init__(self, text: bytes, n: int) -> None:
+        super().__init__(text)
+        self.left = n
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.left == 0:
+            raise _archive.Fault(ArchiveError, "truncated gzip (test)")
+        self.left -= 1
+        return super().readline(-1 if size is None else size)
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
+def test_ndjson_lines_read_before_an_archive_fault_come_first(
+    typed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive fault after a line nested too deep: the reader without blocks (the
+    reference) reaches that line first and refuses it; lines held for a block must not
+    hide it behind the fault, nor the fault name an asset before the one being read
+    (found by review)."""
+    monkeypatch.setattr(_typed, "AVAILABLE", typed)
+    lines = [_raw_asset(i) + b"\n" for i in range(300)]
+    deep = lines.copy()
+    deep[200] = b'{"externalId": "deep", "metadata": ' + DEEP + b"}\n"
+
+    def outcome(text: bytes, blocks: bool) -> tuple[str, str]:
+        stream = _FaultAfter(text, 250)
+        try:
+            for _ in _read._located(_read._iter_ndjson(stream, NAME, Limits(), blocks), NAME):
+                pass
+        except AngoTorchError as exc:
+            return type(exc).__name__, str(exc)
+        raise AssertionError("no error")
+
+    for text in (b"".join(deep), b"".join(lines)):
+        reference = outcome(text, False)
+        assert outcome(text, True) == reference
+    assert outcome(b"".join(deep), False)[0] == "LimitError"
+    assert "asset (#250)" in outcome(b"".join(lines), True)[1]
