@@ -194,9 +194,8 @@ def deepest(data: bytes) -> int:
     a = np.frombuffer(kept, np.uint8)
     if not len(a):
         return 0
-    quote = a == _QUOTE
-    inside = (np.cumsum(quote, dtype=np.uint8) & 1).astype(bool) | quote
-    step = np.where(inside, 0, _OPEN[a])
+    step = _OPEN[a]  # (a quote's step is 0)
+    step[(np.cumsum(a == _QUOTE, dtype=np.uint8) & 1).view(bool)] = 0  # inside strings
     return int(np.cumsum(step, dtype=np.int64).max())
 
 
