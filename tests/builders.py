@@ -229,3 +229,45 @@ def sample_dataset(task: str = "instance", **kw: Any) -> Any:
         ontology=SAMPLE / "ontology.json",
         **kw,
     )
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth counted on a decoded JSON value (``[]``: 1; a scalar: 0): the
+    reference the byte-level depth checks are tested against."""
+    if isinstance(value, dict):
+        return 1 + max((json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((json_depth(v) for v in value), default=0)
+    return 0
+
+
+TYPED_SQUARE = [[1.5, 2], [30, 2.25], [30, 40], [1, 40]]
+
+
+def typed_assets(n: int) -> list[dict[str, Any]]:
+    """Boxes, polygons with a classification, segmentations with holes, points,
+    metadata and a stage history: the shapes typed decoding reads (all of it
+    typed-decodable)."""
+    out = []
+    for i in range(n):
+        tools = [
+            make_box(i, 2, 10.5, -4, metadata={"createdAt": 1693555521104, "createdBy": "a"}),
+            make_polygon(
+                [[x + i, y] for x, y in TYPED_SQUARE],
+                classifications=[
+                    {
+                        "objectId": "c1",
+                        "schemaId": "k",
+                        "tool": "radio",
+                        "title": "occluded",
+                        "answer": "no",
+                        "classifications": [],
+                    }
+                ],
+            ),
+            make_segmentation([{"region": TYPED_SQUARE, "holes": [[[5, 5], [9, 5], [7, 8]]]}]),
+            {"point": [3, 4.5], "objectId": f"p{i}", "title": "tip", "schemaId": "sp"},
+        ]
+        history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
+        out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
+    return out

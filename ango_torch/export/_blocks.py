@@ -39,7 +39,7 @@ from . import _split, _typed
 from ._bytescan import _OPEN, _QUOTE, RawAsset
 from ._scan import iter_array, max_depth
 
-__all__ = ["BLOCK_BYTES", "Block", "iter_blocks"]
+__all__ = ["BLOCK_BYTES", "Block", "deepest", "iter_blocks", "ndjson_block", "usable"]
 
 BLOCK_BYTES = 1 << 20
 """Bytes read at a time, so about the size of a block.  Measured on a 10k-asset mixed
@@ -87,8 +87,6 @@ class Block:
     # What chunks of raw assets are grouped by (:func:`._typed.chunks`): whole assets.
     part: int = 0
     last: bool = True
-    first: int = 0
-    line: None = None
 
     def assets(self) -> list[RawAsset]:
         """Its assets one by one (for the parser, where typed decoding gives up)."""

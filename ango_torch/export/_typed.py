@@ -254,7 +254,7 @@ def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:
     if not AVAILABLE:
         return None
     try:
-        return _chunk(raws, first)
+        return _columns(list(map(_DECODE, [r.data for r in raws])), first)
     except _FAIL:
         return None
 
@@ -418,10 +418,6 @@ def _coords(values: npt.NDArray[np.float64]) -> None:
     """The parser's coordinate rule: finite, and finite as float32."""
     if not (np.abs(values) < _F32_LIMIT).all():  # NaN compares False
         raise _GiveUp
-
-
-def _chunk(raws: list[RawAsset], first: int = 0) -> ChunkColumns:
-    return _columns(list(map(_DECODE, [r.data for r in raws])), first)
 
 
 _SNAP_FIELDS = (

@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from builders import make_asset, make_box, make_polygon, make_segmentation
+from builders import (
+    TYPED_SQUARE,
+    json_depth,
+    make_asset,
+    make_box,
+    make_polygon,
+    make_segmentation,
+    typed_assets,
+)
 
 import ango_torch
 from ango_torch.errors import AngoTorchError, ArchiveError, LimitError
@@ -37,7 +45,7 @@ pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and 
 
 NAME = "e.json"
 DEFAULT = _blocks.BLOCK_BYTES
-SQUARE: list[list[float]] = [[1.5, 2], [30, 2.25], [30, 40], [1, 40]]
+SQUARE = TYPED_SQUARE  # (shared with builders.typed_assets)
 
 # Strings full of what the separator and the scan look for; none can hold a real
 # separator (a '"' inside a string is escaped), but all hold its other characters.
@@ -332,15 +340,6 @@ def test_malformed_files_fail_as_the_scan(
 # --- 3. depth ---------------------------------------------------------------------------
 
 
-def _depth(value: object) -> int:
-    """Nesting depth counted on the decoded value (the reference for ``max_depth``)."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
 def _nest(levels: int) -> Any:
     """A value ``levels`` deep (lists and objects in turn)."""
     value: Any = "leaf"
@@ -393,9 +392,9 @@ def _deep_export(where: str, depth: int, n: int = 30, bad: int = 17) -> list[dic
     ]
     asset = assets[bad]
     _place(asset, where, _nest(depth))
-    levels = depth - (_depth(asset) - depth)
+    levels = depth - (json_depth(asset) - depth)
     _place(asset, where, _nest(levels))
-    assert _depth(asset) == depth
+    assert json_depth(asset) == depth
     return assets
 
 
@@ -510,34 +509,6 @@ def test_an_asset_beyond_max_asset_bytes_is_read_as_the_scan_reads_it(
 # --- 5. workers -------------------------------------------------------------------------
 
 
-def _boxes_and_shapes(n: int) -> list[dict[str, Any]]:
-    """Boxes, polygons with classifications, segmentations with holes, points, metadata,
-    a stage history: what the benchmarks' exports hold, all of it typed-decodable."""
-    out = []
-    for i in range(n):
-        tools = [
-            make_box(i, 2, 10.5, -4, metadata={"createdAt": 1693555521104, "createdBy": "a"}),
-            make_polygon(
-                [[x + i, y] for x, y in SQUARE],
-                classifications=[
-                    {
-                        "objectId": "c1",
-                        "schemaId": "k",
-                        "tool": "radio",
-                        "title": "occluded",
-                        "answer": "no",
-                        "classifications": [],
-                    }
-                ],
-            ),
-            make_segmentation([{"region": SQUARE, "holes": [[[5, 5], [9, 5], [7, 8]]]}]),
-            {"point": [3, 4.5], "objectId": f"p{i}", "title": "tip", "schemaId": "sp"},
-        ]
-        history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
-        out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
-    return out
-
-
 def test_workers_index_the_blocks_as_one_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -556,7 +527,7 @@ def test_workers_index_the_blocks_as_one_process(
 
     monkeypatch.setattr(_read, "iter_blocks", recording)
     monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=20_000))
-    assets = _boxes_and_shapes(60)
+    assets = typed_assets(60)
     _place(assets[30], "asset-metadata", _nest(40))  # a block taken apart in the worker
     path = tmp_path / NAME
     path.write_text(json.dumps(assets))
@@ -580,7 +551,7 @@ def test_every_block_of_a_plain_export_is_typed(
     ``block_columns`` whole.  Reference for the index: the loader without typed decoding."""
     monkeypatch.setattr(_blocks, "BLOCK_BYTES", 5_000)
     path = tmp_path / NAME
-    path.write_text(json.dumps(_boxes_and_shapes(80)))
+    path.write_text(json.dumps(typed_assets(80)))
     reference = _load(path, monkeypatch, typed=False)
 
     items: list[Block | RawAsset] = []
@@ -658,9 +629,9 @@ def test_depth_hidden_from_the_decoders_is_refused_as_the_scan(
 def test_deepest_reads_strings_and_escapes_as_the_scan(text: bytes) -> None:
     """``_blocks.deepest`` (brackets and quotes kept, ``""`` dropped; the scan's own
     function where there are backslashes) against ``json.loads`` + the decoded depth."""
-    assert _blocks.deepest(text) == _depth(json.loads(text))
+    assert _blocks.deepest(text) == json_depth(json.loads(text))
     plain = b'[{"a": "x]]]", "b": ["[", {"c": ""}], "d": ""}, ' + DEEP + b"]"
-    assert _blocks.deepest(plain) == _depth(json.loads(plain))
+    assert _blocks.deepest(plain) == json_depth(json.loads(plain))
 
 
 def test_a_decompression_fault_names_an_asset_not_yet_read(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import random
 
 import pytest
+from builders import json_depth
 
 from ango_torch.export import _read, _scan
 from ango_torch.limits import Limits
@@ -46,13 +47,4 @@ def test_elements_equal_json_loads(seed: int, chunk: int, monkeypatch: pytest.Mo
     monkeypatch.setattr(_read, "CHUNK", chunk, raising=False)
     got = [json.loads(r.data) for r in _scan.iter_array(io.BytesIO(text), "t", Limits())]
     assert got == json.loads(text)
-    assert _scan.max_depth(text) == _depth(json.loads(text))
-
-
-def _depth(value: object) -> int:
-    """Nesting depth counted on the decoded value (the reference for ``max_depth``)."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+    assert _scan.max_depth(text) == json_depth(json.loads(text))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from builders import make_asset, make_box, make_polygon, make_segmentation
+from builders import typed_assets
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
@@ -23,36 +23,6 @@ from ango_torch.export import _blocks, _typed
 from ango_torch.export._read import RawAsset
 
 pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
-
-SQUARE = [[1.5, 2], [30, 2.25], [30, 40], [1, 40]]
-
-
-def _assets(n: int) -> list[dict[str, Any]]:
-    """Boxes, polygons, points, segmentations with holes, classifications, metadata,
-    stage history: the shapes typed decoding reads."""
-    out = []
-    for i in range(n):
-        tools = [
-            make_box(i, 2, 10.5, -4, metadata={"createdAt": 1693555521104, "createdBy": "a"}),
-            make_polygon(
-                [[x + i, y] for x, y in SQUARE],
-                classifications=[
-                    {
-                        "objectId": "c1",
-                        "schemaId": "k",
-                        "tool": "radio",
-                        "title": "occluded",
-                        "answer": "no",
-                        "classifications": [],
-                    }
-                ],
-            ),
-            make_segmentation([{"region": SQUARE, "holes": [[[5, 5], [9, 5], [7, 8]]]}]),
-            {"point": [3, 4.5], "objectId": f"p{i}", "title": "tip", "schemaId": "sp"},
-        ]
-        history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
-        out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
-    return out
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch, blocks: list[bool] | None = None) -> list[bool]:
@@ -112,7 +82,7 @@ def test_every_format_gives_the_index_of_the_existing_path(
     fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_typed, "CHUNK_BYTES", 20_000)  # several chunks
-    path = _write(tmp_path, _assets(40), fmt)
+    path = _write(tmp_path, typed_assets(40), fmt)
     reference = _load(path, monkeypatch, typed=False)
     taken = _counting(monkeypatch)
     typed = _load(path, monkeypatch, typed=True)
@@ -128,7 +98,7 @@ def test_every_format_gives_the_index_of_the_existing_path(
 def test_without_msgspec_every_asset_takes_the_existing_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _write(tmp_path, _assets(5), "json")
+    path = _write(tmp_path, typed_assets(5), "json")
     taken = _counting(monkeypatch)
     export = _load(path, monkeypatch, typed=False)
     assert taken == [] and len(export) == 5
@@ -140,7 +110,7 @@ def test_a_bad_asset_sends_only_its_chunk_to_the_existing_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_typed, "CHUNK_BYTES", 5_000)
-    assets = _assets(40)
+    assets = typed_assets(40)
     assets[17]["task"]["tools"][1]["polygon"][2] = [True, 4]  # a bool vertex
     path = _write(tmp_path, assets, "json")
     reference = _load(path, monkeypatch, typed=False, on_error="skip")
@@ -183,7 +153,7 @@ HOSTILE = {
 def test_hostile_values_fail_as_without_typed_decoding(
     fragment: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = json.dumps(_assets(2)).encode()[1:-1]
+    good = json.dumps(typed_assets(2)).encode()[1:-1]
     bad = b'{"externalId": "bad.jpg", "task": {"stage": "Complete", ' + fragment + b"}}"
     path = tmp_path / "e.json"
     path.write_bytes(b"[" + good + b", " + bad + b"]")
@@ -211,7 +181,7 @@ def test_ring_numbers_without_simdjson_are_the_same(
 ) -> None:
     """Ring numbers are parsed by simdjson where installed, else by orjson: same index
     (the reference: the path without typed decoding)."""
-    path = _write(tmp_path, _assets(6), "json")
+    path = _write(tmp_path, typed_assets(6), "json")
     reference = _load(path, monkeypatch, typed=False)
     monkeypatch.setattr(_typed, "_simdjson", None)
     taken = _counting(monkeypatch)
