@@ -359,7 +359,17 @@ def index_raw(
         pending: deque[tuple[list[RawAsset | Block] | RawAsset, Future[Any]]] = deque()
         batches = progress(_batches(raws, batch_bytes), desc="indexing (batches)",
                            enabled=progress_bar)  # fmt: skip
-        for job in batches:
+        jobs = iter(batches)
+        while True:
+            try:
+                job = next(jobs)
+            except StopIteration:
+                break
+            except Exception:  # reading failed: the batches read before come first (their
+                while pending:  # errors too), as in one process (found by fuzzing)
+                    done, running = pending.popleft()
+                    collect(done, running.result())
+                raise
             future: Future[Any]
             if isinstance(job, list):
                 future = executor.submit(_work, (job, name, on_error, skipped.keep))

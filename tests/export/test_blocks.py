@@ -33,7 +33,7 @@ from builders import (
 )
 
 import ango_torch
-from ango_torch.errors import AngoTorchError, ArchiveError, LimitError
+from ango_torch.errors import AngoTorchError, ArchiveError, ExportFormatError, LimitError
 from ango_torch.export import _archive, _blocks, _read, _scan, _typed
 from ango_torch.export import load as _load_module
 from ango_torch.export._blocks import Block
@@ -653,6 +653,125 @@ def test_a_decompression_fault_names_an_asset_not_yet_read(tmp_path: Path) -> No
     named = _re.search(r"asset \(#(\d+)\)", str(fault.value))
     assert named is not None and "CRC" in str(fault.value)
     assert int(named.group(1)) >= handed > 0
+
+
+def _twice(key: bytes, first: bytes, last: bytes) -> bytes:
+    return b'"%s": %s, "%s": %s' % (key, first, key, last)
+
+
+_SQUARE = b"[[1, 2], [3, 4], [5, 6]]"
+# Where a key may be given twice (``{}`` is the first value): msgspec keeps the last
+# value and, for a field it holds as msgspec.Raw, never reads the first.
+DROPPED = {
+    "asset-metadata": lambda v: (
+        b'{"externalId": "e1", %s, "task": {}}' % _twice(b"metadata", v, b"{}")
+    ),
+    "task-classifications": lambda v: (
+        b'{"externalId": "e1", "task": {%s}}' % _twice(b"classifications", v, b"[]")
+    ),
+    "task-relations": lambda v: (
+        b'{"externalId": "e1", "task": {%s}}' % _twice(b"relations", v, b"[]")
+    ),
+    "history-classifications": lambda v: (
+        b'{"externalId": "e1", "task": {"stageHistory": '
+        b'[{"stage": "Label", %s}]}}' % _twice(b"classifications", v, b"[]")
+    ),
+    "tool-metadata": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": "c", '
+        b'"polygon": %s, %s}]}}' % (_SQUARE, _twice(b"metadata", v, b"{}"))
+    ),
+    "tool-classifications": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": '
+        b'"c", "polygon": %s, %s}]}}' % (_SQUARE, _twice(b"classifications", v, b"[]"))
+    ),
+    "polygon": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": "c", %s}]}}'
+        % _twice(b"polygon", v, _SQUARE)
+    ),
+    "polyline": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": "c", %s}]}}'
+        % _twice(b"polyline", v, _SQUARE)
+    ),
+    "zone-region": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": "c", '
+        b'"segmentation": {"zones": [{%s}]}}]}}' % _twice(b"region", v, _SQUARE)
+    ),
+    "zone-holes": lambda v: (
+        b'{"externalId": "e1", "task": {"tools": [{"title": "c", '
+        b'"segmentation": {"zones": [{"region": %s, %s}]}}]}}'
+        % (_SQUARE, _twice(b"holes", b"[%s]" % v, b"[]"))
+    ),
+}
+FIRST_VALUES = {
+    "invalid-utf8": b'"\xc3"',
+    "beyond-double": b"[[1e400, 0]]",
+    "400-digits": b"[[1" + b"0" * 400 + b", 0]]",
+    "valid": b"[[0, 0], [1, 0], [1, 1]]",
+}
+
+
+@pytest.mark.parametrize("value", list(FIRST_VALUES), ids=list(FIRST_VALUES))
+@pytest.mark.parametrize("where", list(DROPPED), ids=list(DROPPED))
+@pytest.mark.parametrize("fmt", ["array", "ndjson", "array-no-simdjson"])
+def test_a_key_given_twice_is_read_as_the_file_decoder_reads_it(
+    where: str, value: str, fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the loader without typed decoding (orjson reads each asset whole, so
+    the dropped first value is checked): the same index and skipped list, or the same
+    error, under both ``on_error`` settings; also where the typed path checks the text
+    with orjson (no pysimdjson).  Found by fuzzing (issue 14): invalid UTF-8 or a
+    number beyond a double in the first value was indexed by the typed path."""
+    if fmt == "array-no-simdjson":
+        monkeypatch.setattr(_typed, "_simdjson", None)
+    assets = [_raw_asset(0), DROPPED[where](FIRST_VALUES[value]), _raw_asset(2)]
+    array = fmt.startswith("array")
+    path = tmp_path / ("e.json" if array else "e.ndjson")
+    path.write_bytes(b"[" + b", ".join(assets) + b"]" if array else b"\n".join(assets))
+    for on_error in ("raise", "skip"):
+        outcomes = []
+        for typed in (True, False):
+            try:
+                export = _load(path, monkeypatch, typed=typed, on_error=on_error)
+            except AngoTorchError as exc:
+                outcomes.append((type(exc).__name__, str(exc)))
+            else:
+                skipped = [(s.index, s.reason) for s in export.skipped]
+                outcomes.append(({k: v.tobytes() for k, v in export.index.arrays.items()}, skipped))
+        assert outcomes[0] == outcomes[1], (on_error, outcomes)
+        if value != "valid" and on_error == "skip":
+            assert [i for i, _ in outcomes[1][1]] == [1]  # (the reference refuses it)
+
+
+FIRST_OF_TWO_ERRORS = {
+    # An invalid asset, then a failure further on that reading finds: the first is
+    # reported, as when each asset is decoded as it is read.
+    "array-then-truncated": (b'[{"externalId": "a", "x": tru}, {"externalId": "b"}', "json"),
+    "ndjson-then-too-deep": (
+        b'{"externalId": "a", "x": tru}\n{"externalId": "b", "m": ' + DEEP + b"}\n",
+        "ndjson",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FIRST_OF_TWO_ERRORS), ids=list(FIRST_OF_TWO_ERRORS))
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_first_of_two_errors_is_the_one_reported(
+    case: str, typed: bool, workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the loader without typed decoding in one process, which decodes each
+    asset as it is read (asset #0's invalid JSON).  Found by fuzzing (issue 14): reading
+    ran ahead of decoding (a run of assets, a block of lines, a batch for the workers)
+    and raised the later failure first."""
+    text, suffix = FIRST_OF_TWO_ERRORS[case]
+    path = tmp_path / f"e.{suffix}"
+    path.write_bytes(text)
+    with pytest.raises(ExportFormatError) as reference:
+        _load(path, monkeypatch, typed=False)
+    assert "asset (#0)" in str(reference.value) and "invalid JSON" in str(reference.value)
+    with pytest.raises(AngoTorchError) as got:
+        _load(path, monkeypatch, typed=typed, workers=workers)
+    assert (type(got.value), str(got.value)) == (ExportFormatError, str(reference.value))
 
 
 # --- NDJSON: runs of lines as blocks ----------------------------------------------------
