@@ -360,16 +360,15 @@ def index_raw(
         batches = progress(_batches(raws, batch_bytes), desc="indexing (batches)",
                            enabled=progress_bar)  # fmt: skip
         jobs = iter(batches)
+        read_error: Exception | None = None
         while True:
             try:
                 job = next(jobs)
             except StopIteration:
                 break
-            except Exception:  # reading failed: the batches read before come first (their
-                while pending:  # errors too), as in one process (found by fuzzing)
-                    done, running = pending.popleft()
-                    collect(done, running.result())
-                raise
+            except Exception as exc:  # reading failed: the batches read before come first
+                read_error = exc  # (their errors too), as in one process (found by fuzzing)
+                break
             future: Future[Any]
             if isinstance(job, list):
                 future = executor.submit(_work, (job, name, on_error, skipped.keep))
@@ -382,6 +381,8 @@ def index_raw(
         while pending:
             done, future = pending.popleft()
             collect(done, future.result())
+        if read_error is not None:
+            raise read_error
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     return concat(parts, digest=digest), skipped

@@ -772,6 +772,12 @@ def test_the_first_of_two_errors_is_the_one_reported(
     with pytest.raises(AngoTorchError) as got:
         _load(path, monkeypatch, typed=typed, workers=workers)
     assert (type(got.value), str(got.value)) == (ExportFormatError, str(reference.value))
+    # Skipping the invalid asset, both reach the later failure.
+    with pytest.raises(AngoTorchError) as later:
+        _load(path, monkeypatch, typed=False, on_error="skip")
+    with pytest.raises(AngoTorchError) as got:
+        _load(path, monkeypatch, typed=typed, workers=workers, on_error="skip")
+    assert (type(got.value), str(got.value)) == (type(later.value), str(later.value))
 
 
 # --- NDJSON: runs of lines as blocks ----------------------------------------------------
