@@ -13,7 +13,10 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     path before typed decoding: ``_typed.AVAILABLE = False``), and vs ``json.load``;
 (e) the same export as NDJSON, one process: lines decoded in blocks (``_blocks``) vs
     line by line (``_blocks.ndjson_block`` returning ``None``: the reader before them),
-    alternating.
+    alternating;
+(f) the cost of checking each decoded text whole (``_typed._valid_json``: a key given
+    twice, whose first value msgspec never checks), one process: ``load_export`` with
+    the check vs with it patched out, alternating.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -147,6 +150,29 @@ def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
     lines.unlink()
 
 
+def _check_cost(ango: Path, repeat: int) -> None:
+    """(f): the whole-text check vs without it."""
+    import ango_torch
+    from ango_torch.export import _typed
+
+    real = _typed._valid_json
+    checked, unchecked = [], []
+    try:
+        for _ in range(repeat):
+            for side, times in ((real, checked), (lambda data: True, unchecked)):
+                _typed._valid_json = side  # type: ignore[assignment]
+                times.append(
+                    _time(lambda: ango_torch.load_export(ango, progress_bar=False, workers=1))
+                )
+    finally:
+        _typed._valid_json = real  # type: ignore[assignment]
+    ratios = [a / b for a, b in zip(checked, unchecked, strict=True)]
+    print(
+        f"(f) whole-text check {_mmm(checked)} s with, {_mmm(unchecked)} s without → "
+        f"{statistics.median(ratios):4.2f}× the time (min/median/max {_mmm(ratios)}×)"
+    )
+
+
 def main() -> None:
     from pycocotools.coco import COCO
 
@@ -259,6 +285,7 @@ def main() -> None:
             f"{m_json['peak'] / 2**20:8.1f} MiB → {m_json['peak'] / m_typed['peak']:5.2f}× smaller"
         )
         _ndjson(ango, folder, args.repeat)
+        _check_cost(ango, args.repeat)
 
 
 if __name__ == "__main__":
