@@ -125,11 +125,15 @@ def iter_array(
         is_open, is_close = step > 0, step < 0
         starts = marks[is_open & (dcum == 2)].tolist()
         ends = marks[is_close & (dcum == 1)].tolist()
+        # A failure found in this chunk, at byte ``stop``: the elements that end before
+        # it are handed out first, so that the first error is the file's first (an
+        # invalid asset before a too-deep one in the same chunk; found by fuzzing, #14).
+        failures: list[tuple[int, ExportFormatError]] = []
         if len(dcum) and dcum.max() > max_level:
             at = int(marks[np.argmax(dcum > max_level)])
             j = int(np.searchsorted(np.asarray(starts, np.int64), at))
             bad = index + j - (0 if splitter else 1)
-            raise too_deep(name, lim, where(index=bad))
+            failures.append((at, too_deep(name, lim, where(index=bad))))
         top = (step == 0) & (dcum == 1)
         commas_before = commas
         commas += int(np.count_nonzero(top))
@@ -138,31 +142,43 @@ def iter_array(
             closed = True
             last = int(top_close[0])
             if chunk[last + 1 :].strip() or stream.read(1).strip():
-                raise ExportFormatError(f"export {name!r}: unexpected data after the array")
-        last_event, blank = _check_elements(
+                failures.append(
+                    (
+                        last + 1,
+                        ExportFormatError(f"export {name!r}: unexpected data after the array"),
+                    )
+                )
+        last_event, blank, not_object = _check_elements(
             name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
         )
+        if not_object is not None:
+            failures.append(not_object)
+        stop, failure = min(failures, key=lambda f: f[0]) if failures else (len(chunk), None)
         e_i = 0
         if splitter is not None:
-            if ends:  # the element's last bytes
+            if ends and ends[0] < stop:  # the element's last bytes
                 k = int(np.searchsorted(marks, ends[0], "right"))
                 splitter.feed(chunk[: ends[0] + 1], (marks[:k], step[:k], dcum[:k] - 1))
                 yield from splitter.pieces()
                 index += 1
                 splitter, e_i = None, 1
-            else:
+            elif failure is None:
                 splitter.feed(chunk, (marks, step, dcum - 1))
                 yield from splitter.take()  # pieces made before the element ends
-        for start in starts:
-            if e_i < len(ends):
+        for start in starts if splitter is None else ():
+            if e_i < len(ends) and ends[e_i] < stop:
                 yield from element(chunk[start : ends[e_i] + 1])
                 index += 1
                 e_i += 1
-            else:  # an element that goes on in the next chunk: scanned as it arrives
+            elif failure is None:  # an element that goes on in the next chunk
                 k = int(np.searchsorted(marks, start))
                 splitter = _split.Splitter(name, lim, index)
                 splitter.feed(chunk[start:], (marks[k:] - start, step[k:], dcum[k:] - 1))
                 yield from splitter.take()
+            else:
+                break
+        if failure is not None:
+            raise failure
         if len(dcum):
             depth = int(dcum[-1])
         in_string = bool((len(quotes) + in_string) & 1)
@@ -195,12 +211,14 @@ def _check_elements(
     last_event: int,
     blank: bool,
     commas_before: int,
-) -> tuple[int, bool]:
+) -> tuple[int, bool, tuple[int, ExportFormatError] | None]:
     """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``).
 
     Between two commas, after ``[`` or before ``]`` there must be an element that
     opens with a bracket; returns the last top-level event and whether the array body
-    is still blank, both carried to the next chunk.
+    is still blank, both carried to the next chunk, and the first such element's error
+    with the byte where it is found (for the caller to raise once the elements before
+    are handed out).
     """
     events = np.full(len(marks), -1, np.int8)
     events[(step > 0) & (dcum == 2)] = _ELEM
@@ -212,7 +230,7 @@ def _check_elements(
     if not len(ev):
         if last_event == _START and chunk[body:].strip():
             blank = False
-        return last_event, blank
+        return last_event, blank, None
     prev = np.concatenate([np.array([last_event], np.int8), ev[:-1]])
     bad = ((ev == _COMMA) & ((prev == _COMMA) | (prev == _START))) | (
         (ev == _END) & (prev == _COMMA)
@@ -222,8 +240,9 @@ def _check_elements(
     if bad.any():
         k = int(np.argmax(bad))
         element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
-        raise ExportFormatError(
+        error = ExportFormatError(
             f"export {name!r}: the JSON array's element #{element} is not an object; every "
             "asset must be a JSON object"
         )
-    return int(ev[-1]), blank
+        return int(ev[-1]), blank, (int(pos[k]), error)
+    return int(ev[-1]), blank, None

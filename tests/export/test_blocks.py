@@ -750,6 +750,18 @@ FIRST_OF_TWO_ERRORS = {
         b'{"externalId": "a", "x": tru}\n{"externalId": "b", "m": ' + DEEP + b"}\n",
         "ndjson",
     ),
+    # The byte scan checks depth, non-object elements and what follows the array over a
+    # whole chunk: it hands out the elements before the failure first (these files are
+    # read by the scan with typed decoding too: no block can be made of them).
+    "array-then-too-deep": (
+        b'[{"externalId": "a", "x": tru}, {"externalId": "b", "m": ' + DEEP + b"}]",
+        "json",
+    ),
+    "array-then-not-an-object": (
+        b'[{"externalId": "a", "x": tru}, {"externalId": "b"}, 7]',
+        "json",
+    ),
+    "array-then-data-after-it": (b'[{"externalId": "a", "x": tru}, {"externalId": "b"}] x', "json"),
 }
 
 
@@ -759,9 +771,10 @@ FIRST_OF_TWO_ERRORS = {
 def test_the_first_of_two_errors_is_the_one_reported(
     case: str, typed: bool, workers: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reference: the loader without typed decoding in one process, which decodes each
-    asset as it is read (asset #0's invalid JSON).  Found by fuzzing (issue 14): reading
-    ran ahead of decoding (a run of assets, a block of lines, a batch for the workers)
+    """Reference: the file's order: asset #0's invalid JSON comes first (the asserted
+    message; the loader without typed decoding in one process gives it, decoding each
+    asset as it is read).  Found by fuzzing (issue 14): reading ran ahead of decoding (a
+    run of assets, a block of lines, a batch for the workers, the scan's 8 MiB chunk)
     and raised the later failure first."""
     text, suffix = FIRST_OF_TWO_ERRORS[case]
     path = tmp_path / f"e.{suffix}"
@@ -778,6 +791,34 @@ def test_the_first_of_two_errors_is_the_one_reported(
     with pytest.raises(AngoTorchError) as got:
         _load(path, monkeypatch, typed=typed, workers=workers, on_error="skip")
     assert (type(got.value), str(got.value)) == (type(later.value), str(later.value))
+
+
+SECOND_ERROR = {
+    "array-then-too-deep": "asset (#1): JSON nested more than 64 levels",
+    "array-then-not-an-object": "element #2 is not an object",
+    "array-then-data-after-it": "unexpected data after the array",
+}
+
+
+@pytest.mark.parametrize("chunk", [7, 40, 1 << 20])
+@pytest.mark.parametrize("case", [c for c in FIRST_OF_TWO_ERRORS if c in SECOND_ERROR])
+def test_the_scan_hands_out_the_assets_before_a_failure_in_its_chunk(
+    case: str, chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the file's order: asset #0's invalid JSON, then with it skipped the
+    later failure (as read off the file by hand).  The invalid asset spans chunks
+    of 7 and 40 bytes (the scan's element in progress), and shares the failure's chunk
+    at 1 MiB."""
+    monkeypatch.setattr(_scan, "CHUNK", chunk)
+    text = FIRST_OF_TWO_ERRORS[case][0].replace(b"tru}", b'tru, "pad": "' + b"p" * 50 + b'"}')
+    path = tmp_path / "e.json"
+    path.write_bytes(text)
+    with pytest.raises(ExportFormatError) as got:
+        _load(path, monkeypatch, typed=False)
+    assert "asset (#0)" in str(got.value) and "invalid JSON" in str(got.value)
+    with pytest.raises(AngoTorchError) as later:
+        _load(path, monkeypatch, typed=False, on_error="skip")
+    assert SECOND_ERROR[case] in str(later.value)
 
 
 # --- NDJSON: runs of lines as blocks ----------------------------------------------------
