@@ -102,7 +102,7 @@ def iter_array(
     started = closed = False
     index = commas = first_index
     offset = first_offset
-    last_event, blank = _START, True  # blank: nothing yet between '[' and the 1st event
+    last_event, blank = _START, True  # blank: only blanks since the last top-level event
     max_level = lim.max_depth + 1  # the array is level 1
     while chunk := stream.read(CHUNK):
         a = np.frombuffer(chunk, np.uint8)
@@ -141,7 +141,7 @@ def iter_array(
         if len(top_close):
             closed = True
             last = int(top_close[0])
-            if chunk[last + 1 :].strip() or stream.read(1).strip():
+            if not _blank(chunk[last + 1 :]) or not _blank_to_the_end(stream):
                 failures.append(
                     (
                         last + 1,
@@ -149,7 +149,7 @@ def iter_array(
                     )
                 )
         last_event, blank, not_object = _check_elements(
-            name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before
+            name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before, offset
         )
         if not_object is not None:
             failures.append(not_object)
@@ -200,6 +200,23 @@ def iter_array(
         )
 
 
+_JSON_BLANKS = b" \t\r\n"  # (bytes.strip() would also take \x0b and \x0c)
+
+
+def _blank(data: bytes) -> bool:
+    """Whether ``data`` is JSON whitespace only."""
+    return not data.strip(_JSON_BLANKS)
+
+
+def _blank_to_the_end(stream: IO[bytes]) -> bool:
+    """Whether the rest of ``stream`` is blank (read a chunk at a time: blanks then
+    data across a chunk's end were taken for the end, found by review, issue 14)."""
+    while more := stream.read(CHUNK):
+        if not _blank(more):
+            return False
+    return True
+
+
 def _check_elements(
     name: str,
     chunk: bytes,
@@ -211,14 +228,17 @@ def _check_elements(
     last_event: int,
     blank: bool,
     commas_before: int,
+    offset: int,
 ) -> tuple[int, bool, tuple[int, ExportFormatError] | None]:
-    """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``).
+    """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``), or
+    data between the elements (``[{…} x]``, ``[{…} {…}]``).
 
     Between two commas, after ``[`` or before ``]`` there must be an element that
-    opens with a bracket; returns the last top-level event and whether the array body
-    is still blank, both carried to the next chunk, and the first such element's error
-    with the byte where it is found (for the caller to raise once the elements before
-    are handed out).
+    opens with a bracket, and only JSON whitespace around it.  Returns the last
+    top-level event and whether only blanks follow it, both carried to the next chunk,
+    and the first failure's error with the byte where it is found (for the caller to
+    raise once the elements before are handed out).  ``offset``: the chunk's in the
+    file.
     """
     events = np.full(len(marks), -1, np.int8)
     events[(step > 0) & (dcum == 2)] = _ELEM
@@ -228,15 +248,49 @@ def _check_elements(
     keep = events >= 0
     ev, pos = events[keep], marks[keep]
     if not len(ev):
-        if last_event == _START and chunk[body:].strip():
-            blank = False
+        blank = blank and _blank(chunk[body:])
+        if last_event == _CLOSE and not blank:  # (after an element only , or ])
+            return last_event, blank, _stray(name, chunk, body, len(chunk), commas_before, offset)
         return last_event, blank, None
     prev = np.concatenate([np.array([last_event], np.int8), ev[:-1]])
-    bad = ((ev == _COMMA) & ((prev == _COMMA) | (prev == _START))) | (
-        (ev == _END) & (prev == _COMMA)
-    )
-    if last_event == _START and ev[0] == _END and (not blank or chunk[body : pos[0]].strip()):
-        bad[0] = True
+    slot = (prev == _START) | (prev == _COMMA)  # an element's place
+    # Where the element's place holds no bracket: a non-object (or no) element.
+    bad = slot & (ev == _COMMA) | (prev == _COMMA) & (ev == _END)
+    # Otherwise only blanks may lie outside the elements: before one, after one.
+    gaps = slot & (ev == _ELEM) | (prev == _CLOSE) & ((ev == _COMMA) | (ev == _END))
+    starts = np.concatenate([[body], pos[:-1] + 1])
+    first_blank = blank and _blank(chunk[body : int(pos[0])])  # with the last chunk's
+    if prev[0] == _START and ev[0] == _END and not first_blank:
+        bad[0] = True  # [x]
+    failures: list[tuple[int, ExportFormatError]] = []
+    if gaps[0] and not _blank(chunk[body : int(pos[0])]):
+        failures.append(_stray(name, chunk, body, int(pos[0]), commas_before, offset))
+    elif gaps[0] and not first_blank:  # (in the last chunk)
+        failures.append(
+            (
+                int(pos[0]),
+                ExportFormatError(
+                    f"export {name!r}: invalid JSON: unexpected data between the array's "
+                    f"elements, by element #{commas_before} (before byte {offset + int(pos[0])})"
+                ),
+            )
+        )
+    gaps[0] = False
+    where_gaps = np.flatnonzero(gaps)
+    stray = _first_stray(chunk, starts[where_gaps], pos[where_gaps])
+    if stray is not None:
+        k = int(where_gaps[stray])
+        number = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        failures.append(_stray(name, chunk, int(starts[k]), int(pos[k]), number, offset))
+    joined = np.flatnonzero((ev == _ELEM) & (prev == _CLOSE))  # no comma between two
+    if len(joined):
+        k = int(joined[0])
+        number = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        error = ExportFormatError(
+            f"export {name!r}: invalid JSON: no comma between the array's elements "
+            f"#{number} and #{number + 1} (byte {offset + int(pos[k])})"
+        )
+        failures.append((int(pos[k]), error))
     if bad.any():
         k = int(np.argmax(bad))
         element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
@@ -244,5 +298,45 @@ def _check_elements(
             f"export {name!r}: the JSON array's element #{element} is not an object; every "
             "asset must be a JSON object"
         )
-        return int(ev[-1]), blank, (int(pos[k]), error)
-    return int(ev[-1]), blank, None
+        failures.append((int(pos[k]), error))
+    blank = _blank(chunk[int(pos[-1]) + 1 :])
+    if ev[-1] == _CLOSE and not blank:
+        number = commas_before + int(np.count_nonzero(ev == _COMMA))
+        failures.append(_stray(name, chunk, int(pos[-1]) + 1, len(chunk), number, offset))
+    failure = min(failures, key=lambda f: f[0]) if failures else None
+    return int(ev[-1]), blank, failure
+
+
+_NOT_BLANK = np.ones(256, bool)
+_NOT_BLANK[list(_JSON_BLANKS)] = False
+
+
+def _first_stray(chunk: bytes, lo: np.ndarray, hi: np.ndarray) -> int | None:
+    """The first of the byte ranges ``[lo, hi)`` of ``chunk`` that is not blank, or
+    ``None``: their bytes gathered at once (blanks between elements are few; a Python
+    check per range cost ~1 us per element)."""
+    lens = hi - lo
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if len(ends) else 0
+    if not total:
+        return None
+    if total > CHUNK // 8:  # (a file of mostly blanks: few, long ranges)
+        return next((k for k in range(len(lo)) if not _blank(chunk[lo[k] : hi[k]])), None)
+    at = np.repeat(lo - (ends - lens), lens) + np.arange(total)
+    bad = _NOT_BLANK[np.frombuffer(chunk, np.uint8)[at]]
+    if not bad.any():
+        return None
+    return int(np.searchsorted(ends, int(np.argmax(bad)), "right"))
+
+
+def _stray(
+    name: str, chunk: bytes, at: int, end: int, number: int, offset: int
+) -> tuple[int, ExportFormatError]:
+    """Data outside the elements, in bytes ``[at, end)`` of ``chunk``, by element
+    ``number``."""
+    data = chunk[at:end].lstrip(_JSON_BLANKS)
+    at = end - len(data)
+    return at, ExportFormatError(
+        f"export {name!r}: invalid JSON: unexpected data {data[:20]!r} between the array's "
+        f"elements, by element #{number} (byte {offset + at})"
+    )

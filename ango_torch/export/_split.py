@@ -179,7 +179,8 @@ class Splitter:
             self.made, self.entries, self.cut = self.made + 1, self.entries + j + 1, end
             commas = commas[j + 1 :]
         self.commas = [commas]
-        self._release(self.cut)
+        if self.made:  # (before the first piece, the asset may still be yielded whole)
+            self._release(self.cut)
 
     def take(self) -> list[RawAsset]:
         """The pieces made so far and not yet taken."""

@@ -350,3 +350,28 @@ def test_entries_without_object_id_are_numbered_in_the_whole_asset(
     assert ids == [t.object_id for t in ref[1].task.answer.tools]
     assert ids[:2] == ["#0", "#1"] and ids[-1] == f"#{len(ids) - 1}"
     assert got.index.object_extras(1) == ref.index.object_extras(1)
+
+
+@pytest.mark.parametrize("kind", ["array", "ndjson"])
+def test_one_entry_larger_than_a_piece_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_pieces: None, decoder: str, kind: str
+) -> None:
+    """An asset named before its task (pieces are made as its entries arrive), whose
+    ``tools`` opens in a later read than the asset and holds one entry larger than
+    ``SPLIT_BYTES``: no piece can be made, so the asset is read whole.  The bytes before
+    ``tools`` were let go all the same, and reading it whole failed with an IndexError
+    (found by review, issue 14).  Reference: ``json.loads`` of the file, indexed whole."""
+    monkeypatch.setattr(_scan, "CHUNK", 1000)
+    monkeypatch.setattr(_read, "CHUNK", 1000)
+    big = _entry(0, 1)
+    big["metadata"] = {"note": "x" * 5000}  # > SPLIT_BYTES (2 KiB)
+    asset = {"externalId": "v.mp4", "pad": "z" * 1500, "task": {"tools": [big]}}
+    assets = [_small(0), asset, _small(1)]
+    data = _file(assets, kind, indent=None)
+    raws = _pieces(data)
+    assert [(r.index, r.part, r.last) for r in raws] == [(0, 0, True), (1, 0, True), (2, 0, True)]
+    path = tmp_path / f"e.{kind}"
+    path.write_bytes(data)
+    got = ango_torch.load_export(path)
+    _assert_same_index(got, ango_torch.load_export(json.loads(json.dumps(assets))))
+    assert got[1].task.answer.tools[0].object_id == big["objectId"]
