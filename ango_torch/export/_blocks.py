@@ -119,7 +119,7 @@ def ndjson_block(
     except (msgspec.DecodeError, RecursionError):
         return None
     if len(elements) != len(lines) or any(
-        len(e) != len(line.strip()) or memoryview(e)[0] != _BRACE
+        len(e) != len(line.strip(b" \t\r\n")) or memoryview(e)[0] != _BRACE
         for e, (_, line, _) in zip(elements, lines, strict=True)
     ):
         return None

@@ -151,7 +151,8 @@ def _index_serial(
         if chunk.part and chunk.index == failed:
             continue
         try:
-            obj = decode_raw(chunk, name)
+            with piece_error(chunk):  # (a piece's invalid JSON: positions are the piece's)
+                obj = decode_raw(chunk, name)
         except ExportFormatError as exc:
             builder.discard_open()
             if on_error == "raise":
@@ -214,8 +215,8 @@ def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
         return "typed", columns
     obj: Any = None
     try:
-        obj = decode_raw(raw, name)
         with piece_error(raw):
+            obj = decode_raw(raw, name)
             cols = asset_columns(obj, raw.index, line=raw.line)
             return "columns", _renumbered(cols, obj, raw.first)
     except ExportFormatError as exc:

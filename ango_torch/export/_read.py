@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _DecodeErrors = (ValueError,)
 
 _R = TypeVar("_R", RawAsset, RawAsset | Block)
+_BLANKS = b" \t\r\n"  # JSON's whitespace (bytes.strip() would also take \x0b and \x0c)
 
 __all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
 
@@ -269,7 +270,7 @@ def _iter_ndjson(
             yield from splitter.pieces()
             index += 1
             continue
-        if not line.strip():
+        if not line.strip(_BLANKS):  # (JSON's blanks: not \x0b or \x0c, found by fuzzing)
             continue
         run.append((index, line, lineno))
         size += len(line)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import ExportFormatError, where
 from ..limits import Limits
@@ -102,7 +103,8 @@ def iter_array(
     started = closed = False
     index = commas = first_index
     offset = first_offset
-    last_event, blank = _START, True  # blank: only blanks since the last top-level event
+    last_event = _START
+    pending: tuple[int, bytes] | None = None  # the first byte since it that is not blank
     max_level = lim.max_depth + 1  # the array is level 1
     while chunk := stream.read(CHUNK):
         a = np.frombuffer(chunk, np.uint8)
@@ -118,10 +120,15 @@ def iter_array(
         step = _OPEN[a[marks]]
         dcum = np.cumsum(step, dtype=np.int64) + depth
         body = 0  # where this chunk's part of the array body starts
-        if not started:
-            if not len(marks) or a[marks[0]] != ord("["):
+        if not started:  # blanks (after one BOM at the file's start), then "["
+            lead = 3 if offset == 0 and chunk.startswith(_BOM) else 0
+            first = len(chunk) - len(chunk[lead:].lstrip(_JSON_BLANKS))
+            if first == len(chunk):
+                offset += len(chunk)
+                continue
+            if chunk[first] != ord("["):
                 raise ExportFormatError(f"export {name!r}: expected a JSON array of assets")
-            started, body = True, int(marks[0]) + 1
+            started, body = True, first + 1
         is_open, is_close = step > 0, step < 0
         starts = marks[is_open & (dcum == 2)].tolist()
         ends = marks[is_close & (dcum == 1)].tolist()
@@ -141,15 +148,25 @@ def iter_array(
         if len(top_close):
             closed = True
             last = int(top_close[0])
-            if not _blank(chunk[last + 1 :]) or not _blank_to_the_end(stream):
+            if chunk[last] != ord("]"):
+                failures.append(
+                    (
+                        last,
+                        ExportFormatError(
+                            f"export {name!r}: invalid JSON: '}}' where ']' closes the array "
+                            f"(byte {offset + last})"
+                        ),
+                    )
+                )
+            elif not _blank(chunk[last + 1 :]) or not _blank_to_the_end(stream):
                 failures.append(
                     (
                         last + 1,
                         ExportFormatError(f"export {name!r}: unexpected data after the array"),
                     )
                 )
-        last_event, blank, not_object = _check_elements(
-            name, chunk, body, marks, step, dcum, top, last_event, blank, commas_before, offset
+        last_event, pending, not_object = _check_elements(
+            name, chunk, body, marks, step, dcum, top, last_event, pending, commas_before, offset
         )
         if not_object is not None:
             failures.append(not_object)
@@ -200,6 +217,7 @@ def iter_array(
         )
 
 
+_BOM = b"\xef\xbb\xbf"
 _JSON_BLANKS = b" \t\r\n"  # (bytes.strip() would also take \x0b and \x0c)
 
 
@@ -226,19 +244,20 @@ def _check_elements(
     dcum: np.ndarray,
     top: np.ndarray,
     last_event: int,
-    blank: bool,
+    pending: tuple[int, bytes] | None,
     commas_before: int,
     offset: int,
-) -> tuple[int, bool, tuple[int, ExportFormatError] | None]:
+) -> tuple[int, tuple[int, bytes] | None, tuple[int, ExportFormatError] | None]:
     """Find a top-level element that is not an object (``[1]``, ``[{…}, null]``), or
     data between the elements (``[{…} x]``, ``[{…} {…}]``).
 
     Between two commas, after ``[`` or before ``]`` there must be an element that
     opens with a bracket, and only JSON whitespace around it.  Returns the last
-    top-level event and whether only blanks follow it, both carried to the next chunk,
-    and the first failure's error with the byte where it is found (for the caller to
-    raise once the elements before are handed out).  ``offset``: the chunk's in the
-    file.
+    top-level event and the first byte after it that is not blank (its offset in the
+    file, and the byte), both carried to the next chunk, and the first failure's error
+    with the byte of ``chunk`` where it is found (for the caller to raise once the
+    elements before are handed out).  ``offset``: the chunk's in the file.  Each
+    message names bytes of the file, so it does not depend on where the reads fall.
     """
     events = np.full(len(marks), -1, np.int8)
     events[(step > 0) & (dcum == 2)] = _ELEM
@@ -247,50 +266,22 @@ def _check_elements(
     events[(step < 0) & (dcum == 0)] = _END
     keep = events >= 0
     ev, pos = events[keep], marks[keep]
-    if not len(ev):
-        blank = blank and _blank(chunk[body:])
-        if last_event == _CLOSE and not blank:  # (after an element only , or ])
-            return last_event, blank, _stray(name, chunk, body, len(chunk), commas_before, offset)
-        return last_event, blank, None
-    prev = np.concatenate([np.array([last_event], np.int8), ev[:-1]])
+    # The gaps before each event and after the last: [starts[k], ends[k]).
+    starts = np.concatenate([[body], pos + 1]).astype(np.int64)
+    ends = np.concatenate([pos, [len(chunk)]]).astype(np.int64)
+    found = _first_data(chunk, starts, ends)
+    # The first byte of data in each gap: its offset in the file (-1: none), the byte.
+    data = np.where(found >= 0, found + offset, -1)
+    byte = [chunk[f : f + 1] for f in found.tolist()]
+    if pending is not None:  # (the first gap began in an earlier chunk)
+        data[0], byte[0] = pending
+    prev = np.concatenate([np.array([last_event], np.int8), ev])
+    nxt = np.concatenate([ev, np.array([-1], np.int8)])  # (-1: the chunk's end)
     slot = (prev == _START) | (prev == _COMMA)  # an element's place
-    # Where the element's place holds no bracket: a non-object (or no) element.
-    bad = slot & (ev == _COMMA) | (prev == _COMMA) & (ev == _END)
-    # Otherwise only blanks may lie outside the elements: before one, after one.
-    gaps = slot & (ev == _ELEM) | (prev == _CLOSE) & ((ev == _COMMA) | (ev == _END))
-    starts = np.concatenate([[body], pos[:-1] + 1])
-    first_blank = blank and _blank(chunk[body : int(pos[0])])  # with the last chunk's
-    if prev[0] == _START and ev[0] == _END and not first_blank:
-        bad[0] = True  # [x]
     failures: list[tuple[int, ExportFormatError]] = []
-    if gaps[0] and not _blank(chunk[body : int(pos[0])]):
-        failures.append(_stray(name, chunk, body, int(pos[0]), commas_before, offset))
-    elif gaps[0] and not first_blank:  # (in the last chunk)
-        failures.append(
-            (
-                int(pos[0]),
-                ExportFormatError(
-                    f"export {name!r}: invalid JSON: unexpected data between the array's "
-                    f"elements, by element #{commas_before} (before byte {offset + int(pos[0])})"
-                ),
-            )
-        )
-    gaps[0] = False
-    where_gaps = np.flatnonzero(gaps)
-    stray = _first_stray(chunk, starts[where_gaps], pos[where_gaps])
-    if stray is not None:
-        k = int(where_gaps[stray])
-        number = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
-        failures.append(_stray(name, chunk, int(starts[k]), int(pos[k]), number, offset))
-    joined = np.flatnonzero((ev == _ELEM) & (prev == _CLOSE))  # no comma between two
-    if len(joined):
-        k = int(joined[0])
-        number = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
-        error = ExportFormatError(
-            f"export {name!r}: invalid JSON: no comma between the array's elements "
-            f"#{number} and #{number + 1} (byte {offset + int(pos[k])})"
-        )
-        failures.append((int(pos[k]), error))
+    # Where the element's place holds no bracket: a non-object (or no) element.
+    bad = slot & (nxt == _COMMA) | (prev == _COMMA) & (nxt == _END)
+    bad |= (prev == _START) & (nxt == _END) & (data >= 0)  # [x]
     if bad.any():
         k = int(np.argmax(bad))
         element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
@@ -299,44 +290,59 @@ def _check_elements(
             "asset must be a JSON object"
         )
         failures.append((int(pos[k]), error))
-    blank = _blank(chunk[int(pos[-1]) + 1 :])
-    if ev[-1] == _CLOSE and not blank:
-        number = commas_before + int(np.count_nonzero(ev == _COMMA))
-        failures.append(_stray(name, chunk, int(pos[-1]) + 1, len(chunk), number, offset))
+    # Otherwise only blanks lie outside the elements: before one, and after one (data
+    # after an element is refused at once, whatever follows).
+    stray = (data >= 0) & (slot & (nxt == _ELEM) | (prev == _CLOSE))
+    if stray.any():
+        k = int(np.argmax(stray))
+        element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        at = int(data[k])
+        error = ExportFormatError(
+            f"export {name!r}: invalid JSON: unexpected {byte[k]!r} between the array's "
+            f"elements, by element #{element} (byte {at})"
+        )
+        failures.append((max(at - offset, 0), error))
+    joined = np.flatnonzero((prev == _CLOSE) & (nxt == _ELEM) & (data < 0))
+    if len(joined):  # no comma between two elements
+        k = int(joined[0])
+        element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
+        error = ExportFormatError(
+            f"export {name!r}: invalid JSON: no comma between the array's elements "
+            f"#{element} and #{element + 1} (byte {offset + int(pos[k])})"
+        )
+        failures.append((int(pos[k]), error))
+    if len(ev):
+        last_event = int(ev[-1])
+    inside = last_event in (_ELEM, _END)  # (inside an element, or after the array)
+    pending = None if data[-1] < 0 or inside else (int(data[-1]), byte[-1])
     failure = min(failures, key=lambda f: f[0]) if failures else None
-    return int(ev[-1]), blank, failure
+    return last_event, pending, failure
 
 
 _NOT_BLANK = np.ones(256, bool)
 _NOT_BLANK[list(_JSON_BLANKS)] = False
 
 
-def _first_stray(chunk: bytes, lo: np.ndarray, hi: np.ndarray) -> int | None:
-    """The first of the byte ranges ``[lo, hi)`` of ``chunk`` that is not blank, or
-    ``None``: their bytes gathered at once (blanks between elements are few; a Python
-    check per range cost ~1 us per element)."""
-    lens = hi - lo
+def _first_data(
+    chunk: bytes, lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """For each byte range ``[lo, hi)`` of ``chunk``, its first byte that is not blank,
+    or ``-1``.  Their bytes are gathered at once: blanks between elements are few (a
+    Python check per range cost ~1 us per element)."""
+    lens = np.maximum(hi - lo, 0)
     ends = np.cumsum(lens)
+    out = np.full(len(lo), -1, np.int64)
     total = int(ends[-1]) if len(ends) else 0
     if not total:
-        return None
-    if total > CHUNK // 8:  # (a file of mostly blanks: few, long ranges)
-        return next((k for k in range(len(lo)) if not _blank(chunk[lo[k] : hi[k]])), None)
+        return out
+    if total > CHUNK // 8:  # (mostly blanks: few, long ranges)
+        for k in np.flatnonzero(lens).tolist():
+            rest = len(chunk[lo[k] : hi[k]].lstrip(_JSON_BLANKS))
+            out[k] = int(hi[k]) - rest if rest else -1
+        return out
     at = np.repeat(lo - (ends - lens), lens) + np.arange(total)
-    bad = _NOT_BLANK[np.frombuffer(chunk, np.uint8)[at]]
-    if not bad.any():
-        return None
-    return int(np.searchsorted(ends, int(np.argmax(bad)), "right"))
-
-
-def _stray(
-    name: str, chunk: bytes, at: int, end: int, number: int, offset: int
-) -> tuple[int, ExportFormatError]:
-    """Data outside the elements, in bytes ``[at, end)`` of ``chunk``, by element
-    ``number``."""
-    data = chunk[at:end].lstrip(_JSON_BLANKS)
-    at = end - len(data)
-    return at, ExportFormatError(
-        f"export {name!r}: invalid JSON: unexpected data {data[:20]!r} between the array's "
-        f"elements, by element #{number} (byte {offset + at})"
-    )
+    hits = np.flatnonzero(_NOT_BLANK[np.frombuffer(chunk, np.uint8)[at]])
+    if len(hits):
+        gaps, first = np.unique(np.searchsorted(ends, hits, "right"), return_index=True)
+        out[gaps] = at[hits[first]]
+    return out

@@ -308,6 +308,14 @@ class Splitter:
         tools = self.spans.get(b"tools", [])
         commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
         whole = self.splittable and len(self.task) == 2 and len(tools) == 2
+        if self.made and self.depth:  # it never closes (an NDJSON line cut short)
+            # Its last piece is its bytes from the last cut on, with its head: invalid
+            # JSON, so the decoder names the asset (and under on_error="skip" it is left
+            # out whole), as for an asset read whole (found by fuzzing, issue 14).
+            assert self.head is not None
+            data = self.head[1] + self._slice(self.cut + 1, self.size).rstrip(_BLANK)
+            yield RawAsset(self.index, data, self.line, part=self.made, first=self.entries)
+            return
         if self.made and not whole:  # pieces were made of what turned out not to be it
             raise ExportFormatError(
                 f"export {self.name!r}, {where(index=self.index, line=self.line)}: read "

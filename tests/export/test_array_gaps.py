@@ -21,12 +21,15 @@ from ango_torch.export import _scan, _typed
 A = b'{"externalId": "a", "task": {"tools": []}}'
 B = b'{"externalId": "b", "task": {"tools": []}}'
 
+BOM = b"\xef\xbb\xbf"
 VALID = [
     b"[]",
     b"[ \t\r\n]",
     b"[" + A + b"]",
     b"[ " + A + b" , " + B + b" ]",
     b"[\n\t" + A + b",\r\n  " + B + b"\n]\n  \n",
+    BOM + b"[" + A + b"]",
+    b" " * 40 + b"[" + A + b"]",  # blanks longer than a read
 ]
 INVALID = {
     "data after an element": b"[" + A + b" x]",
@@ -34,14 +37,21 @@ INVALID = {
     "form feed before an element": b"[" + A + b",\x0c" + B + b"]",
     "data before the first element": b"[x " + A + b"]",
     "data after an element, before a comma": b"[" + A + b" x, " + B + b"]",
+    "data and no comma between two elements": b"[" + A + b" x " + B + b"]",
     "no comma": b"[" + A + b" " + B + b"]",
-    "a number between two elements": b"[" + A + b", 7 " + B + b"]",
+    "a number between two elements": b"[" + A + b", -1.5 " + B + b"]",
     "a string after an element": b"[" + A + b' "s"]',
     "only a form feed": b"[\x0c]",
+    "a brace closing the array": b"[" + A + b"}",
+    "a brace closing an empty array": b"[}",
     "data after the array": b"[" + A + b"] x",
     "data after blanks after the array": b"[" + A + b"]   \n\n   x",
     "vertical tab after the array": b"[" + A + b"] \x0b",
+    "a byte before the array": b"\xbb[" + A + b"]",
+    "a BOM after blanks": b" " + BOM + b"[" + A + b"]",
+    "two BOMs": BOM + BOM + b"[" + A + b"]",
 }
+CHUNKS = [3, 5, 7, 16, 1 << 20]
 
 
 def _load(path: Path, typed: bool, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -50,23 +60,47 @@ def _load(path: Path, typed: bool, monkeypatch: pytest.MonkeyPatch) -> int:
         return len(ango_torch.load_export(path, progress_bar=False, workers=1))
 
 
-@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
-@pytest.mark.parametrize("chunk", [3, 5, 16, 1 << 20])
 def test_only_blanks_and_commas_between_elements(
-    chunk: int, typed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_scan, "CHUNK", chunk)
+    """Every read size (the gaps cut across reads) and both paths: the valid files load
+    as ``json.loads`` reads them; each invalid one raises the same message (naming bytes
+    of the file, not of a read) every time."""
     path = tmp_path / "e.json"
-    for text in VALID:
+    messages: dict[str, set[str]] = {case: set() for case in INVALID}
+    for chunk in CHUNKS:
+        monkeypatch.setattr(_scan, "CHUNK", chunk)
+        for typed in (True, False):
+            for text in VALID:
+                path.write_bytes(text)
+                assert _load(path, typed, monkeypatch) == len(json.loads(text)), (chunk, text)
+            for case, text in INVALID.items():
+                with pytest.raises(ValueError):  # (JSONDecodeError, UnicodeDecodeError)
+                    json.loads(text)
+                path.write_bytes(text)
+                with pytest.raises(ExportFormatError) as got:
+                    _load(path, typed, monkeypatch)
+                assert "asset (#" not in str(got.value), (case, str(got.value))  # the array's
+                messages[case].add(str(got.value))
+    for case, seen in messages.items():
+        assert len(seen) == 1, (case, seen)
+
+
+def test_ndjson_blank_lines_are_json_blanks(tmp_path: Path) -> None:
+    """Reference: ``json.loads`` of each line that is not JSON whitespace only
+    (``\x0b``/``\x0c`` are not: such a line used to be skipped as blank)."""
+    path = tmp_path / "e.ndjson"
+    path.write_bytes(A + b"\n \t\r\n\n" + B + b"\n")
+    assert len(ango_torch.load_export(path, progress_bar=False)) == 2
+    for blank in (b"\x0b", b" \x0c "):
+        text = A + b"\n" + blank + b"\r\n" + B + b"\n"
+        with pytest.raises(ValueError):
+            json.loads(blank)
         path.write_bytes(text)
-        assert _load(path, typed, monkeypatch) == len(json.loads(text)), text
-    for case, text in INVALID.items():
-        with pytest.raises(json.JSONDecodeError):
-            json.loads(text)
-        path.write_bytes(text)
-        with pytest.raises(ExportFormatError) as got:
-            _load(path, typed, monkeypatch)
-        assert "asset (#" not in str(got.value), (case, str(got.value))  # the array's fault
+        with pytest.raises(ExportFormatError, match=r"asset \(#1\).*invalid JSON"):
+            ango_torch.load_export(path, progress_bar=False)
+        export = ango_torch.load_export(path, progress_bar=False, on_error="skip")
+        assert len(export) == 2 and [s.index for s in export.skipped] == [1]
 
 
 @pytest.mark.parametrize("chunk", [3, 16, 1 << 20])

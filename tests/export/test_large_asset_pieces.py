@@ -375,3 +375,28 @@ def test_one_entry_larger_than_a_piece_is_read_whole(
     got = ango_torch.load_export(path)
     _assert_same_index(got, ango_torch.load_export(json.loads(json.dumps(assets))))
     assert got[1].task.answer.tools[0].object_id == big["objectId"]
+
+
+def test_an_ndjson_line_cut_short_is_an_invalid_asset(
+    tmp_path: Path, tiny_pieces: None, decoder: str
+) -> None:
+    """A large line (read in pieces as its entries arrive) that ends before its JSON
+    closes: ``json.loads`` refuses the line (the reference), so the asset is invalid
+    JSON, named, and left out whole under ``on_error="skip"``; it used to be refused as
+    "two tasks or two tools lists", fatal even under skip (found by fuzzing, issue 14)."""
+    line = json.dumps(video(task_first=False)).encode()
+    cut = line[: line.index(b'"page": 25')]
+    with pytest.raises(ValueError):
+        json.loads(cut)
+    path = tmp_path / "cut.ndjson"
+    path.write_bytes(
+        b"\n".join([json.dumps(_small(0)).encode(), cut, json.dumps(_small(1)).encode()])
+    )
+    raws = _pieces(path.read_bytes())
+    assert max(r.part for r in raws if r.index == 1) > 5  # pieces were made before the cut
+    with pytest.raises(ExportFormatError, match=r"asset \(#1\), line 2: invalid JSON.*piece"):
+        ango_torch.load_export(path)
+    skipped = ango_torch.load_export(path, on_error="skip")
+    assert [a.external_id for a in skipped] == ["img0.png", "img1.png"]
+    assert [s.index for s in skipped.skipped] == [1]
+    _assert_same_index(skipped, ango_torch.load_export([_small(0), _small(1)]))
