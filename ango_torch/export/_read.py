@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _DecodeErrors = (ValueError,)
 
 _R = TypeVar("_R", RawAsset, RawAsset | Block)
+_BOM = b"\xef\xbb\xbf"
 _BLANKS = b" \t\r\n"  # JSON's whitespace (bytes.strip() would also take \x0b and \x0c)
 
 __all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
@@ -117,7 +118,7 @@ def _sniff(head: bytes) -> str:
         return "gzip"
     if head[:4] == b"PK\x03\x04" or head[:4] == b"PK\x05\x06":
         return "zip"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = head.removeprefix(_BOM).lstrip(_BLANKS)  # (one BOM, at the start only)
     if text[:1] == b"[":
         return "array"
     if text[:1] == b"{":
@@ -258,6 +259,8 @@ def _iter_ndjson(
         if not line:
             break
         lineno += 1
+        if lineno == 1:  # one UTF-8 BOM may start the file (orjson refuses it)
+            line = line.removeprefix(_BOM)
         if len(line) > split_at and not line.endswith(b"\n"):
             yield from flush()
             # A large asset: scanned as it is read, and yielded in pieces along its

@@ -267,16 +267,23 @@ def _check_elements(
     keep = events >= 0
     ev, pos = events[keep], marks[keep]
     # The gaps before each event and after the last: [starts[k], ends[k]).
-    starts = np.concatenate([[body], pos + 1]).astype(np.int64)
-    ends = np.concatenate([pos, [len(chunk)]]).astype(np.int64)
-    found = _first_data(chunk, starts, ends)
-    # The first byte of data in each gap: its offset in the file (-1: none), the byte.
-    data = np.where(found >= 0, found + offset, -1)
-    byte = [chunk[f : f + 1] for f in found.tolist()]
-    if pending is not None:  # (the first gap began in an earlier chunk)
-        data[0], byte[0] = pending
     prev = np.concatenate([np.array([last_event], np.int8), ev])
     nxt = np.concatenate([ev, np.array([-1], np.int8)])  # (-1: the chunk's end)
+    # Only the gaps outside the elements (and before the array's end) are measured.
+    starts = np.concatenate([[body], pos + 1]).astype(np.int64)
+    ends = np.concatenate([pos, [len(chunk)]]).astype(np.int64)
+    outside = (prev != _ELEM) & (prev != _END)
+    found = _first_data(chunk, starts, np.where(outside, ends, starts))
+    # The first byte of data in each gap: its offset in the file (-1: none).
+    data = np.where(found >= 0, found + offset, -1)
+    if pending is not None:  # (the first gap began in an earlier chunk)
+        data[0] = pending[0]
+
+    def byte(k: int) -> bytes:
+        if k == 0 and pending is not None:
+            return pending[1]
+        return chunk[int(found[k]) : int(found[k]) + 1]
+
     slot = (prev == _START) | (prev == _COMMA)  # an element's place
     failures: list[tuple[int, ExportFormatError]] = []
     # Where the element's place holds no bracket: a non-object (or no) element.
@@ -298,7 +305,7 @@ def _check_elements(
         element = commas_before + int(np.count_nonzero(ev[:k] == _COMMA))
         at = int(data[k])
         error = ExportFormatError(
-            f"export {name!r}: invalid JSON: unexpected {byte[k]!r} between the array's "
+            f"export {name!r}: invalid JSON: unexpected {byte(k)!r} between the array's "
             f"elements, by element #{element} (byte {at})"
         )
         failures.append((max(at - offset, 0), error))
@@ -314,7 +321,7 @@ def _check_elements(
     if len(ev):
         last_event = int(ev[-1])
     inside = last_event in (_ELEM, _END)  # (inside an element, or after the array)
-    pending = None if data[-1] < 0 or inside else (int(data[-1]), byte[-1])
+    pending = None if data[-1] < 0 or inside else (int(data[-1]), byte(len(data) - 1))
     failure = min(failures, key=lambda f: f[0]) if failures else None
     return last_event, pending, failure
 

@@ -84,6 +84,7 @@ class Splitter:
         self.depth, self.in_string, self.escaped = 0, False, False
         self.sep = [-1, -1, -1]  # last separator ('{', '[' or ',') at depth 1 and 2
         self.task: list[int] = []  # [open, close] of the task object
+        self.end = -1  # the asset's closing brace (a line may go on after it)
         self.spans: dict[bytes, list[int]] = {}  # task key → [open, close] of its value
         self.current: bytes | None = None  # the task key whose value is open
         self.commas: list[npt.NDArray[np.int64]] = []  # between the entries not yet made
@@ -241,6 +242,8 @@ class Splitter:
                     self.current = None
                 elif d == 1 and self._in_task(p):
                     self.task.append(p)
+                elif d == 0 and self.end < 0:
+                    self.end = p
 
     def _in_task(self, p: int) -> bool:
         return len(self.task) == 1 and p > self.task[0]
@@ -308,7 +311,8 @@ class Splitter:
         tools = self.spans.get(b"tools", [])
         commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
         whole = self.splittable and len(self.task) == 2 and len(tools) == 2
-        if self.made and self.depth:  # it never closes (an NDJSON line cut short)
+        after = self.end >= 0 and bool(self._slice(self.end + 1, self.size).strip(_BLANK))
+        if self.made and (self.depth or after):  # an NDJSON line cut short, or going on
             # Its last piece is its bytes from the last cut on, with its head: invalid
             # JSON, so the decoder names the asset (and under on_error="skip" it is left
             # out whole), as for an asset read whole (found by fuzzing, issue 14).

@@ -92,6 +92,14 @@ def test_ndjson_blank_lines_are_json_blanks(tmp_path: Path) -> None:
     path = tmp_path / "e.ndjson"
     path.write_bytes(A + b"\n \t\r\n\n" + B + b"\n")
     assert len(ango_torch.load_export(path, progress_bar=False)) == 2
+    # One BOM may start the file (json.loads reads it so; orjson refuses it).
+    for text in (BOM + A + b"\n" + B, BOM + b"\n" + A + b"\n" + B + b"\n"):
+        path.write_bytes(text)
+        export = ango_torch.load_export(path, progress_bar=False, on_error="skip")
+        assert [a.external_id for a in export] == ["a", "b"] and not export.skipped_count
+    path.write_bytes(A + b"\n" + BOM + B + b"\n")  # (only at the start)
+    with pytest.raises(ExportFormatError, match=r"asset \(#1\).*invalid JSON"):
+        ango_torch.load_export(path, progress_bar=False)
     for blank in (b"\x0b", b" \x0c "):
         text = A + b"\n" + blank + b"\r\n" + B + b"\n"
         with pytest.raises(ValueError):

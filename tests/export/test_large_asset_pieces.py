@@ -377,15 +377,20 @@ def test_one_entry_larger_than_a_piece_is_read_whole(
     assert got[1].task.answer.tools[0].object_id == big["objectId"]
 
 
+@pytest.mark.parametrize("how", ["cut short", "a second object"])
 def test_an_ndjson_line_cut_short_is_an_invalid_asset(
-    tmp_path: Path, tiny_pieces: None, decoder: str
+    tmp_path: Path, tiny_pieces: None, decoder: str, how: str
 ) -> None:
     """A large line (read in pieces as its entries arrive) that ends before its JSON
-    closes: ``json.loads`` refuses the line (the reference), so the asset is invalid
-    JSON, named, and left out whole under ``on_error="skip"``; it used to be refused as
-    "two tasks or two tools lists", fatal even under skip (found by fuzzing, issue 14)."""
+    closes, or goes on after it with a second object: ``json.loads`` refuses the line
+    (the reference), so the asset is invalid JSON, named, and left out whole under
+    ``on_error="skip"``; it used to be refused as "two tasks or two tools lists", fatal
+    even under skip (found by fuzzing, issue 14)."""
     line = json.dumps(video(task_first=False)).encode()
-    cut = line[: line.index(b'"page": 25')]
+    if how == "cut short":
+        cut = line[: line.index(b'"page": 25')]
+    else:
+        cut = line + b' {"task": {"tools": []}}'
     with pytest.raises(ValueError):
         json.loads(cut)
     path = tmp_path / "cut.ndjson"
