@@ -259,9 +259,10 @@ def _iter_ndjson(
         if not line:
             break
         lineno += 1
+        read = len(line)  # (whether the line goes on: before its BOM is taken off)
         if lineno == 1:  # one UTF-8 BOM may start the file (orjson refuses it)
             line = line.removeprefix(_BOM)
-        if len(line) > split_at and not line.endswith(b"\n"):
+        if read > split_at and not line.endswith(b"\n"):
             yield from flush()
             # A large asset: scanned as it is read, and yielded in pieces along its
             # task.tools (bounded by max_asset_bytes and max_streamed_asset_bytes).

@@ -405,3 +405,20 @@ def test_an_ndjson_line_cut_short_is_an_invalid_asset(
     assert [a.external_id for a in skipped] == ["img0.png", "img1.png"]
     assert [s.index for s in skipped.skipped] == [1]
     _assert_same_index(skipped, ango_torch.load_export([_small(0), _small(1)]))
+
+
+@pytest.mark.parametrize("length", [2047, 2048, 2049, 2050, 9000])
+def test_a_long_first_line_after_a_bom_is_one_asset(
+    tmp_path: Path, tiny_pieces: None, length: int
+) -> None:
+    """Reference: ``json.loads`` of the file (which reads one leading BOM), around
+    ``SPLIT_BYTES`` (2048 here).  A BOM taken off a line read to the limit made it look
+    whole: its rest was read as another line (found by fuzzing, issue 14)."""
+    head = b'{"externalId": "a", "task": {"tools": []}, "p": "'
+    line = head + b"x" * (length - len(head) - 2) + b'"}'
+    text = b"\xef\xbb\xbf" + line + b"\n" + json.dumps(_small(1)).encode() + b"\n"
+    assert len(line) == length and json.loads(text.splitlines()[0].decode("utf-8-sig"))
+    path = tmp_path / "bom.ndjson"
+    path.write_bytes(text)
+    export = ango_torch.load_export(path, progress_bar=False)
+    assert [a.external_id for a in export] == ["a", "img1.png"]
