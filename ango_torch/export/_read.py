@@ -269,7 +269,11 @@ def _iter_ndjson(
             splitter = _split.Splitter(name, lim, index, lineno)
             splitter.feed(line)
             while not line.endswith(b"\n") and (line := stream.readline(CHUNK)):
-                splitter.feed(line)
+                # The line's end and the blanks before it are not the asset's bytes (nor
+                # counted in its limits, as for a line read whole; found by fuzzing).
+                end = line.rstrip(_BLANKS) if line.endswith(b"\n") else line
+                if end:
+                    splitter.feed(end)
                 yield from splitter.take()  # pieces made before the line ends
             yield from splitter.pieces()
             index += 1
