@@ -122,26 +122,36 @@ def _memory(kind: str, path: Path) -> dict[str, int]:
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _patched(
+    module: Any, attr: str, replacement: Any, path: Path, repeat: int
+) -> tuple[list[float], list[float]]:
+    """One-process ``load_export(path)`` times with ``module.attr`` as it is and patched
+    to ``replacement``, alternating: (as is, patched)."""
+    import ango_torch
+
+    real = getattr(module, attr)
+    times: tuple[list[float], list[float]] = ([], [])
+    try:
+        for _ in range(repeat):
+            for side, out in zip((real, replacement), times, strict=True):
+                setattr(module, attr, side)
+                out.append(
+                    _time(lambda: ango_torch.load_export(path, progress_bar=False, workers=1))
+                )
+    finally:
+        setattr(module, attr, real)
+    return times
+
+
 def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
     """(e): NDJSON in blocks vs line by line."""
-    import ango_torch
     from ango_torch.export import _blocks
 
     lines = folder / "ango.ndjson"
     with lines.open("w") as f:
         for asset in json.loads(ango.read_bytes()):
             f.write(json.dumps(asset) + "\n")
-    real = _blocks.ndjson_block
-    blocks, by_line = [], []
-    try:
-        for _ in range(repeat):
-            for side, times in ((real, blocks), (lambda *a, **k: None, by_line)):
-                _blocks.ndjson_block = side  # type: ignore[assignment]
-                times.append(
-                    _time(lambda: ango_torch.load_export(lines, progress_bar=False, workers=1))
-                )
-    finally:
-        _blocks.ndjson_block = real  # type: ignore[assignment]
+    blocks, by_line = _patched(_blocks, "ndjson_block", lambda *a, **k: None, lines, repeat)
     ratios = [b / a for a, b in zip(blocks, by_line, strict=True)]
     print(
         f"(e) NDJSON {_mmm(blocks)} s in blocks, {_mmm(by_line)} s line by line → "
@@ -152,20 +162,9 @@ def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
 
 def _check_cost(ango: Path, repeat: int) -> None:
     """(f): the whole-text check vs without it."""
-    import ango_torch
     from ango_torch.export import _typed
 
-    real = _typed._valid_json
-    checked, unchecked = [], []
-    try:
-        for _ in range(repeat):
-            for side, times in ((real, checked), (lambda data: True, unchecked)):
-                _typed._valid_json = side  # type: ignore[assignment]
-                times.append(
-                    _time(lambda: ango_torch.load_export(ango, progress_bar=False, workers=1))
-                )
-    finally:
-        _typed._valid_json = real  # type: ignore[assignment]
+    checked, unchecked = _patched(_typed, "_valid_json", lambda data: True, ango, repeat)
     ratios = [a / b for a, b in zip(checked, unchecked, strict=True)]
     print(
         f"(f) whole-text check {_mmm(checked)} s with, {_mmm(unchecked)} s without → "

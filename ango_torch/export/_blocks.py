@@ -36,7 +36,7 @@ import numpy as np
 
 from ..limits import Limits
 from . import _split, _typed
-from ._bytescan import _OPEN, _QUOTE, RawAsset
+from ._bytescan import _BLANKS, _OPEN, _QUOTE, RawAsset
 from ._scan import iter_array, max_depth
 
 __all__ = ["BLOCK_BYTES", "Block", "deepest", "iter_blocks", "ndjson_block", "usable"]
@@ -119,7 +119,7 @@ def ndjson_block(
     except (msgspec.DecodeError, RecursionError):
         return None
     if len(elements) != len(lines) or any(
-        len(e) != len(line.strip(b" \t\r\n")) or memoryview(e)[0] != _BRACE
+        len(e) != len(line.strip(_BLANKS)) or memoryview(e)[0] != _BRACE
         for e, (_, line, _) in zip(elements, lines, strict=True)
     ):
         return None

@@ -19,6 +19,8 @@ _OPEN[[ord("{"), ord("[")]] = 1
 _OPEN[[ord("}"), ord("]")]] = -1
 _SPECIAL = np.zeros(256, bool)
 _SPECIAL[[ord(c) for c in '{}[],"\\']] = True
+_BLANKS = b" \t\r\n"  # JSON's whitespace (bytes.strip() would also take \x0b and \x0c)
+_BOM = b"\xef\xbb\xbf"  # one UTF-8 BOM may start a file (orjson refuses it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from ..limits import Limits, current
 from . import _blocks, _split
 from ._archive import CHUNK, Fault, open_gzip, open_zip_member
 from ._blocks import Block, iter_blocks
+from ._bytescan import _BLANKS, _BOM
 from ._scan import RawAsset, iter_array, max_depth, too_deep
 
 try:  # orjson is the [fast] extra: ~3x faster than json on exports.
@@ -38,8 +39,6 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _DecodeErrors = (ValueError,)
 
 _R = TypeVar("_R", RawAsset, RawAsset | Block)
-_BOM = b"\xef\xbb\xbf"
-_BLANKS = b" \t\r\n"  # JSON's whitespace (bytes.strip() would also take \x0b and \x0c)
 
 __all__ = ["RawAsset", "check_parsed_depth", "iter_raw_assets", "loads", "open_export"]
 
@@ -260,7 +259,7 @@ def _iter_ndjson(
             break
         lineno += 1
         read = len(line)  # (whether the line goes on: before its BOM is taken off)
-        if lineno == 1:  # one UTF-8 BOM may start the file (orjson refuses it)
+        if lineno == 1:  # (the file's BOM)
             line = line.removeprefix(_BOM)
         if read > split_at and not line.endswith(b"\n"):
             yield from flush()

@@ -18,6 +18,8 @@ from ..limits import Limits
 from . import _split
 from ._archive import CHUNK
 from ._bytescan import (
+    _BLANKS,
+    _BOM,
     _BSLASH,
     _OPEN,
     _QUOTE,
@@ -122,7 +124,7 @@ def iter_array(
         body = 0  # where this chunk's part of the array body starts
         if not started:  # blanks (after one BOM at the file's start), then "["
             lead = 3 if offset == 0 and chunk.startswith(_BOM) else 0
-            first = len(chunk) - len(chunk[lead:].lstrip(_JSON_BLANKS))
+            first = len(chunk) - len(chunk[lead:].lstrip(_BLANKS))
             if first == len(chunk):
                 offset += len(chunk)
                 continue
@@ -217,13 +219,9 @@ def iter_array(
         )
 
 
-_BOM = b"\xef\xbb\xbf"
-_JSON_BLANKS = b" \t\r\n"  # (bytes.strip() would also take \x0b and \x0c)
-
-
 def _blank(data: bytes) -> bool:
     """Whether ``data`` is JSON whitespace only."""
-    return not data.strip(_JSON_BLANKS)
+    return not data.strip(_BLANKS)
 
 
 def _blank_to_the_end(stream: IO[bytes]) -> bool:
@@ -266,10 +264,10 @@ def _check_elements(
     events[(step < 0) & (dcum == 0)] = _END
     keep = events >= 0
     ev, pos = events[keep], marks[keep]
-    # The gaps before each event and after the last: [starts[k], ends[k]).
     prev = np.concatenate([np.array([last_event], np.int8), ev])
     nxt = np.concatenate([ev, np.array([-1], np.int8)])  # (-1: the chunk's end)
-    # Only the gaps outside the elements (and before the array's end) are measured.
+    # The gaps before each event and after the last, [starts[k], ends[k]): only those
+    # outside the elements (and before the array's end) are measured.
     starts = np.concatenate([[body], pos + 1]).astype(np.int64)
     ends = np.concatenate([pos, [len(chunk)]]).astype(np.int64)
     outside = (prev != _ELEM) & (prev != _END)
@@ -327,7 +325,7 @@ def _check_elements(
 
 
 _NOT_BLANK = np.ones(256, bool)
-_NOT_BLANK[list(_JSON_BLANKS)] = False
+_NOT_BLANK[list(_BLANKS)] = False
 
 
 def _first_data(
@@ -344,7 +342,7 @@ def _first_data(
         return out
     if total > CHUNK // 8:  # (mostly blanks: few, long ranges)
         for k in np.flatnonzero(lens).tolist():
-            rest = len(chunk[lo[k] : hi[k]].lstrip(_JSON_BLANKS))
+            rest = len(chunk[lo[k] : hi[k]].lstrip(_BLANKS))
             out[k] = int(hi[k]) - rest if rest else -1
         return out
     at = np.repeat(lo - (ends - lens), lens) + np.arange(total)

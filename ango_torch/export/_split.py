@@ -33,7 +33,16 @@ import numpy.typing as npt
 
 from ..errors import ExportFormatError, LimitError, where
 from ..limits import Limits, hint
-from ._bytescan import _BSLASH, _OPEN, _QUOTE, _SPECIAL, RawAsset, _escaped_quotes, too_deep
+from ._bytescan import (
+    _BLANKS,
+    _BSLASH,
+    _OPEN,
+    _QUOTE,
+    _SPECIAL,
+    RawAsset,
+    _escaped_quotes,
+    too_deep,
+)
 
 __all__ = ["PIECE_BYTES", "SPLIT_BYTES", "Scanned", "Splitter", "piece_error"]
 
@@ -44,7 +53,6 @@ SPLIT_BYTES = 32 << 20
 PIECE_BYTES = 8 << 20
 """About how many bytes of ``tools`` entries each piece holds."""
 
-_BLANK = b" \t\r\n"
 _WHOLE = "the asset's JSON is"
 _SHELL = "the asset's JSON apart from its task.tools entries is"
 _ENTRY = "one task.tools entry (with the asset's other fields) is"
@@ -245,15 +253,19 @@ class Splitter:
                 elif d == 0 and self.end < 0:
                     self.end = p
 
+    def _goes_on(self) -> bool:
+        """Whether more than blanks follow the asset's closing brace (on its line)."""
+        return self.end >= 0 and bool(self._slice(self.end + 1, self.size).strip(_BLANKS))
+
     def _in_task(self, p: int) -> bool:
         return len(self.task) == 1 and p > self.task[0]
 
     def _key(self, sep: int, p: int) -> bytes | None:
         """The object key between separator ``sep`` and the value opening at ``p``."""
-        text = self._slice(sep + 1, p).strip(_BLANK)
+        text = self._slice(sep + 1, p).strip(_BLANKS)
         if not text.endswith(b":"):
             return None
-        text = text[:-1].strip(_BLANK)
+        text = text[:-1].strip(_BLANKS)
         if len(text) < 2 or not text[:1] == text[-1:] == b'"':
             return None
         if b"\\" not in text:
@@ -311,13 +323,13 @@ class Splitter:
         tools = self.spans.get(b"tools", [])
         commas = np.concatenate(self.commas) if self.commas else np.zeros(0, np.int64)
         whole = self.splittable and len(self.task) == 2 and len(tools) == 2
-        after = self.end >= 0 and bool(self._slice(self.end + 1, self.size).strip(_BLANK))
-        if self.made and (self.depth or after):  # an NDJSON line cut short, or going on
-            # Its last piece is its bytes from the last cut on, with its head: invalid
-            # JSON, so the decoder names the asset (and under on_error="skip" it is left
-            # out whole), as for an asset read whole (found by fuzzing, issue 14).
+        if self.made and (self.depth or self._goes_on()):
+            # An NDJSON line cut short, or going on after the asset.  Its last piece is
+            # its bytes from the last cut on, with its head: invalid JSON, so the decoder
+            # names the asset (and under on_error="skip" it is left out whole), as for an
+            # asset read whole (found by fuzzing, issue 14).
             assert self.head is not None
-            data = self.head[1] + self._slice(self.cut + 1, self.size).rstrip(_BLANK)
+            data = self.head[1] + self._slice(self.cut + 1, self.size).rstrip(_BLANKS)
             yield RawAsset(self.index, data, self.line, part=self.made, first=self.entries)
             return
         if self.made and not whole:  # pieces were made of what turned out not to be it
