@@ -271,3 +271,35 @@ def typed_assets(n: int) -> list[dict[str, Any]]:
         history = [{"stage": "Label", "completedAt": "2023-09-01T08:05:21.104Z", "tools": tools}]
         out.append(make_asset(tools, external_id=f"img_{i}.jpg", stage_history=history))
     return out
+
+
+def assert_same_index(a: Any, b: Any, where: str = "") -> None:
+    """Two :class:`~ango_torch.export.index.ExportIndex`\\ es hold the same index.
+
+    Every column is compared exactly, but the entries of the JSON table (``extras_*``:
+    snapshot and asset extras, object rows) as JSON values: the typed decoder stores a
+    tool's classifications and metadata as the file's own text (its blanks, key order,
+    number spelling), the parser as compact JSON of the decoded values. The reference
+    is the standard library's ``json``, with keys sorted (``1``, ``1.0`` and ``true``
+    stay distinct).
+    """
+    import json
+
+    import numpy as np
+
+    arrays_a, arrays_b = a.arrays, b.arrays
+    assert arrays_a.keys() == arrays_b.keys(), where
+    for key, value in arrays_a.items():
+        if key not in ("extras_blob", "extras_offsets"):
+            np.testing.assert_array_equal(value, arrays_b[key], err_msg=f"{where}: {key}")
+    assert len(arrays_a["extras_offsets"]) == len(arrays_b["extras_offsets"]), where
+
+    def entries(arrays: Any) -> list[str]:
+        blob, offsets = arrays["extras_blob"].tobytes(), arrays["extras_offsets"].tolist()
+        return [
+            json.dumps(json.loads(blob[s:e]), sort_keys=True)
+            for s, e in itertools.pairwise(offsets)
+        ]
+
+    for k, (x, y) in enumerate(zip(entries(arrays_a), entries(arrays_b), strict=True)):
+        assert x == y, f"{where}: JSON table entry {k}: {x} != {y}"

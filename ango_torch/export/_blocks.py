@@ -193,8 +193,9 @@ def deepest(data: bytes) -> int:
     if not len(a):
         return 0
     step = _OPEN[a]  # (a quote's step is 0)
-    step[(np.cumsum(a == _QUOTE, dtype=np.uint8) & 1).view(bool)] = 0  # inside strings
-    return int(np.cumsum(step, dtype=np.int64).max())
+    if b'"' in kept:  # a string holding brackets (else no quote is left: ~2x faster)
+        step[(np.cumsum(a == _QUOTE, dtype=np.uint8) & 1).view(bool)] = 0  # inside strings
+    return int(np.cumsum(step, dtype=np.int32 if len(a) < 2**31 else np.int64).max())
 
 
 def _block(index: int, data: bytes, name: str, lim: Limits, decode: bool) -> Block | None:

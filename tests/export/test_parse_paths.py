@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from builders import make_asset, make_box, make_polygon
+from builders import assert_same_index, make_asset, make_box, make_polygon
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
@@ -443,7 +443,7 @@ def test_every_index_column_is_the_same_on_both_paths(seed: int) -> None:
     )
     assert fast_skips == full_skips
     assert fast_index.arrays.keys() == full_index.arrays.keys()
-    for key, value in fast_index.arrays.items():
+    for key, value in fast_index.arrays.items():  # (neither is the typed decoder: exact)
         np.testing.assert_array_equal(value, full_index.arrays[key], err_msg=key)
     # Records and attributes rebuilt from the index never fail (the stored JSON was
     # validated at load by the same rules), and equal the parser's records.
@@ -688,12 +688,6 @@ def file_index(raws: list[RawAsset], *, path: str) -> tuple[ExportIndex, list[An
 
 def full_columns(raw: Any, i: int) -> AssetColumns:
     return from_record(parse_asset(raw, i))
-
-
-def assert_same_index(a: ExportIndex, b: ExportIndex, where: str) -> None:
-    assert a.arrays.keys() == b.arrays.keys(), where
-    for key, value in a.arrays.items():
-        np.testing.assert_array_equal(value, b.arrays[key], err_msg=f"{where}: {key}")
 
 
 @typed_only

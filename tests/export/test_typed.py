@@ -2,7 +2,8 @@
 
 The reference everywhere is the loader without typed decoding (``_typed.AVAILABLE``
 off: the fast path and the full parser, compared with each other by
-``test_parse_paths.py``): the same index, byte for byte, and the same errors.
+``test_parse_paths.py``): the same index (every column byte for byte; the JSON table's
+entries as JSON values, ``builders.assert_same_index``), and the same errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from builders import typed_assets
+from builders import assert_same_index, typed_assets
 
 import ango_torch
 from ango_torch.errors import ExportFormatError
@@ -54,9 +55,7 @@ def _load(path: Any, monkeypatch: pytest.MonkeyPatch, *, typed: bool, **kw: Any)
 
 
 def _same(a: Any, b: Any) -> None:
-    assert a.index.arrays.keys() == b.index.arrays.keys()
-    for key, value in a.index.arrays.items():
-        np.testing.assert_array_equal(value, b.index.arrays[key], err_msg=key)
+    assert_same_index(a.index, b.index)
 
 
 def _write(folder: Path, assets: list[Any], fmt: str) -> Path:
@@ -187,3 +186,50 @@ def test_ring_numbers_without_simdjson_are_the_same(
     taken = _counting(monkeypatch)
     _same(_load(path, monkeypatch, typed=True), reference)
     assert taken == [True]
+
+
+def test_classifications_and_metadata_stay_the_files_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool's classifications in the stored form (any key order, blanks, nested) and
+    its metadata object are stored as the file spells them, not decoded and re-encoded;
+    the rest (an unusual classification, metadata that is not an object) as the parser
+    makes it. Reference: the loader without typed decoding, and its records."""
+    assets = typed_assets(6)
+    tools = assets[1]["task"]["tools"]
+    reordered = {
+        "answer": 1.50,  # spelled "1.5" by json.dumps, as by the parser's encoder
+        "classifications": [
+            {"title": "depth", "answer": {"k": ["é", True]}, "classifications": [],
+             "tool": "text", "schemaId": None, "objectId": "n1"}
+        ],
+        "title": "occluded", "tool": "radio", "schemaId": "k", "objectId": "c9",
+    }  # fmt: skip
+    tools[0]["classifications"] = [reordered]
+    tools[1]["classifications"] = []
+    tools[2]["classifications"] = [{**reordered, "page": 0}]  # a key the form lacks
+    tools[3]["classifications"] = None
+    tools[0]["metadata"] = {"createdBy": "b", "nested": {"deep": [1, {"x": None}]}}
+    tools[1]["metadata"] = 5
+    tools[2]["metadata"] = []
+    tools[3]["metadata"] = "x"
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(assets, indent=2, ensure_ascii=True))  # blanks and \u00e9
+    reference = _load(path, monkeypatch, typed=False)
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True)
+    assert taken and all(taken), taken
+    assert_same_index(typed.index, reference.index)
+    blob = typed.index.arrays["extras_blob"].tobytes()
+    assert b'"answer": {\n' in blob and b'"\\u00e9"' in blob  # the file's own text
+    assert b'"nested": {\n' in blob
+    ref_blob = reference.index.arrays["extras_blob"].tobytes()
+    assert b'"answer":{"k":["\xc3\xa9",true]}' in ref_blob  # the parser: compact
+    for i in range(len(assets)):
+        for ours, theirs in zip(typed[i].task.answer.tools, reference[i].task.answer.tools,
+                                strict=True):  # fmt: skip
+            assert ours.classifications == theirs.classifications
+            assert ours.metadata == theirs.metadata
+    got = typed[1].task.answer.tools
+    assert got[0].classifications[0].classifications[0].answer == {"k": ["é", True]}
+    assert got[1].classifications == got[3].classifications == ()
