@@ -24,6 +24,8 @@ from .index import ExportIndex
 
 __all__ = ["IndexBuilder", "concat", "release_freed_memory"]
 
+_INT32_MAX = 2**31 - 1
+
 
 def release_freed_memory() -> None:
     """Hand freed heap back to the OS (glibc keeps it otherwise).
@@ -183,6 +185,9 @@ class IndexBuilder:
         """Append many whole assets at once (the typed decoder's chunk, :mod:`._typed`):
         the same rows, and table entries in the same order, as :meth:`add_columns` of
         each asset in turn."""
+        if c.asset_snaps.count(1) == len(c.asset_snaps) and not any(c.pages):
+            self._add_plain_chunk(c)  # (the common case)
+            return
         a, s, add, extra = self.a, self.s, self.strings.add, self.extras.add
         obj = len(self.obj_kind)
         rows = iter(c.snap_rows)
@@ -210,6 +215,57 @@ class IndexBuilder:
             a["objects"].append(extra(c.objects[k]))
         a["width"].extend(c.width)
         a["height"].extend(c.height)
+        self._add_chunk_objects(c)
+
+    def _add_plain_chunk(self, c: ChunkColumns) -> None:
+        """:meth:`add_chunk` of assets with one snapshot each and no pages, column by
+        column: the same rows, and the same table entries in the same order."""
+        n = len(c.asset_snaps)
+        if not n:
+            return
+        stage, stage_id, brush, medical, n_objs, snap_extra = zip(*c.snap_rows, strict=True)
+        # Table entries in add_columns' order: per asset its ids and URL, then its snapshot.
+        per_asset = (c.asset_id, c.external_id, c.url, stage, stage_id, brush, medical)
+        ids = self.strings.add_many(
+            list(itertools.chain.from_iterable(zip(*per_asset, strict=True)))
+        )
+        ids = ids.reshape(n, len(per_asset)).T
+        extras = self.extras.add_many(
+            list(itertools.chain.from_iterable(zip(snap_extra, c.extra, c.objects, strict=True)))
+        )
+        extras = extras.reshape(n, 3).T
+        first, snap0, pages = len(self), len(self.s["asset"]), len(self.page_urls)
+        counts = np.asarray(n_objs, np.int64)
+        ends = np.cumsum(counts) + len(self.obj_kind)
+        asset_cols = {
+            "asset_id": ids[0],
+            "external_id": ids[1],
+            "url": ids[2],
+            "width": np.asarray(c.width, np.int64),
+            "height": np.asarray(c.height, np.int64),
+            "snap_start": np.arange(snap0, snap0 + n),
+            "snap_end": np.arange(snap0 + 1, snap0 + n + 1),
+            "page_start": np.full(n, pages),
+            "page_end": np.full(n, pages),
+            "extra": extras[1],
+            "objects": extras[2],
+        }
+        snap_cols = {
+            "asset": np.arange(first, first + n),
+            "stage": ids[3],
+            "stage_id": ids[4],
+            "brush": ids[5],
+            "medical_brush": ids[6],
+            "obj_start": ends - counts,
+            "obj_end": ends,
+            "extra": extras[0],
+        }
+        if max(int(ends[-1]), int(ids.max()), int(extras.max()), snap0 + n) > _INT32_MAX:
+            raise OverflowError("an index column beyond int32")  # as array("i") would
+        for k, v in asset_cols.items():
+            self.a[k].frombytes(v.astype(np.int32).tobytes())
+        for k, v in snap_cols.items():
+            self.s[k].frombytes(v.astype(np.int32).tobytes())
         self._add_chunk_objects(c)
 
     def _add_chunk_objects(self, c: ChunkColumns) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Sequence
+from itertools import compress, repeat
+from operator import is_, is_not
 from typing import Any
 
 import numpy as np
@@ -82,6 +85,48 @@ class _TableBuilder:
         if ids is not None and len(ids) < INTERN_MAX:
             ids[data] = i
         return i
+
+    def add_many(self, values: Sequence[str | bytes | None]) -> npt.NDArray[np.int64]:
+        """:meth:`add` of each value in turn, in bulk: the same ids and the same table.
+
+        The typed decoder's chunks add ~10 values per asset; one call per value was
+        ~7% of indexing the benchmark's mixed export (py-spy, issue 14).
+        """
+        n = len(values)
+        out = np.full(n, -1, np.int64)
+        present = np.fromiter(map(is_not, values, repeat(None)), bool, n)
+        datas = list(compress(values, present))
+        if str in set(map(type, datas)):
+            datas = [v.encode("utf-8") if type(v) is str else v for v in datas]
+        ids = self._ids
+        if ids is None:  # every value a new entry
+            out[present] = self._append(datas)
+            return out
+        found = list(map(ids.get, datas))
+        missing = np.fromiter(map(is_, found, repeat(None)), bool, len(found))
+        if not missing.any():
+            out[present] = found
+            return out
+        new = list(compress(datas, missing))
+        unique = list(dict.fromkeys(new))
+        if len(ids) + len(unique) <= INTERN_MAX:  # all remembered: repeats share an id
+            ids.update(zip(unique, self._append(unique).tolist(), strict=True))
+            out[present] = list(map(ids.__getitem__, datas))
+        elif len(ids) >= INTERN_MAX:  # none remembered: each a new entry
+            got = np.array([-1 if f is None else f for f in found], np.int64)
+            got[missing] = self._append(new)
+            out[present] = got
+        else:  # the table fills up within these values: one by one, as add does
+            return np.fromiter(map(self.add, values), np.int64, n)
+        return out
+
+    def _append(self, datas: list[Any]) -> npt.NDArray[np.int64]:
+        """Append each of ``datas`` (bytes) as a new entry; their ids."""
+        first = len(self._offsets) - 1
+        ends = np.cumsum(np.fromiter(map(len, datas), np.int64, len(datas))) + len(self._blob)
+        self._blob += b"".join(datas)
+        self._offsets.frombytes(ends.tobytes())
+        return np.arange(first, first + len(datas), dtype=np.int64)
 
     def build(self) -> StringTable:
         # Views of the builder's buffers, not copies: the builder is dropped after build.

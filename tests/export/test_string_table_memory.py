@@ -9,6 +9,8 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from ango_torch.export._tables import INTERN_MAX, _TableBuilder
 
 
@@ -67,3 +69,30 @@ def test_joining_parallel_parts_needs_about_one_index() -> None:
     assert merged.nbytes > 0.99 * whole and len(merged) == 8 * 20 * len(sample)
     assert [merged.string(i) for i in merged.asset_external_id[:3]] == first
     assert peak - before < largest + 0.15 * whole, (peak - before, largest, whole)
+
+
+@pytest.mark.parametrize("intern", [True, False], ids=["interned", "plain"])
+@pytest.mark.parametrize("seed", range(4))
+def test_add_many_gives_the_ids_and_table_of_add_one_by_one(
+    intern: bool, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``add_many`` (the typed decoder's chunks) against ``add`` of each value in turn
+    (the reference: what the parser's path calls), through all three states of the
+    interning dict: room for every new value, filling up within a batch, and full.
+    Values repeat within and across batches; ``None``, ``str`` and ``bytes`` mix."""
+    import random
+
+    from ango_torch.export import _tables
+
+    monkeypatch.setattr(_tables, "INTERN_MAX", 12)
+    rng = random.Random(seed)
+    pool: list[str | bytes | None] = [None, "Complete", b"Label", "é", ""]
+    pool += [f"v{i}" for i in range(40)] + [f"b{i}".encode() for i in range(10)]
+    one, many = _TableBuilder(intern=intern), _TableBuilder(intern=intern)
+    for _ in range(12):
+        batch = [rng.choice(pool) for _ in range(rng.randrange(0, 9))]
+        expected = [one.add(v) for v in batch]
+        assert many.add_many(batch).tolist() == expected, batch
+    a, b = one.build(), many.build()
+    assert len(a) == len(b)
+    assert [a.raw(i) for i in range(len(a))] == [b.raw(i) for i in range(len(b))]
