@@ -6,7 +6,9 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
 (a) ``load_export`` + ``AngoDataset`` construction (imports excluded) in one process vs
     ``pycocotools.coco.COCO(path)`` on the same annotations, runs alternating,
     min/median/max of the times and of the per-run ratios; then two processes
-    (``workers=2``);
+    (``workers=2``); then the one-process comparison again with each run in a fresh
+    interpreter (imports and their first use before the clock), alternating: in one
+    process each side also pays for the heap the other's last run left behind;
 (b) re-opening from the persisted index vs the same baseline;
 (c) resident size of the index vs ``json.load``'s object tree of the same file;
 (d) peak memory while indexing (one process), typed decoding vs without it (today's
@@ -113,6 +115,37 @@ current, peak = tracemalloc.get_traced_memory()
 resident = obj.index.nbytes if kind != "json" else current
 print(json.dumps({"resident": resident, "peak": peak}))
 """
+
+
+_FRESH = r"""
+import contextlib, io, sys, time
+which, path, warm, root = sys.argv[1:5]
+import ango_torch
+from pycocotools.coco import COCO
+# Imports (torch, the dataset) and their first use excluded, as in (a).
+ango_torch.AngoDataset(ango_torch.load_export(warm, progress_bar=False), root=root)
+t0 = time.perf_counter()
+if which == "ours":
+    export = ango_torch.load_export(path, progress_bar=False, workers=1)
+    ango_torch.AngoDataset(export, task="instance", root=root)
+else:
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(path)
+print(time.perf_counter() - t0)
+"""
+
+
+def _fresh(which: str, path: Path, warm: Path) -> float:
+    """One timed call (``"ours"``: ``load_export`` + ``AngoDataset``, one process; else
+    ``COCO()``) in a new interpreter, after its imports: each side starts from a fresh
+    heap, not the one the other side's last run left behind."""
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH, which, str(path), str(warm), str(path.parent)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def _memory(kind: str, path: Path) -> dict[str, int]:
@@ -240,6 +273,16 @@ def main() -> None:
                 print(
                     f"    {label}: 2 processes {_mmm(t2)}   → {statistics.median(r2):5.2f}× "
                     f"(min/median/max {_mmm(r2)}×)"
+                )
+                f1, fc = [], []
+                for _ in range(args.repeat):  # (a2): each call in a fresh interpreter
+                    f1.append(_fresh("ours", ango, warm))
+                    fc.append(_fresh("coco", coco, warm))
+                rf = [c / t for c, t in zip(fc, f1, strict=True)]
+                print(
+                    f"    {label}: each run in a fresh process: 1 process {_mmm(f1)}   "
+                    f"COCO() {_mmm(fc)}   → {statistics.median(rf):5.2f}× "
+                    f"(min/median/max {_mmm(rf)}×)"
                 )
                 if t0:
                     r0 = [c / t for c, t in zip(tc, t0, strict=True)]
