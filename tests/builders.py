@@ -278,8 +278,8 @@ def assert_same_index(a: Any, b: Any, where: str = "") -> None:
 
     Every column is compared exactly, but the entries of the JSON table (``extras_*``:
     snapshot and asset extras, object rows) as JSON values: the typed decoder stores a
-    tool's classifications and metadata as the file's own text (its blanks, key order,
-    number spelling), the parser as compact JSON of the decoded values. The reference
+    tool's classifications and metadata as the file's own text (its key order, escapes,
+    number spelling), the parser as JSON of the decoded values. The reference
     is the standard library's ``json``, with keys sorted (``1``, ``1.0`` and ``true``
     stay distinct).
     """

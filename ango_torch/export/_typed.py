@@ -22,9 +22,10 @@ parts that are not plain (snapshot classifications and relations, nested object
 classifications) go through the parser's own functions.  A tool's classifications in
 :func:`~._tables.class_raw`'s form and its metadata object are not decoded at all: they
 stay the file's text (``Raw``, checked by a typed decode and :func:`_valid_json`), and
-msgspec's encoder writes them into the object rows as they are.  So the index holds the
-file's spelling of them (blanks, key order, escapes), equal as JSON to what the parser
-stores (``tests/builders.py::assert_same_index`` compares them so).
+msgspec's encoder writes them into the object rows as they are (blanks outside strings
+dropped).  So the index holds the file's spelling of them (key order, escapes, numbers),
+equal as JSON to what the parser stores (``tests/builders.py::assert_same_index``
+compares them so).
 
 Without msgspec and orjson (the ``fast`` extra) :data:`AVAILABLE` is false and every
 chunk takes the existing path.
@@ -184,6 +185,7 @@ if AVAILABLE:
     _CLASS_LIST = msgspec.json.Decoder(list[_Class]).decode
     _CLASS_LISTS = msgspec.json.Decoder(list[list[_Class]]).decode
     _ENCODE = msgspec.json.encode  # writes a Raw as its bytes
+    _FORMAT = msgspec.json.format  # indent=-1: blanks outside strings dropped
     _DECODE = msgspec.json.Decoder(_Asset).decode
     _DECODE_LIST = msgspec.json.Decoder(list[_Asset]).decode
     _FAIL: tuple[type[Exception], ...] = (
@@ -391,6 +393,9 @@ def _classes(raws: Sequence[Any]) -> list[Any]:
         lists = _CLASS_LISTS(joined)
     except msgspec.DecodeError:  # (a ValidationError is one)
         return _decoded_classes(todo, chosen, out)
+    if _simdjson is None:  # kept as orjson reads them: see _metas
+        lists = orjson.loads(joined)
+        chosen = lists
     for i, raw, value in zip(todo, chosen, lists, strict=True):
         if value:  # (an empty list, "[ ]", is none)
             out[i] = raw
@@ -404,7 +409,7 @@ def _decoded_classes(todo: list[int], chosen: list[Any], out: list[Any]) -> list
     for i, raw in zip(todo, chosen, strict=True):
         try:
             if _CLASS_LIST(raw):
-                out[i] = raw
+                out[i] = raw if _simdjson is not None else orjson.loads(memoryview(raw))
             continue
         except msgspec.DecodeError:
             value = orjson.loads(memoryview(raw))
@@ -420,9 +425,19 @@ def _metas(raws: Sequence[Any]) -> list[Any]:
     """Each tool's metadata as the index stores it: an object (the file's own text,
     ``Raw``), else ``None``.  Only each value's first byte is looked at: the whole
     text was checked as JSON (:func:`_valid_json`), and decoding them was ~4x slower
-    (issue 14)."""
+    (issue 14).
+
+    The file's text is kept only where simdjson checked it.  orjson (the check without
+    it) reads an integer beyond 64 bits as a float, as the parser stores it, where the
+    text would keep the integer, which the standard library's ``json`` (the index's
+    reader without orjson) then reads as one, refused by the parser's rules; simdjson
+    refuses such a text, which then goes to the existing path (found by fuzzing,
+    issue 14).  So without simdjson they are decoded by orjson, as before."""
     if all(map(_NULL.__eq__, raws)):
         return [None] * len(raws)
+    if _simdjson is None:  # kept as orjson reads them: see _metas
+        values = orjson.loads(b"[" + b",".join(raws) + b"]")
+        return [v if type(v) is dict else None for v in values]
     lengths = np.fromiter(map(len, raws), np.int64, len(raws))
     first = np.frombuffer(b"".join(raws), np.uint8)[np.cumsum(lengths) - lengths]
     objects = first == _BRACE
@@ -812,7 +827,19 @@ def _envelopes(
             itertools.repeat(False) if all_false else map(bool, interp),
         )
     )
+    # The file's blanks in what is kept as its text: written out compact (in C), so
+    # that a pretty-printed export's index is no larger than a compact one's.
+    loose = _loose(b"".join(classes)) or _loose(b"".join(metas))
     end = 0
     for n in asset_objs:
-        cc.objects.append(_ENCODE(rows[end : end + n]) if n else None)
+        if n:
+            text = _ENCODE(rows[end : end + n])
+            cc.objects.append(_FORMAT(text, indent=-1) if loose else text)
+        else:
+            cc.objects.append(None)
         end += n
+
+
+def _loose(text: bytes) -> bool:
+    """Whether ``text`` has a JSON blank (maybe inside a string: then needlessly)."""
+    return b" " in text or b"\n" in text or b"\t" in text or b"\r" in text

@@ -221,8 +221,11 @@ def test_classifications_and_metadata_stay_the_files_text(
     assert taken and all(taken), taken
     assert_same_index(typed.index, reference.index)
     blob = typed.index.arrays["extras_blob"].tobytes()
-    assert b'"answer": {\n' in blob and b'"\\u00e9"' in blob  # the file's own text
-    assert b'"nested": {\n' in blob
+    # The file's own text (its key order and escapes), its blanks dropped.
+    assert b'{"answer":1.5,"classifications":[{"title":"depth"' in blob
+    assert b'"answer":{"k":["\\u00e9",true]}' in blob
+    assert b'{"createdBy":"b","nested":{"deep":[1,{"x":null}]}}' in blob
+    assert b"\n" not in blob and b'": ' not in blob and b", " not in blob
     ref_blob = reference.index.arrays["extras_blob"].tobytes()
     assert b'"answer":{"k":["\xc3\xa9",true]}' in ref_blob  # the parser: compact
     for i in range(len(assets)):
@@ -233,3 +236,32 @@ def test_classifications_and_metadata_stay_the_files_text(
     got = typed[1].task.answer.tools
     assert got[0].classifications[0].classifications[0].answer == {"k": ["é", True]}
     assert got[1].classifications == got[3].classifications == ()
+
+
+@pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
+def test_integers_beyond_64_bits_are_stored_as_the_parser_reads_them(
+    simdjson: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson reads an integer beyond 64 bits as a float: the parser stores that float.
+    Without simdjson (whose check refuses such a text) the typed decoder must not keep
+    the file's integer text (found by fuzzing, issue 14). Reference: the loader without
+    typed decoding; the values hand-computed (``float(2**64)``)."""
+    if not simdjson:
+        monkeypatch.setattr(_typed, "_simdjson", None)
+    elif _typed._simdjson is None:
+        pytest.skip("pysimdjson is not installed")
+    assets = typed_assets(4)
+    tools = assets[2]["task"]["tools"]
+    tools[0]["metadata"] = {"a": 2**64, "b": -(2**63) - 1, "c": 10**23}
+    tools[1]["classifications"][0]["answer"] = 2**64
+    path = _write(tmp_path, assets, "json")
+    reference = _load(path, monkeypatch, typed=False)
+    typed = _load(path, monkeypatch, typed=True)
+    assert_same_index(typed.index, reference.index)
+    got = typed[2].task.answer.tools
+    assert got[0].metadata is not None and got[0].metadata.raw == {
+        "a": float(2**64),
+        "b": float(-(2**63) - 1),
+        "c": 1e23,
+    }
+    assert got[1].classifications[0].answer == float(2**64)
