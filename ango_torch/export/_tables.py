@@ -95,14 +95,14 @@ class _TableBuilder:
         n = len(values)
         out = np.full(n, -1, np.int64)
         present = np.fromiter(map(is_not, values, repeat(None)), bool, n)
-        datas = list(compress(values, present))
+        datas: list[Any] = list(compress(values, present))  # (bytes, once encoded)
         if str in set(map(type, datas)):
             datas = [v.encode("utf-8") if type(v) is str else v for v in datas]
         ids = self._ids
         if ids is None:  # every value a new entry
             out[present] = self._append(datas)
             return out
-        found = list(map(ids.get, datas))
+        found: list[Any] = list(map(ids.get, datas))
         missing = np.fromiter(map(is_, found, repeat(None)), bool, len(found))
         if not missing.any():
             out[present] = found
