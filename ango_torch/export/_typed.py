@@ -375,6 +375,17 @@ def _snap_row(
     )
 
 
+def _text_kept() -> bool:
+    """Whether classifications and metadata may be kept as the file's text: only where
+    simdjson checked it.  orjson (the check without it) reads an integer beyond 64 bits
+    as a float, as the parser stores it, where the text would keep the integer, which
+    the standard library's ``json`` (the index's reader without orjson) then reads as
+    one, refused by the parser's rules; simdjson refuses such a text, which then goes
+    to the existing path (found by fuzzing, issue 14).  Without simdjson they are
+    decoded by orjson, as before."""
+    return _simdjson is not None
+
+
 def _classes(raws: Sequence[Any]) -> list[Any]:
     """Each tool's classifications as the index stores them (``None``: none): the
     file's own text (``Raw``) where it is in :func:`class_raw`'s form, else decoded."""
@@ -393,12 +404,10 @@ def _classes(raws: Sequence[Any]) -> list[Any]:
         lists = _CLASS_LISTS(joined)
     except msgspec.DecodeError:  # (a ValidationError is one)
         return _decoded_classes(todo, chosen, out)
-    if _simdjson is None:  # kept as orjson reads them: see _metas
-        lists = orjson.loads(joined)
-        chosen = lists
-    for i, raw, value in zip(todo, chosen, lists, strict=True):
-        if value:  # (an empty list, "[ ]", is none)
-            out[i] = raw
+    kept = chosen if _text_kept() else orjson.loads(joined)
+    for i, value, checked in zip(todo, kept, lists, strict=True):
+        if checked:  # (an empty list, "[ ]", is none)
+            out[i] = value
     return out
 
 
@@ -408,11 +417,13 @@ def _decoded_classes(todo: list[int], chosen: list[Any], out: list[Any]) -> list
     rules."""
     for i, raw in zip(todo, chosen, strict=True):
         try:
-            if _CLASS_LIST(raw):
-                out[i] = raw if _simdjson is not None else orjson.loads(memoryview(raw))
-            continue
+            checked = _CLASS_LIST(raw)
         except msgspec.DecodeError:
             value = orjson.loads(memoryview(raw))
+        else:
+            if checked:
+                out[i] = raw if _text_kept() else orjson.loads(memoryview(raw))
+            continue
         if not value:
             if value is None or value == []:
                 continue
@@ -425,17 +436,10 @@ def _metas(raws: Sequence[Any]) -> list[Any]:
     """Each tool's metadata as the index stores it: an object (the file's own text,
     ``Raw``), else ``None``.  Only each value's first byte is looked at: the whole
     text was checked as JSON (:func:`_valid_json`), and decoding them was ~4x slower
-    (issue 14).
-
-    The file's text is kept only where simdjson checked it.  orjson (the check without
-    it) reads an integer beyond 64 bits as a float, as the parser stores it, where the
-    text would keep the integer, which the standard library's ``json`` (the index's
-    reader without orjson) then reads as one, refused by the parser's rules; simdjson
-    refuses such a text, which then goes to the existing path (found by fuzzing,
-    issue 14).  So without simdjson they are decoded by orjson, as before."""
+    (issue 14)."""
     if all(map(_NULL.__eq__, raws)):
         return [None] * len(raws)
-    if _simdjson is None:  # kept as orjson reads them: see _metas
+    if not _text_kept():
         values = orjson.loads(b"[" + b",".join(raws) + b"]")
         return [v if type(v) is dict else None for v in values]
     lengths = np.fromiter(map(len, raws), np.int64, len(raws))
