@@ -6,9 +6,11 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
 (a) ``load_export`` + ``AngoDataset`` construction (imports excluded) in one process vs
     ``pycocotools.coco.COCO(path)`` on the same annotations, runs alternating,
     min/median/max of the times and of the per-run ratios; then two processes
-    (``workers=2``); then the one-process comparison again with each run in a fresh
-    interpreter (imports and their first use before the clock), alternating: in one
-    process each side also pays for the heap the other's last run left behind;
+    (``workers=2``), forked where safe, and started fresh (forkserver/spawn, the path
+    on Python 3.12+ or with threads running); then the one-process comparison again
+    with each run in a fresh interpreter (imports and their first use before the
+    clock), alternating: in one process each side also pays for the heap the other's
+    last run left behind;
 (b) re-opening from the persisted index vs the same baseline;
 (c) resident size of the index vs ``json.load``'s object tree of the same file;
 (d) peak memory while indexing (one process), typed decoding vs without it (today's
@@ -209,7 +211,7 @@ def main() -> None:
     from pycocotools.coco import COCO
 
     import ango_torch
-    from ango_torch.export import _typed
+    from ango_torch.export import _indexing, _typed
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assets", type=int, nargs="+", default=[10_000, 50_000])
@@ -255,15 +257,27 @@ def main() -> None:
                     finally:
                         _typed.AVAILABLE = typed
 
-                t1, t2, tc, t0 = [], [], [], []
+                def started(ango: Path = ango) -> None:
+                    real = _indexing._fork_ok
+                    _indexing._fork_ok = lambda: False  # as on Python 3.12+, or with threads
+                    try:
+                        ours(2, ango)
+                    finally:
+                        _indexing._fork_ok = real
+
+                t1, t2, ts, tc, t0 = [], [], [], [], []
+                method = _indexing._context().get_start_method()
                 for _ in range(args.repeat):  # alternating, so that load hits all alike
                     t1.append(_time(lambda: ours(1)))
                     tc.append(_time(coco_load))
                     t2.append(_time(lambda: ours(2)))
+                    ts.append(_time(started))
                     if n <= args.before_max:
                         t0.append(_time(before))
                 r1 = [c / t for c, t in zip(tc, t1, strict=True)]
                 r2 = [c / t for c, t in zip(tc, t2, strict=True)]
+                rs = [c / t for c, t in zip(tc, ts, strict=True)]
+                rs1 = [a / b for a, b in zip(t1, ts, strict=True)]
                 label = f"{n} assets, {kind} ({mb:.0f} MiB)"
                 print(
                     f"(a) {label}: 1 process {_mmm(t1)}   COCO() {_mmm(tc)}   "
@@ -271,8 +285,14 @@ def main() -> None:
                     "[goal ≥ 3×, floor 2×]"
                 )
                 print(
-                    f"    {label}: 2 processes {_mmm(t2)}   → {statistics.median(r2):5.2f}× "
-                    f"(min/median/max {_mmm(r2)}×)"
+                    f"    {label}: 2 processes ({method}) {_mmm(t2)}   → "
+                    f"{statistics.median(r2):5.2f}× (min/median/max {_mmm(r2)}×)"
+                )
+                print(
+                    f"    {label}: 2 processes started fresh (no fork: forkserver/spawn, "
+                    f"as on Python 3.12+) {_mmm(ts)}   → {statistics.median(rs):5.2f}× "
+                    f"(min/median/max {_mmm(rs)}×); vs 1 process: "
+                    f"{statistics.median(rs1):4.2f}× faster (min/median/max {_mmm(rs1)}×)"
                 )
                 f1, fc = [], []
                 for _ in range(args.repeat):  # (a2): each call in a fresh interpreter

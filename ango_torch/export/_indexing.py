@@ -8,6 +8,7 @@ are indexed by worker processes, and their partial indexes are concatenated in o
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -33,6 +34,7 @@ from .index import ExportIndex
 
 __all__ = [
     "PARALLEL_MIN_BYTES",
+    "PARALLEL_STARTED_MIN_BYTES",
     "SkipLog",
     "Skipped",
     "default_workers",
@@ -44,6 +46,12 @@ OnError = Literal["raise", "skip"]
 
 PARALLEL_MIN_BYTES = 64 << 20
 """Files smaller than this are indexed in-process (starting workers would not pay)."""
+PARALLEL_STARTED_MIN_BYTES = 128 << 20
+"""The same where workers cannot be forked and start as fresh interpreters (~0.3 s
+each).  On 2 cores, two forkserver workers were 1.06x faster than one process on the
+benchmark's 79 MiB mixed export, 1.13x at 135 MiB and 1.22x at 396 MiB (medians of 3
+alternating runs, their start included): from 128 MiB they pay with a margin for
+slower starts (spawn, Windows)."""
 BATCH_BYTES = 4 << 20
 
 
@@ -263,10 +271,9 @@ def _torch_busy() -> bool:
     try:
         if torch.cuda.is_initialized():
             return True
-        dist = getattr(torch, "distributed", None)
-        return bool(dist is not None and dist.is_available() and dist.is_initialized())
     except (AttributeError, RuntimeError):
         return True  # a torch we cannot query: do not bet a fork on it
+    return _distributed()
 
 
 def _fork_ok() -> bool:
@@ -289,26 +296,116 @@ def _fork_ok() -> bool:
 def default_workers(nbytes: int | None) -> int:
     """Processes to index a file of ``nbytes`` when the caller does not say.
 
-    One below :data:`PARALLEL_MIN_BYTES`, and one where worker processes cannot be
-    forked safely (Python or native threads running, CUDA or a process group started,
-    or Python 3.12+, whose fork warns about them; see :func:`_fork_ok`):
-    forkserver/spawn workers re-import ``__main__``, which a REPL or ``python -`` cannot
-    offer, so those start methods are used only when ``workers=`` asks for them.
+    One below :data:`PARALLEL_MIN_BYTES`.  Above it, one per CPU this process may run
+    on, up to 4, forked where that is safe (see :func:`_fork_ok`); where it is not
+    (Python 3.12+, threads running, CUDA started), the workers are started by
+    forkserver (spawn where there is none), fresh interpreters that import this package
+    and not the caller's main script (:func:`_main_hidden`), so only from
+    :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays.  One inside a
+    daemonic process (a DataLoader worker: it may not have children), and one under an
+    initialized ``torch.distributed`` process group (the ranks already share the
+    machine's CPUs).
     """
-    if nbytes is None or nbytes < PARALLEL_MIN_BYTES or not _fork_ok():
+    if nbytes is None or nbytes < PARALLEL_MIN_BYTES:
         return 1
-    return max(1, min(4, os.cpu_count() or 1))
+    if multiprocessing.current_process().daemon or _distributed():
+        return 1
+    if nbytes < PARALLEL_STARTED_MIN_BYTES and not _fork_ok():
+        return 1
+    return max(1, min(4, _cpus()))
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS says, as in a container
+    limited to some cores)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _distributed() -> bool:
+    """Whether the caller's torch (never imported here) has a process group."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        dist = getattr(torch, "distributed", None)
+        return bool(dist is not None and dist.is_available() and dist.is_initialized())
+    except (AttributeError, RuntimeError):
+        return True  # a torch we cannot query: as if it had one
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """The caller's ``__main__`` hidden from :mod:`multiprocessing` while a worker starts.
+
+    A spawn or forkserver worker otherwise imports the parent's main script (or module)
+    before its first job: a script's top-level code runs again in every worker, all of
+    it where it lacks the ``if __name__ == "__main__":`` guard (the worker then fails, and
+    indexing fell back to one process after seconds; found by running an unguarded
+    script with ``workers=2`` on forkserver), and its imports (torch's among them)
+    cost seconds per worker.  The workers need only this package: with no ``__file__``
+    and no ``__spec__`` on ``__main__``, multiprocessing sends neither (it already does
+    so for a REPL).  Held only while ``Process.start`` runs.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved: dict[str, Any] = {
+        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
+    }
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.pop("__file__", None)
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawn worker started with :func:`_main_hidden` (pickled to the child: so a
+    class of this module)."""
+
+    def start(self) -> None:
+        with _main_hidden():
+            super().start()
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess
+
+
+_CONTEXTS: dict[str, Any] = {"spawn": _SpawnContext()}
+
+if sys.platform != "win32":
+
+    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
+        """A forkserver worker started with :func:`_main_hidden` (the server too, when
+        this starts it: it then does not import the main script either)."""
+
+        def start(self) -> None:
+            with _main_hidden():
+                super().start()
+
+    class _ForkServerContext(multiprocessing.context.ForkServerContext):
+        Process = _ForkServerProcess
+
+    _CONTEXTS["forkserver"] = _ForkServerContext()
 
 
 def _context() -> Any:
     # fork starts instantly, but is only safe in a single-threaded process, and from
     # Python 3.12 on it warns whenever the process has other (also native) threads.
     # forkserver workers start in a fraction of a second: they import this module, not
-    # torch (ango_torch loads torch lazily).
+    # torch (ango_torch loads torch lazily), nor the caller's main script.
     methods = multiprocessing.get_all_start_methods()
     if _fork_ok():
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return _CONTEXTS["forkserver" if "forkserver" in methods else "spawn"]
 
 
 def index_raw(

@@ -316,22 +316,29 @@ def test_schema_key_covers_every_module_the_indexer_imports() -> None:
 _FORK_PROBE = """
 import os, sys
 import ango_torch.export._indexing as ix
-big = 1 << 30
-print(ix._context().get_start_method(), ix.default_workers(big))
+big, mid = 1 << 30, 100 << 20
+print(ix._context().get_start_method(), ix.default_workers(big), ix.default_workers(mid))
 import torch
 torch.set_num_threads(2)
 x = torch.randn(1 << 20)
 (x * 2).sum()  # an intra-op parallel op: starts the OpenMP pool (native threads)
 print(len(os.listdir("/proc/self/task")) > 2, file=sys.stderr)
-print(ix._context().get_start_method(), ix.default_workers(big))
+print(ix._context().get_start_method(), ix.default_workers(big), ix.default_workers(mid))
 """
+
+
+def _cpus() -> int:
+    import os
+
+    # The workers default_workers gives a large file: the CPUs this process may use, <= 4.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cpus or 1))
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
 def test_no_fork_after_native_threads_started() -> None:
     """Once native (non-Python) threads run, indexing workers are not forked."""
     import multiprocessing
-    import os
     import subprocess
     import sys
 
@@ -341,14 +348,16 @@ def test_no_fork_after_native_threads_started() -> None:
         [sys.executable, "-c", _FORK_PROBE], capture_output=True, text=True, check=True
     )
     before, after = (line.split() for line in out.stdout.splitlines()[:2])
-    # A fresh, single-threaded process: fork is safe, and a 1 GiB file gets workers.
-    assert before == ["fork", str(max(1, min(4, os.cpu_count() or 1)))]
+    # A fresh, single-threaded process: fork is safe, and files from 64 MiB get workers.
+    assert before == ["fork", str(_cpus()), str(_cpus())]
     assert out.stderr.strip() == "True"  # the probe really started native threads
-    assert after[0] in ("forkserver", "spawn") and after[1] == "1"
+    # Then no fork: workers started as fresh interpreters, only for files from 128 MiB.
+    assert after[0] in ("forkserver", "spawn") and after[1:] == [str(_cpus()), "1"]
 
 
 def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under torchrun (CUDA or a process group initialized), indexing never forks."""
+    """Under torchrun (CUDA or a process group initialized), indexing never forks; with
+    CUDA alone a large file gets started workers, under a process group one process."""
     import sys
     import types
 
@@ -363,4 +372,83 @@ def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.Mon
         monkeypatch.setitem(sys.modules, "torch", fake)
         assert not ix._fork_ok()
         assert ix._context().get_start_method() != "fork"
-        assert ix.default_workers(1 << 30) == 1
+        assert ix.default_workers(1 << 30) == (1 if dist else _cpus())
+        assert ix.default_workers(100 << 20) == 1  # below PARALLEL_STARTED_MIN_BYTES
+
+
+_UNGUARDED = """
+import sys, warnings
+warnings.simplefilter("error")
+with open(sys.argv[2], "a") as f:
+    f.write("ran\\n")  # top-level code without the __main__ guard
+before = globals().get("__file__"), globals().get("__spec__")
+import ango_torch
+import ango_torch.export._indexing as ix
+ix._fork_ok = lambda: False  # as on Python 3.12+: forkserver (or spawn) workers
+export = ango_torch.load_export(sys.argv[1], workers=2, progress_bar=False)
+print(len(export), (globals().get("__file__"), globals().get("__spec__")) == before)
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_started_workers_do_not_run_the_callers_script(how: str, tmp_path: Path) -> None:
+    """forkserver/spawn workers import this package, not the caller's ``__main__``: a
+    script without the ``if __name__ == "__main__":`` guard, or one read from stdin,
+    runs once, and its workers index (no fallback warning, which is an error here).
+    Before, each worker ran the script's top-level code again and failed."""
+    import subprocess
+    import sys
+
+    raws = _many(40)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    marker = tmp_path / "ran.txt"
+    script = tmp_path / "train.py"
+    script.write_text(_UNGUARDED)
+    cmd = [sys.executable] + ([str(script)] if how == "script" else ["-"])
+    out = subprocess.run(
+        [*cmd, str(path), str(marker)],
+        input=None if how == "script" else _UNGUARDED,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(len(raws)), "True"]  # (__main__ restored after)
+    assert marker.read_text() == "ran\n"  # the script's top level ran once
+
+
+def test_main_hidden_restores_main_also_on_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    import ango_torch.export._indexing as ix
+
+    main = types.ModuleType("__main__")
+    main.__file__ = "/x/train.py"
+    spec = main.__spec__ = types.SimpleNamespace(name="train")  # type: ignore[assignment]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with pytest.raises(KeyError), ix._main_hidden():
+        assert not hasattr(main, "__file__") and main.__spec__ is None
+        raise KeyError
+    assert main.__file__ == "/x/train.py" and main.__spec__ is spec
+    bare = types.ModuleType("__main__")  # a REPL's: no __file__
+    del bare.__spec__
+    monkeypatch.setitem(sys.modules, "__main__", bare)
+    with ix._main_hidden():
+        pass
+    assert not hasattr(bare, "__file__") and "__spec__" not in bare.__dict__
+
+
+def test_no_workers_from_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DataLoader worker (daemonic) may not start processes: it indexes in one."""
+    import multiprocessing
+    import types
+
+    import ango_torch.export._indexing as ix
+
+    monkeypatch.setattr(ix, "_fork_ok", lambda: True)
+    assert ix.default_workers(1 << 30) == _cpus()
+    fake = types.SimpleNamespace(daemon=True)
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: fake)
+    assert ix.default_workers(1 << 30) == 1
