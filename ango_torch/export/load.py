@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import multiprocessing
 import os
 import shutil
 import warnings
@@ -184,8 +185,11 @@ def load_export(
             ``"skip"`` leaves it out and records it in :attr:`AngoExport.skipped`.
         progress_bar: force the progress bar on or off (default: on for a TTY).
         workers: processes that index in parallel (the main process splits the file
-            into assets and hands them out in batches).  Default: up to 4 for files of
-            64 MiB and more, else 1 (in-process).
+            into assets and hands them out in batches).  Default: up to 4 (one per CPU)
+            for files of 64 MiB and more where they can be forked, of 128 MiB and more
+            where they start fresh (forkserver/spawn: Python 3.12+, threads running),
+            else 1 (in-process).  Inside a daemonic process (a DataLoader worker), which
+            may not start processes, always 1 (with a warning where more were asked).
         limits: safety limits for this call (default: :func:`ango_torch.limits.current`).
 
     Raises:
@@ -232,6 +236,14 @@ def load_export(
                 shutil.rmtree(path, ignore_errors=True)  # stale or corrupt: rebuild below
     if workers is None:
         workers = default_workers(file_size(name, storage_options))
+    elif workers > 1 and multiprocessing.current_process().daemon:
+        warnings.warn(
+            f"export {name!r}: workers={workers}, but this is a daemonic process (e.g. a "
+            "DataLoader worker), which may not start processes; indexing in this process",
+            AngoTorchWarning,
+            stacklevel=2,
+        )
+        workers = 1
     try:
         index, skipped = _index_file(name, storage_options, on_error, workers, digest, progress_bar)
     except BrokenProcessPool as exc:

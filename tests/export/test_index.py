@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -452,3 +453,36 @@ def test_no_workers_from_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -> 
     fake = types.SimpleNamespace(daemon=True)
     monkeypatch.setattr(multiprocessing, "current_process", lambda: fake)
     assert ix.default_workers(1 << 30) == 1
+
+
+def _index_in_daemon(path: str, out: Any) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            n: Any = len(ango_torch.load_export(path, workers=2, progress_bar=False))
+        except Exception as exc:  # reported to the test, which fails on it
+            n = f"{type(exc).__name__}: {exc}"
+    out.put((n, [str(w.message) for w in caught]))
+
+
+def test_workers_asked_for_in_a_daemonic_process_index_in_it(tmp_path: Path) -> None:
+    """A daemonic process (a DataLoader worker) may not start processes: asked for
+    ``workers=2`` there, load_export warns and indexes in it (multiprocessing raised
+    ``AssertionError: daemonic processes are not allowed to have children`` before)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("starts the daemonic process by fork")
+    raws = _many(8)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_index_in_daemon, args=(str(path), out), daemon=True)
+    proc.start()
+    n, messages = out.get(timeout=60)
+    proc.join(timeout=60)
+    assert n == len(raws)
+    assert len(messages) == 1 and "daemonic process" in messages[0]
