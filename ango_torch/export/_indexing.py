@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -302,13 +303,13 @@ def default_workers(nbytes: int | None) -> int:
     forkserver (spawn where there is none), fresh interpreters that import this package
     and not the caller's main script (:func:`_main_hidden`), so only from
     :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays.  One inside a
-    daemonic process (a DataLoader worker: it may not have children), and one under an
-    initialized ``torch.distributed`` process group (the ranks already share the
-    machine's CPUs).
+    daemonic process (a DataLoader worker: it may not have children), and one under
+    torchrun (``WORLD_SIZE`` above 1) or an initialized ``torch.distributed`` process
+    group (the ranks already share the machine's CPUs).
     """
     if nbytes is None or nbytes < PARALLEL_MIN_BYTES:
         return 1
-    if multiprocessing.current_process().daemon or _distributed():
+    if multiprocessing.current_process().daemon or _distributed() or _ranks() > 1:
         return 1
     if nbytes < PARALLEL_STARTED_MIN_BYTES and not _fork_ok():
         return 1
@@ -317,11 +318,21 @@ def default_workers(nbytes: int | None) -> int:
 
 def _cpus() -> int:
     """CPUs this process may run on (its affinity where the OS says, as in a container
-    limited to some cores)."""
+    given a cpuset; a CPU quota is not seen)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def _ranks() -> int:
+    """Processes of a job launched by torchrun (its ``WORLD_SIZE``), also before it
+    initializes its process group: each rank indexing with workers would oversubscribe
+    the machine."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
 
 
 def _distributed() -> bool:
@@ -336,6 +347,11 @@ def _distributed() -> bool:
         return True  # a torch we cannot query: as if it had one
 
 
+_HIDING = threading.Lock()
+_hidden: list[dict[str, Any]] = []  # what __main__ held, while any start is hiding it
+_hiders = 0
+
+
 @contextlib.contextmanager
 def _main_hidden() -> Iterator[None]:
     """The caller's ``__main__`` hidden from :mod:`multiprocessing` while a worker starts.
@@ -348,22 +364,33 @@ def _main_hidden() -> Iterator[None]:
     cost seconds per worker.  The workers need only this package: with no ``__file__``
     and no ``__spec__`` on ``__main__``, multiprocessing sends neither (it already does
     so for a REPL).  Held only while ``Process.start`` runs.
+
+    Threads that start workers at once share one hiding (a count under a lock: the
+    first saves and hides, the last restores; nested saves lost ``__file__`` for good,
+    found by review).  A process another thread starts by spawn/forkserver within that
+    window (milliseconds) also starts without the main script.
     """
+    global _hiders
     main = sys.modules.get("__main__")
     if main is None:
         yield
         return
-    saved: dict[str, Any] = {
-        k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__
-    }
+    with _HIDING:
+        if not _hiders:
+            keys = ("__file__", "__spec__")
+            _hidden[:] = [{k: main.__dict__[k] for k in keys if k in main.__dict__}]
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        _hiders += 1
     try:
-        main.__dict__.pop("__file__", None)
-        main.__dict__["__spec__"] = None
         yield
     finally:
-        main.__dict__.pop("__file__", None)
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
+        with _HIDING:
+            _hiders -= 1
+            if not _hiders:
+                main.__dict__.pop("__file__", None)
+                main.__dict__.pop("__spec__", None)
+                main.__dict__.update(_hidden.pop())
 
 
 class _SpawnProcess(multiprocessing.context.SpawnProcess):
@@ -452,7 +479,10 @@ def index_raw(
     # order, and a worker's ExportFormatError is raised here, in order.  A worker that
     # cannot start raises BrokenProcessPool instead of hanging (load_export then indexes
     # in one process).
-    executor = ProcessPoolExecutor(workers, mp_context=_context())
+    try:
+        executor = ProcessPoolExecutor(workers, mp_context=_context())
+    except (OSError, NotImplementedError) as exc:  # no semaphores or /dev/shm (a sandbox)
+        raise BrokenProcessPool(f"cannot make the worker pool ({exc!r})") from exc
     try:
         pending: deque[tuple[list[RawAsset | Block] | RawAsset, Future[Any]]] = deque()
         batches = progress(_batches(raws, batch_bytes), desc="indexing (batches)",
@@ -468,10 +498,13 @@ def index_raw(
                 read_error = exc  # (their errors too), as in one process (found by fuzzing)
                 break
             future: Future[Any]
-            if isinstance(job, list):
-                future = executor.submit(_work, (job, name, on_error, skipped.keep))
-            else:
-                future = executor.submit(_work_piece, (job, name, on_error))
+            try:  # (spawn/forkserver workers start here, as jobs need them)
+                if isinstance(job, list):
+                    future = executor.submit(_work, (job, name, on_error, skipped.keep))
+                else:
+                    future = executor.submit(_work_piece, (job, name, on_error))
+            except (OSError, NotImplementedError) as exc:  # e.g. the forkserver's socket
+                raise BrokenProcessPool(f"a worker cannot start ({exc!r})") from exc
             pending.append((job, future))
             if len(pending) >= 2 * workers:
                 done, future = pending.popleft()

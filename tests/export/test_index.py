@@ -385,38 +385,119 @@ with open(sys.argv[2], "a") as f:
 before = globals().get("__file__"), globals().get("__spec__")
 import ango_torch
 import ango_torch.export._indexing as ix
-ix._fork_ok = lambda: False  # as on Python 3.12+: forkserver (or spawn) workers
+ix._context = lambda: ix._CONTEXTS[sys.argv[3]]  # as where fork is unsafe (Python 3.12+)
 export = ango_torch.load_export(sys.argv[1], workers=2, progress_bar=False)
 print(len(export), (globals().get("__file__"), globals().get("__spec__")) == before)
 """
 
 
-@pytest.mark.parametrize("how", ["script", "stdin"])
-def test_started_workers_do_not_run_the_callers_script(how: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+@pytest.mark.parametrize("how", ["script", "stdin", "module"])
+def test_started_workers_do_not_run_the_callers_script(
+    how: str, method: str, tmp_path: Path
+) -> None:
     """forkserver/spawn workers import this package, not the caller's ``__main__``: a
-    script without the ``if __name__ == "__main__":`` guard, or one read from stdin,
-    runs once, and its workers index (no fallback warning, which is an error here).
-    Before, each worker ran the script's top-level code again and failed."""
+    script without the ``if __name__ == "__main__":`` guard, one read from stdin, or a
+    module run with ``-m`` runs once, and its workers index (no fallback warning, which
+    is an error here).  Before, each worker ran the script's top-level code again and
+    failed."""
+    import multiprocessing
     import subprocess
     import sys
 
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
     raws = _many(40)
     path = tmp_path / "e.json"
     path.write_text(json.dumps(raws))
     marker = tmp_path / "ran.txt"
-    script = tmp_path / "train.py"
-    script.write_text(_UNGUARDED)
-    cmd = [sys.executable] + ([str(script)] if how == "script" else ["-"])
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "train.py").write_text(_UNGUARDED)
+    cmd = {
+        "script": [str(tmp_path / "pkg" / "train.py")],
+        "stdin": ["-"],
+        "module": ["-m", "pkg.train"],
+    }[how]
     out = subprocess.run(
-        [*cmd, str(path), str(marker)],
-        input=None if how == "script" else _UNGUARDED,
+        [sys.executable, *cmd, str(path), str(marker), method],
+        input=_UNGUARDED if how == "stdin" else None,
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(len(raws)), "True"]  # (__main__ restored after)
     assert marker.read_text() == "ran\n"  # the script's top level ran once
+
+
+def test_threads_starting_workers_at_once_restore_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads' hidings overlapping (A hides, B hides, A ends, B ends) leave
+    ``__main__`` as it was; each saving what it found lost ``__file__`` for good."""
+    import sys
+    import types
+
+    import ango_torch.export._indexing as ix
+
+    main = types.ModuleType("__main__")
+    main.__file__ = "/x/train.py"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    a, b = ix._main_hidden(), ix._main_hidden()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert not hasattr(main, "__file__")  # B's start is still running
+    b.__exit__(None, None, None)
+    assert main.__file__ == "/x/train.py" and main.__dict__["__spec__"] is None
+
+
+def _refusing_context() -> Any:
+    import multiprocessing.context as mpc
+
+    class Process(mpc.SpawnProcess):
+        def start(self) -> None:
+            raise PermissionError(1, "Operation not permitted")  # a sandbox's socket
+
+    class Context(mpc.SpawnContext):
+        pass
+
+    Context.Process = Process  # type: ignore[assignment]
+    return Context()
+
+
+def test_workers_that_cannot_start_fall_back_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (or the pool) refused by the OS gives the one-process index and a
+    warning, not the OSError."""
+    import ango_torch.export._indexing as ix
+
+    raws = _many(8)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    monkeypatch.setattr(ix, "_context", _refusing_context)
+    with pytest.warns(ango_torch.AngoTorchWarning, match="PermissionError"):
+        assert len(ango_torch.load_export(path, workers=2)) == len(raws)
+
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(38, "Function not implemented")  # no /dev/shm semaphores
+
+    monkeypatch.setattr(ix, "ProcessPoolExecutor", no_pool)
+    with pytest.warns(ango_torch.AngoTorchWarning, match="Function not implemented"):
+        assert len(ango_torch.load_export(path, workers=2)) == len(raws)
+
+
+def test_no_workers_under_torchrun_before_its_process_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ango_torch.export._indexing as ix
+
+    monkeypatch.setattr(ix, "_fork_ok", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ix.default_workers(1 << 30) == _cpus()
+    monkeypatch.setenv("WORLD_SIZE", "4")  # set by torchrun for every rank
+    assert ix.default_workers(1 << 30) == 1
 
 
 def test_main_hidden_restores_main_also_on_error(monkeypatch: pytest.MonkeyPatch) -> None:
