@@ -302,7 +302,8 @@ def default_workers(nbytes: int | None) -> int:
     (Python 3.12+, threads running, CUDA started), the workers are started by
     forkserver (spawn where there is none), fresh interpreters that import this package
     and not the caller's main script (:func:`_main_hidden`), so only from
-    :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays.  One inside a
+    :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays (and not in a frozen
+    app or an embedding one, :func:`_can_start`).  One inside a
     daemonic process (a DataLoader worker: it may not have children), and one under
     torchrun (``WORLD_SIZE`` above 1) or an initialized ``torch.distributed`` process
     group (the ranks already share the machine's CPUs).
@@ -311,9 +312,16 @@ def default_workers(nbytes: int | None) -> int:
         return 1
     if multiprocessing.current_process().daemon or _distributed() or _ranks() > 1:
         return 1
-    if nbytes < PARALLEL_STARTED_MIN_BYTES and not _fork_ok():
+    if not _fork_ok() and (nbytes < PARALLEL_STARTED_MIN_BYTES or not _can_start()):
         return 1
     return max(1, min(4, _cpus()))
+
+
+def _can_start() -> bool:
+    """Whether this interpreter can start fresh ones by default: not in a frozen app
+    (PyInstaller: without ``freeze_support()`` its spawned workers run the app again)
+    nor where ``sys.executable`` is unknown (an embedding application)."""
+    return not getattr(sys, "frozen", False) and bool(sys.executable)
 
 
 def _cpus() -> int:

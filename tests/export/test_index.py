@@ -567,3 +567,23 @@ def test_workers_asked_for_in_a_daemonic_process_index_in_it(tmp_path: Path) -> 
     proc.join(timeout=60)
     assert n == len(raws)
     assert len(messages) == 1 and "daemonic process" in messages[0]
+
+
+def test_no_started_workers_by_default_in_a_frozen_or_embedded_interpreter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frozen app (PyInstaller) re-runs itself in spawned workers without
+    ``freeze_support()``; an embedding one has no ``sys.executable`` to start."""
+    import sys
+
+    import ango_torch.export._indexing as ix
+
+    monkeypatch.setattr(ix, "_fork_ok", lambda: False)
+    assert ix.default_workers(1 << 30) == _cpus()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert ix.default_workers(1 << 30) == 1
+    monkeypatch.delattr(sys, "frozen")
+    monkeypatch.setattr(sys, "executable", "")
+    assert ix.default_workers(1 << 30) == 1
+    monkeypatch.setattr(ix, "_fork_ok", lambda: True)  # forked workers need neither
+    assert ix.default_workers(1 << 30) == _cpus()
