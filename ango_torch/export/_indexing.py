@@ -49,10 +49,11 @@ PARALLEL_MIN_BYTES = 64 << 20
 """Files smaller than this are indexed in-process (starting workers would not pay)."""
 PARALLEL_STARTED_MIN_BYTES = 128 << 20
 """The same where workers cannot be forked and start as fresh interpreters (~0.3 s
-each).  On 2 cores, two forkserver workers were 1.06x faster than one process on the
-benchmark's 79 MiB mixed export, 1.13x at 135 MiB and 1.22x at 396 MiB (medians of 3
-alternating runs, their start included): from 128 MiB they pay with a margin for
-slower starts (spawn, Windows)."""
+each).  On 2 cores, two forkserver workers against one process, their start included
+(medians of 3 alternating runs, ``benchmarks/index.py``): 1.06x on the 79 MiB mixed
+export, 0.97x at 135 MiB (1.13x in an ad-hoc run: at the threshold the gain is within
+that machine's noise), 1.28x at 396 MiB.  More cores move the break-even lower.
+"""
 BATCH_BYTES = 4 << 20
 
 
@@ -356,8 +357,9 @@ def _distributed() -> bool:
 
 
 _HIDING = threading.Lock()
-_hidden: list[dict[str, Any]] = []  # what __main__ held, while any start is hiding it
+_saved: dict[str, Any] = {}  # what __main__ held, while any start is hiding it
 _hiders = 0
+_MAIN_KEYS = ("__file__", "__spec__")
 
 
 @contextlib.contextmanager
@@ -385,8 +387,8 @@ def _main_hidden() -> Iterator[None]:
         return
     with _HIDING:
         if not _hiders:
-            keys = ("__file__", "__spec__")
-            _hidden[:] = [{k: main.__dict__[k] for k in keys if k in main.__dict__}]
+            _saved.clear()
+            _saved.update((k, main.__dict__[k]) for k in _MAIN_KEYS if k in main.__dict__)
             main.__dict__.pop("__file__", None)
             main.__dict__["__spec__"] = None
         _hiders += 1
@@ -398,16 +400,21 @@ def _main_hidden() -> Iterator[None]:
             if not _hiders:
                 main.__dict__.pop("__file__", None)
                 main.__dict__.pop("__spec__", None)
-                main.__dict__.update(_hidden.pop())
+                main.__dict__.update(_saved)
 
 
-class _SpawnProcess(multiprocessing.context.SpawnProcess):
-    """A spawn worker started with :func:`_main_hidden` (pickled to the child: so a
-    class of this module)."""
+class _WithoutMain:
+    """A worker :class:`multiprocessing.Process` started with :func:`_main_hidden` (the
+    forkserver too, when its first worker starts it: it then does not import the main
+    script either).  Pickled to the child, so its classes live in this module."""
 
     def start(self) -> None:
         with _main_hidden():
-            super().start()
+            super().start()  # type: ignore[misc]
+
+
+class _SpawnProcess(_WithoutMain, multiprocessing.context.SpawnProcess):
+    pass
 
 
 class _SpawnContext(multiprocessing.context.SpawnContext):
@@ -418,13 +425,8 @@ _CONTEXTS: dict[str, Any] = {"spawn": _SpawnContext()}
 
 if sys.platform != "win32":
 
-    class _ForkServerProcess(multiprocessing.context.ForkServerProcess):
-        """A forkserver worker started with :func:`_main_hidden` (the server too, when
-        this starts it: it then does not import the main script either)."""
-
-        def start(self) -> None:
-            with _main_hidden():
-                super().start()
+    class _ForkServerProcess(_WithoutMain, multiprocessing.context.ForkServerProcess):
+        pass
 
     class _ForkServerContext(multiprocessing.context.ForkServerContext):
         Process = _ForkServerProcess
