@@ -20,12 +20,18 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     alternating;
 (f) the cost of checking each decoded text whole (``_typed._valid_json``: a key given
     twice, whose first value msgspec never checks), one process: ``load_export`` with
-    the check vs with it patched out, alternating.
+    the check vs with it patched out, alternating;
+(g) where workers start to pay (``_indexing.PARALLEL_MIN_BYTES``): mixed exports of
+    about ``--threshold-mib`` MiB each, ``load_export`` with 2 forked workers vs one
+    process, alternating (skipped where fork is not safe: there the threshold is
+    ``PARALLEL_STARTED_MIN_BYTES``, see (a)'s "started fresh" lines).
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
     python benchmarks/index.py --assets 10000 --repeat 3
     python benchmarks/index.py --smoke                # tiny, for the test suite
+    python benchmarks/index.py --assets 1000 --kinds mixed --before-max 0 --repeat 7 \
+        --threshold-mib 8 16 32 48                    # (g) with more runs
 """
 
 from __future__ import annotations
@@ -207,6 +213,41 @@ def _check_cost(ango: Path, repeat: int) -> None:
     )
 
 
+def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
+    """(g): 2 forked workers vs one process, on mixed exports of about ``sizes`` MiB."""
+    import ango_torch
+    from ango_torch.export import _indexing
+
+    if not sizes:
+        return
+    if not _indexing._fork_ok():
+        print("(g) skipped: workers cannot be forked here (see (a), started fresh)")
+        return
+    probe, coco = write(folder, 100, "mixed", objects)
+    per_asset = probe.stat().st_size / 100
+    probe.unlink()
+    coco.unlink()
+    limit = _indexing.PARALLEL_MIN_BYTES / 2**20
+
+    for mib in sizes:
+        ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
+        coco.unlink()
+        one, two = [], []
+        for _ in range(repeat):  # alternating
+            for times, workers in ((one, 1), (two, 2)):
+                t0 = time.perf_counter()
+                ango_torch.load_export(ango, progress_bar=False, workers=workers)
+                times.append(time.perf_counter() - t0)
+        ratios = [a / b for a, b in zip(one, two, strict=True)]
+        size = ango.stat().st_size / 2**20
+        print(
+            f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, 2 forked workers "
+            f"{_mmm(two, '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
+            f"(min/median/max {_mmm(ratios)}×) [default from {limit:.0f} MiB]"
+        )
+        ango.unlink()
+
+
 def main() -> None:
     from pycocotools.coco import COCO
 
@@ -224,10 +265,18 @@ def main() -> None:
         default=10_000,
         help="also time the path without typed decoding up to this many assets",
     )
+    ap.add_argument(
+        "--threshold-mib",
+        type=float,
+        nargs="*",
+        default=[8, 16, 32, 48],
+        help="(g): export sizes around the workers' threshold (none: skip)",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
     if args.smoke:
         args.assets, args.objects, args.repeat = [50], 5, 1
+        args.threshold_mib = [0.05]
     print(
         f"typed decoding: {'on' if _typed.AVAILABLE else 'off (install ango_torch[fast])'}; "
         "times in s as min/median/max over alternating runs"
@@ -348,6 +397,7 @@ def main() -> None:
         )
         _ndjson(ango, folder, args.repeat)
         _check_cost(ango, args.repeat)
+        _threshold(folder, args.threshold_mib, args.objects, args.repeat)
 
 
 if __name__ == "__main__":

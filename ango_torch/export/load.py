@@ -186,7 +186,7 @@ def load_export(
         progress_bar: force the progress bar on or off (default: on for a TTY).
         workers: processes that index in parallel (the main process splits the file
             into assets and hands them out in batches).  Default: up to 4 (one per CPU)
-            for files of 64 MiB and more where they can be forked, of 128 MiB and more
+            for files of 32 MiB and more where they can be forked, of 128 MiB and more
             where they start fresh (forkserver/spawn: Python 3.12+, threads running),
             else 1 (in-process).  Inside a daemonic process (a DataLoader worker), which
             may not start processes, always 1 (with a warning where more were asked).

@@ -349,7 +349,7 @@ def test_no_fork_after_native_threads_started() -> None:
         [sys.executable, "-c", _FORK_PROBE], capture_output=True, text=True, check=True
     )
     before, after = (line.split() for line in out.stdout.splitlines()[:2])
-    # A fresh, single-threaded process: fork is safe, and files from 64 MiB get workers.
+    # A fresh, single-threaded process: fork is safe, and files from 32 MiB get workers.
     assert before == ["fork", str(_cpus()), str(_cpus())]
     assert out.stderr.strip() == "True"  # the probe really started native threads
     # Then no fork: workers started as fresh interpreters, only for files from 128 MiB.
@@ -486,6 +486,22 @@ def test_workers_that_cannot_start_fall_back_to_one_process(
     monkeypatch.setattr(ix, "ProcessPoolExecutor", no_pool)
     with pytest.warns(ango_torch.AngoTorchWarning, match="Function not implemented"):
         assert len(ango_torch.load_export(path, workers=2)) == len(raws)
+
+
+def test_forked_workers_by_default_from_32_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fork is safe, files from PARALLEL_MIN_BYTES (32 MiB: where two forked
+    workers beat one process on 2 cores, benchmarks/index.py) get workers; smaller ones
+    and files of unknown size are indexed in-process."""
+    import ango_torch.export._indexing as ix
+
+    monkeypatch.setattr(ix, "_fork_ok", lambda: True)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert ix.PARALLEL_MIN_BYTES == 32 << 20
+    assert ix.default_workers(32 << 20) == _cpus()
+    assert ix.default_workers((32 << 20) - 1) == 1
+    assert ix.default_workers(None) == 1
+    monkeypatch.setattr(ix, "_fork_ok", lambda: False)  # started workers: from 128 MiB
+    assert ix.default_workers(100 << 20) == 1
 
 
 def test_no_workers_under_torchrun_before_its_process_group(
