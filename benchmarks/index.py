@@ -22,9 +22,9 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     twice, whose first value msgspec never checks), one process: ``load_export`` with
     the check vs with it patched out, alternating;
 (g) where workers start to pay (``_indexing.PARALLEL_MIN_BYTES``): mixed exports of
-    about ``--threshold-mib`` MiB each, ``load_export`` with 2 forked workers vs one
-    process, alternating (skipped where fork is not safe: there the threshold is
-    ``PARALLEL_STARTED_MIN_BYTES``, see (a)'s "started fresh" lines).
+    about ``--threshold-mib`` MiB each, ``load_export`` with 2 workers (forked where
+    that is safe, else started fresh: then the default threshold is
+    ``PARALLEL_STARTED_MIN_BYTES``) vs one process, alternating.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -214,21 +214,18 @@ def _check_cost(ango: Path, repeat: int) -> None:
 
 
 def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
-    """(g): 2 forked workers vs one process, on mixed exports of about ``sizes`` MiB."""
+    """(g): 2 workers (forked where safe, else started fresh, as ``load_export`` would
+    start them) vs one process, on mixed exports of about ``sizes`` MiB."""
     import ango_torch
     from ango_torch.export import _indexing
 
-    if not sizes:
-        return
-    if not _indexing._fork_ok():
-        print("(g) skipped: workers cannot be forked here (see (a), started fresh)")
-        return
+    forked = _indexing._fork_ok()
+    limit = _indexing.PARALLEL_MIN_BYTES if forked else _indexing.PARALLEL_STARTED_MIN_BYTES
+    how = "forked" if forked else "started fresh"
     probe, coco = write(folder, 100, "mixed", objects)
     per_asset = probe.stat().st_size / 100
     probe.unlink()
     coco.unlink()
-    limit = _indexing.PARALLEL_MIN_BYTES / 2**20
-
     for mib in sizes:
         ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
         coco.unlink()
@@ -241,9 +238,9 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
         ratios = [a / b for a, b in zip(one, two, strict=True)]
         size = ango.stat().st_size / 2**20
         print(
-            f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, 2 forked workers "
+            f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, 2 workers {how} "
             f"{_mmm(two, '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
-            f"(min/median/max {_mmm(ratios)}×) [default from {limit:.0f} MiB]"
+            f"(min/median/max {_mmm(ratios)}×) [by default from {limit / 2**20:.0f} MiB]"
         )
         ango.unlink()
 
@@ -268,9 +265,9 @@ def main() -> None:
     ap.add_argument(
         "--threshold-mib",
         type=float,
-        nargs="*",
+        nargs="+",
         default=[8, 16, 32, 48],
-        help="(g): export sizes around the workers' threshold (none: skip)",
+        help="(g): export sizes around the workers' threshold",
     )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
