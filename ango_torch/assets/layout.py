@@ -52,6 +52,7 @@ Kind = Literal["image", "brush"]
 ASSETS_DIR: Final = "_assets"
 BRUSH_DIR: Final = "_brush"
 _RESERVED: Final = frozenset({ASSETS_DIR, BRUSH_DIR})
+_RESERVED_FOLDERS: Final = tuple(f"{d}{sep}" for d in sorted(_RESERVED) for sep in "/\\")
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _PLACEHOLDER: Final = re.compile(r"\{(externalId|assetId)\}")
@@ -148,8 +149,10 @@ def shared_external_ids(external_ids: Iterable[str]) -> npt.NDArray[np.bool_]:
     """
     folded = [e.casefold() for e in external_ids]
     counts = Counter(folded)
+    # Its first folder is reserved: it is one, or starts with one and a slash of either
+    # kind (one startswith per name, in C: ~4x faster than splitting each name).
     return np.array(
-        [counts[f] > 1 or re.split(r"[\\/]", f, maxsplit=1)[0] in _RESERVED for f in folded],
+        [counts[f] > 1 or f in _RESERVED or f.startswith(_RESERVED_FOLDERS) for f in folded],
         dtype=bool,
     ).reshape(-1)
 
@@ -313,4 +316,4 @@ def shared_assets(index: ExportIndex) -> npt.NDArray[np.bool_]:
     """Per asset, whether its externalId is shared (up to case) with another asset, so
     that its image is laid out as ``_assets/<assetId>/<externalId>``
     (:func:`ango_torch.assets.layout.shared_external_ids`)."""
-    return shared_external_ids(index.string(i) or "" for i in index.asset_external_id.tolist())
+    return shared_external_ids(e or "" for e in index.strings.get_many(index.asset_external_id))

@@ -179,7 +179,7 @@ def expiry_of_export(
     brush-mask URL of ``export`` (all snapshots, every stage)."""
     idx = export.index
     ids = np.unique(np.concatenate([idx.asset_url, idx.page_urls, idx.snap_brush]))
-    return expiry_report((idx.string(i) for i in ids[ids >= 0]), now=now, horizon=horizon)
+    return expiry_report(idx.strings.get_many(ids[ids >= 0]), now=now, horizon=horizon)
 
 
 def _item_label(item: PrefetchItem) -> str:

@@ -125,8 +125,8 @@ def _ring_areas(idx: Any) -> npt.NDArray[np.float64]:
 
 def _duplicate_ids(idx: Any) -> list[Problem]:
     """Assets sharing an externalId (up to case: one file on macOS/Windows) or an assetId."""
-    names = [idx.string(i) or "" for i in idx.asset_external_id.tolist()]
-    ids = [idx.string(i) or "" for i in idx.asset_asset_id.tolist()]
+    names = [e or "" for e in idx.strings.get_many(idx.asset_external_id)]
+    ids = [a or "" for a in idx.strings.get_many(idx.asset_asset_id)]
     out = []
     for code, keys in (
         ("duplicate-external-id", [n.casefold() or None for n in names]),

@@ -343,6 +343,27 @@ def test_reserved_and_case_folded_names_are_shared() -> None:
     assert shared_external_ids(names).tolist() == [True, True, False, True, True, False]
 
 
+def test_reserved_first_folder_as_the_layout_splits_paths() -> None:
+    """Reference: the first folder as ``re.split(r"[\\/]", name, maxsplit=1)[0]`` (how
+    asset_path splits a name) is a reserved one, on names built from reserved folders,
+    their near misses and both slashes."""
+    import itertools
+    import re
+
+    from ango_torch.assets.layout import shared_external_ids
+
+    parts = ["_assets", "_ASSETS", "_brush", "_assetsx", "_asset", "a", "", "x.jpg"]
+    names = sorted({"".join(p) for p in itertools.product(parts, ["", "/", "\\"], parts)})
+    reserved = {"_assets", "_brush"}
+    expected = [re.split(r"[\\/]", n.casefold(), maxsplit=1)[0] in reserved for n in names]
+    # Names not reserved made distinct up to case (a case-folded duplicate is shared for
+    # another reason); reserved ones are shared either way.
+    pairs = enumerate(zip(names, expected, strict=True))
+    distinct = [n if e else f"{n}#{k}" for k, (n, e) in pairs]
+    assert shared_external_ids(distinct).tolist() == expected
+    assert sum(expected) > 20 and not all(expected)
+
+
 def test_convert_names_never_meet_after_the_extension_is_replaced(tmp_path: Path) -> None:
     # 'a.b.jpg' → 'a.b.png', but 'a.b' and 'a.c' share the stem 'a' and keep their full
     # names: 'a.b.png' again. Worked by hand: the clash makes 'a.b.jpg' keep its too.

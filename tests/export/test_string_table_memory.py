@@ -9,6 +9,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ango_torch.export._tables import INTERN_MAX, _TableBuilder
@@ -96,3 +97,19 @@ def test_add_many_gives_the_ids_and_table_of_add_one_by_one(
     a, b = one.build(), many.build()
     assert len(a) == len(b)
     assert [a.raw(i) for i in range(len(a))] == [b.raw(i) for i in range(len(b))]
+
+
+def test_get_many_reads_each_entry_as_get_does() -> None:
+    """Reference: the values put in (non-ASCII, empty, repeated) and ``None`` for -1,
+    in any order; an id past the table is refused, as ``get`` refuses it."""
+    values = ["a.jpg", "", "é/€.png", "x" * 300, "a.jpg", "😀"]
+    builder = _TableBuilder(intern=False)
+    ids = [builder.add(v) for v in values]
+    table = builder.build()
+    order = [*reversed(ids), -1, ids[2], -1]
+    expected = [*reversed(values), None, values[2], None]
+    assert table.get_many(np.asarray(order)) == expected
+    assert table.get_many(order) == [table.get(i) for i in order] == expected
+    assert table.get_many(np.zeros(0, np.int32)) == []
+    with pytest.raises(IndexError):
+        table.get_many([len(values)])
