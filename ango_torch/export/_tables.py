@@ -46,15 +46,18 @@ class StringTable:
         return None if i < 0 else self.raw(i).decode("utf-8")
 
     def get_many(self, ids: npt.ArrayLike) -> list[str | None]:
-        """:meth:`get` of each of ``ids``, in bulk: each entry decoded straight from the
-        buffer (~3x faster than :meth:`get` per id on 10,000 externalIds; dataset
-        construction looks up every asset's)."""
-        at = np.asarray(ids, np.int64).reshape(-1)
-        if not len(at):
+        """:meth:`get` of each of ``ids`` (integers; any below 0 is ``None``), in bulk:
+        each entry decoded straight from the buffer (~3x faster than :meth:`get` per id
+        on 10,000 externalIds; dataset construction looks up every asset's)."""
+        given = np.asarray(ids).reshape(-1)
+        if not len(given):
             return []
-        if at.max() >= len(self):
-            raise IndexError(f"string table entry {int(at.max())} of {len(self)}")
-        starts = self.offsets[at].tolist()  # (an id of -1: never read)
+        if given.dtype.kind not in "iu":
+            raise TypeError(f"string table ids must be integers, not {given.dtype}")
+        if int(given.max()) >= len(self):
+            raise IndexError(f"string table entry {int(given.max())} of {len(self)}")
+        at = np.maximum(given.astype(np.int64), -1)  # (unsigned ones fit: checked above)
+        starts = self.offsets[at + 1 - (at >= 0)].tolist()  # (an id below 0: never read)
         ends = self.offsets[at + 1].tolist()
         buf = memoryview(self.blob.data)  # (a 1-D uint8 array: one byte per item)
         return [

@@ -111,5 +111,31 @@ def test_get_many_reads_each_entry_as_get_does() -> None:
     assert table.get_many(np.asarray(order)) == expected
     assert table.get_many(order) == [table.get(i) for i in order] == expected
     assert table.get_many(np.zeros(0, np.int32)) == []
+    assert table.get_many(np.array([-2, 0, -(2**40)])) == [None, values[0], None]
+    assert table.get_many(np.array([5, 0], np.uint8)) == [values[5], values[0]]
     with pytest.raises(IndexError):
         table.get_many([len(values)])
+    with pytest.raises(TypeError):
+        table.get_many([1.0])
+
+
+def test_get_many_reads_a_table_mapped_from_disk(tmp_path: Path) -> None:
+    """As a persisted index loads it (read-only memory maps, ExportIndex.load): the same
+    values as ``get``; an empty table maps too."""
+    from ango_torch.export._tables import StringTable
+
+    builder = _TableBuilder(intern=False)
+    ids = [builder.add(v) for v in ["a", "é", ""]]
+    built = builder.build()
+    np.save(tmp_path / "blob.npy", built.blob)
+    np.save(tmp_path / "offsets.npy", built.offsets)
+    mapped = StringTable(
+        np.load(tmp_path / "blob.npy", mmap_mode="r").view(np.ndarray),
+        np.load(tmp_path / "offsets.npy", mmap_mode="r").view(np.ndarray),
+    )
+    assert mapped.get_many([*ids, -1]) == ["a", "é", "", None]
+    np.save(tmp_path / "empty.npy", np.zeros(0, np.uint8))
+    empty = StringTable(
+        np.load(tmp_path / "empty.npy", mmap_mode="r").view(np.ndarray), np.zeros(1, np.int64)
+    )
+    assert empty.get_many([-1, -1]) == [None, None]
