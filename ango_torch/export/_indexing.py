@@ -309,18 +309,26 @@ def default_workers(nbytes: int | None) -> int:
     forkserver (spawn where there is none), fresh interpreters that import this package
     and not the caller's main script (:func:`_main_hidden`), so only from
     :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays (and not in a frozen
-    app or an embedding one, :func:`_can_start`).  One inside a
-    daemonic process (a DataLoader worker: it may not have children), and one under
-    torchrun (``WORLD_SIZE`` above 1) or an initialized ``torch.distributed`` process
-    group (the ranks already share the machine's CPUs).
+    app or an embedding one, :func:`_can_start`).  One inside a process that
+    multiprocessing started (a DataLoader worker, daemonic, may not have children; a
+    ``ProcessPoolExecutor`` or ``torch.multiprocessing.spawn`` worker shares the CPUs
+    with its siblings: N of them would start N x 4 indexers, as joblib's loky also
+    avoids), and one under torchrun (``WORLD_SIZE`` above 1) or an initialized
+    ``torch.distributed`` process group (the ranks already share the machine's CPUs).
     """
     if nbytes is None or nbytes < PARALLEL_MIN_BYTES:
         return 1
-    if multiprocessing.current_process().daemon or _distributed() or _ranks() > 1:
+    if _child() or _distributed() or _ranks() > 1:
         return 1
     if not _fork_ok() and (nbytes < PARALLEL_STARTED_MIN_BYTES or not _can_start()):
         return 1
     return max(1, min(4, _cpus()))
+
+
+def _child() -> bool:
+    """Whether multiprocessing started this process (a pool's or a DataLoader's worker,
+    ``torch.multiprocessing.spawn``'s ranks...): its siblings share the CPUs."""
+    return multiprocessing.current_process().daemon or multiprocessing.parent_process() is not None
 
 
 def _can_start() -> bool:

@@ -189,7 +189,9 @@ def load_export(
             for files of 32 MiB and more where they can be forked, of 128 MiB and more
             where they start fresh (forkserver/spawn: Python 3.12+, threads running),
             else 1 (in-process).  Inside a daemonic process (a DataLoader worker), which
-            may not start processes, always 1 (with a warning where more were asked).
+            may not start processes, always 1 (with a warning where more were asked);
+            by default 1 in any other process that multiprocessing started (a
+            ``ProcessPoolExecutor`` worker: its siblings share the CPUs).
         limits: safety limits for this call (default: :func:`ango_torch.limits.current`).
 
     Raises:

@@ -552,6 +552,38 @@ def test_no_workers_from_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -> 
     assert ix.default_workers(1 << 30) == 1
 
 
+def _default_workers_here() -> int:
+    import ango_torch.export._indexing as ix
+
+    return ix.default_workers(1 << 30)
+
+
+def test_no_workers_by_default_in_a_pool_worker() -> None:
+    """A ProcessPoolExecutor worker (not daemonic since Python 3.9) shares the CPUs with
+    its siblings: by default it indexes in one process, as joblib's loky does, where
+    each of N workers started up to 4 indexers before (found by review)."""
+    import concurrent.futures
+    import multiprocessing
+
+    import ango_torch.export._indexing as ix
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("starts the pool by fork")
+    assert not ix._child()
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(_default_workers_here).result(timeout=60) == 1
+    out = ctx.Queue()
+    proc = ctx.Process(target=_put_default_workers, args=(out,))  # a plain child too
+    proc.start()
+    assert out.get(timeout=60) == 1
+    proc.join(timeout=60)
+
+
+def _put_default_workers(out: Any) -> None:
+    out.put(_default_workers_here())
+
+
 def _index_in_daemon(path: str, out: Any) -> None:
     import warnings
 
