@@ -47,11 +47,10 @@ OnError = Literal["raise", "skip"]
 
 PARALLEL_MIN_BYTES = 32 << 20
 """Files smaller than this are indexed in-process (starting workers would not pay).
-Two forked workers against one process on 2 cores, medians of 7 alternating runs
-(``benchmarks/index.py`` (g)): 0.69x at 8 MiB, 0.91x at 16 MiB, 1.09x at 32 MiB, 1.35x
-at 48 MiB; in a process that had done nothing else, 1.16x at 16 MiB, 1.25x at 33 MiB.
-The gain at 32 MiB is within that machine's noise; more cores move the break-even
-lower.  (It was 64 MiB before this was measured.)"""
+Two forked workers against one process on 2 cores (``benchmarks/index.py`` (g), medians
+of 7, then 3, alternating runs): 0.69x at 8 MiB, 0.91x / 1.01x at 16 MiB, 1.09x / 1.15x
+at 32 MiB, 1.35x / 1.30x at 48 MiB.  More cores move the break-even lower.  (It was
+64 MiB before this was measured.)"""
 PARALLEL_STARTED_MIN_BYTES = 128 << 20
 """The same where workers cannot be forked and start as fresh interpreters (~0.3 s
 each).  On 2 cores, two forkserver workers against one process, their start included
