@@ -87,6 +87,9 @@ class Block:
     # What chunks of raw assets are grouped by (:func:`._typed.chunks`): whole assets.
     part: int = 0
     last: bool = True
+    checked: bool = False
+    """Whether its text was read whole as typed decoding's check reads it (simdjson:
+    :func:`._typed.checked_objects`), so that :func:`._typed.block_columns` need not."""
 
     def assets(self) -> list[RawAsset]:
         """Its assets one by one (for the parser, where typed decoding gives up)."""
@@ -207,17 +210,21 @@ def _block(index: int, data: bytes, name: str, lim: Limits, decode: bool) -> Blo
         decoded = _typed.decode_block(data)
         if decoded is not None:
             return Block(index, data, name, lim, decoded, count=len(decoded))
-    n = _checked(data)
-    return Block(index, data, name, lim, typed=not decode, count=n) if n else None
+    n, whole = _checked(data)
+    return Block(index, data, name, lim, typed=not decode, count=n, checked=whole) if n else None
 
 
-def _checked(data: bytes) -> int:
+def _checked(data: bytes) -> tuple[int, bool]:
     """How many objects the list ``data`` holds, or ``0`` where it is not a JSON list of
-    objects (or nests too deep for msgspec)."""
+    objects (or nests too deep for msgspec); and whether its text was read whole as the
+    typed path's check reads it (:func:`._typed.checked_objects`, with simdjson)."""
+    n = _typed.checked_objects(data)
+    if n is not None:
+        return n, True
     try:
-        return len(_OBJECTS(data))
+        return len(_OBJECTS(data)), False
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
-        return 0
+        return 0, False
 
 
 def iter_blocks(

@@ -195,7 +195,11 @@ def _typed_first(raws: Iterable[RawAsset | Block], builder: IndexBuilder) -> Ite
     for group in _typed.chunks(raws):
         if isinstance(group[0], Block):
             for block in cast("list[Block]", group):
-                columns = _typed.block_columns(block.data, block.decoded) if block.typed else None
+                columns = (
+                    _typed.block_columns(block.data, block.decoded, block.checked)
+                    if block.typed
+                    else None
+                )
                 if columns is None:  # its assets one by one, as the scan would give them
                     yield from _typed_first(block.assets(), builder)
                 else:

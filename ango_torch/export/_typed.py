@@ -64,7 +64,15 @@ class _Run(Protocol):
 
 _R = TypeVar("_R", bound=_Run)
 
-__all__ = ["AVAILABLE", "CHUNK_BYTES", "block_columns", "chunk_columns", "chunks", "decode_block"]
+__all__ = [
+    "AVAILABLE",
+    "CHUNK_BYTES",
+    "block_columns",
+    "checked_objects",
+    "chunk_columns",
+    "chunks",
+    "decode_block",
+]
 
 CHUNK_BYTES = 256 << 10
 """Raw asset bytes decoded together (the fallback, when needed, is per chunk).  Larger
@@ -264,18 +272,46 @@ def decode_block(data: bytes) -> list[Any] | None:
     return out
 
 
-def block_columns(data: bytes, decoded: list[Any] | None = None) -> ChunkColumns | None:
+def block_columns(
+    data: bytes, decoded: list[Any] | None = None, checked: bool = False
+) -> ChunkColumns | None:
     """The columns of a block of whole assets (:class:`._blocks.Block`: ``[`` + their
     JSON + ``]``, its bytes already checked for ``max_depth``), decoded in one call, or
     ``None`` where the typed path gives up.  ``decoded``: its assets, where the reader
-    decoded them (:func:`decode_block`)."""
+    decoded them (:func:`decode_block`); ``checked``: :func:`checked_objects` already
+    read the text whole (the check :func:`_valid_json` makes)."""
     if not AVAILABLE:
         return None
     try:
         cc = _columns(_DECODE_LIST(data) if decoded is None else decoded, 0)
     except _FAIL:
         return None
-    return cc if _valid_json(data) else None
+    return cc if checked or _valid_json(data) else None
+
+
+def checked_objects(data: bytes) -> int | None:
+    """With simdjson: how many objects the JSON list ``data`` holds, read whole as
+    :func:`_valid_json` reads it (``0``: it is not a list of objects); ``None`` where
+    simdjson refuses the text or is not installed (then the caller checks it otherwise).
+
+    The reader cutting an array into blocks for worker processes checks each block with
+    it: as fast as msgspec skipping the block (0.086 s against 0.088 s for the
+    benchmark's 79 MiB mixed export), and the worker then need not read the text whole
+    again (:func:`block_columns`'s ``checked``).
+    """
+    if _simdjson is None:
+        return None
+    try:
+        doc = _parser().parse(data)
+    except (ValueError, RuntimeError):
+        return None
+    try:
+        if type(doc) is not _simdjson.Array:
+            return 0
+        n = len(doc)
+        return n if all(type(e) is _simdjson.Object for e in doc) else 0
+    finally:
+        del doc  # the parser is reused: nothing may still refer to its document
 
 
 def chunk_columns(raws: list[RawAsset], first: int = 0) -> ChunkColumns | None:

@@ -953,3 +953,77 @@ def test_ndjson_lines_read_before_an_archive_fault_come_first(
         assert outcome(text, True) == reference
     assert outcome(b"".join(deep), False)[0] == "LimitError"
     assert "asset (#250)" in outcome(b"".join(lines), True)[1]
+
+
+# --- blocks checked whole by the reader for worker processes (issue 14) -------------------
+
+
+@pytest.mark.skipif(_typed._simdjson is None, reason="the reader checks blocks with simdjson")
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'[{"a": 1}, {"b": [1, {"c": "\\u00e9"}]}]',
+        b"[]",
+        b'[{"a": 1}, 2]',
+        b'{"a": 1}',
+        b'[{"a": 1e400}]',  # beyond a double: orjson and simdjson refuse it
+        b'[{"a": 123456789012345678901234567890}]',  # beyond 64 bits: simdjson refuses
+        b'[{"a": "\xed\xa0\x80"}]',  # a surrogate in UTF-8: invalid
+        b'[{"a": 1, "a": 2}]',
+        b'[{"a": 1}] x',
+    ],
+)
+def test_checked_objects_reads_a_block_as_the_whole_text_check(text: bytes) -> None:
+    """References: the standard library's ``json`` for the count (a list of objects, else
+    0), and ``_typed._valid_json`` (the typed path's whole-text check) for whether the
+    reader's check may stand for it (``None``: it may not)."""
+    n = _typed.checked_objects(text)
+    if not _typed._valid_json(text):
+        assert n is None
+        return
+    value = json.loads(text)
+    objects = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    assert n == (len(value) if objects else 0)
+
+
+def test_workers_index_blocks_the_reader_checked_whole_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks cut for worker processes are checked whole by the reader (simdjson), and
+    the workers then skip that check; blocks whose text it refuses (a duplicated key
+    whose dropped value is beyond a double, or beyond 64 bits) are not marked and go
+    through the check and, failing it, the existing path.  Reference: the same export
+    in one process (records, and the skipped assets under ``on_error="skip"``), and the
+    loader without typed decoding."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 1_000)
+    blocks: list[Block] = []
+    real = _blocks.iter_blocks
+
+    def recording(*args: Any, **kw: Any) -> Any:
+        for item in real(*args, **kw):
+            if isinstance(item, Block):
+                blocks.append(item)
+            yield item
+
+    monkeypatch.setattr(_read, "iter_blocks", recording)
+    monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=8_000))
+    raws = [_raw_asset(i) for i in range(60)]
+    raws[20] = _raw_asset(20, asset_extra=b', "metadata": {"w": 1e400}, "metadata": {}')
+    raws[40] = _raw_asset(40, b', "duration": 123456789012345678901234567890, "duration": 1')
+    path = tmp_path / NAME
+    path.write_bytes(b"[" + b", ".join(raws) + b"]")
+    reference = _load(path, monkeypatch, typed=False, on_error="skip")
+    one = _load(path, monkeypatch, typed=True, on_error="skip")
+    blocks.clear()
+    two = _load(path, monkeypatch, typed=True, on_error="skip", workers=2)
+    assert len(blocks) >= 5
+    marked = {b.index: b.checked for b in blocks}
+    held = {b.index: range(b.index, b.index + b.count) for b in blocks}
+    for first, checked in marked.items():  # unmarked: exactly the blocks with those two
+        assert checked == (20 not in held[first] and 40 not in held[first]), first
+    if _typed._simdjson is None:
+        assert not any(marked.values())
+    assert [repr(a) for a in two] == [repr(a) for a in one] == [repr(a) for a in reference]
+    assert [s.index for s in two.skipped] == [s.index for s in one.skipped]
+    assert [s.index for s in one.skipped] == [s.index for s in reference.skipped] == [20]
+    assert len(two) == 59

@@ -37,8 +37,8 @@ def _counting(monkeypatch: pytest.MonkeyPatch, blocks: list[bool] | None = None)
         taken.append(out is not None)
         return out
 
-    def block_columns(data: bytes, decoded: Any = None) -> Any:
-        out = real_block(data, decoded)
+    def block_columns(data: bytes, decoded: Any = None, checked: bool = False) -> Any:
+        out = real_block(data, decoded, checked)
         (taken if blocks is None else blocks).append(out is not None)
         return out
 
