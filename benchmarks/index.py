@@ -99,6 +99,14 @@ def _time(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its ended children (worker processes)."""
+    import resource
+
+    own, ended = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
 def _mmm(values: list[float], fmt: str = "{:.2f}") -> str:
     """min/median/max."""
     return "/".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
@@ -311,12 +319,14 @@ def main() -> None:
                     finally:
                         _indexing._fork_ok = real
 
-                t1, t2, ts, tc, t0 = [], [], [], [], []
+                t1, t2, ts, tc, t0, c2 = [], [], [], [], [], []
                 method = _indexing._context().get_start_method()
                 for _ in range(args.repeat):  # alternating, so that load hits all alike
                     t1.append(_time(lambda: ours(1)))
                     tc.append(_time(coco_load))
+                    cpu0 = _cpu()
                     t2.append(_time(lambda: ours(2)))
+                    c2.append(_cpu() - cpu0)
                     ts.append(_time(started))
                     if n <= args.before_max:
                         t0.append(_time(before))
@@ -332,7 +342,8 @@ def main() -> None:
                 )
                 print(
                     f"    {label}: 2 processes ({method}) {_mmm(t2)}   → "
-                    f"{statistics.median(r2):5.2f}× (min/median/max {_mmm(r2)}×)"
+                    f"{statistics.median(r2):5.2f}× (min/median/max {_mmm(r2)}×); CPU of all "
+                    f"processes {_mmm(c2)} s"
                 )
                 print(
                     f"    {label}: 2 processes started fresh (no fork: forkserver/spawn, "
