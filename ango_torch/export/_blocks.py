@@ -28,6 +28,7 @@ error and its message are the scan's.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -204,23 +205,38 @@ def deepest(data: bytes) -> int:
 def _block(index: int, data: bytes, name: str, lim: Limits, decode: bool) -> Block | None:
     """A block of ``data`` where it is a JSON list of objects none of which nests beyond
     ``max_depth``, else ``None``."""
-    if deepest(data) > lim.max_depth + 1:  # (the list is a level)
+    depth = deepest(data)
+    if depth > lim.max_depth + 1:  # (the list is a level)
         return None
     if decode:
         decoded = _typed.decode_block(data)
         if decoded is not None:
             return Block(index, data, name, lim, decoded, count=len(decoded))
-    n, whole = _checked(data)
+    n, whole = _checked(data, depth)
     return Block(index, data, name, lim, typed=not decode, count=n, checked=whole) if n else None
 
 
-def _checked(data: bytes) -> tuple[int, bool]:
-    """How many objects the list ``data`` holds, or ``0`` where it is not a JSON list of
-    objects (or nests too deep for msgspec); and whether its text was read whole as the
-    typed path's check reads it (:func:`._typed.checked_objects`, with simdjson)."""
-    n = _typed.checked_objects(data)
-    if n is not None:
-        return n, True
+CHECK_WHOLE_MAX = 4 << 20
+"""Larger blocks (a large asset's) are checked by msgspec only: simdjson's parser keeps
+buffers of a few times the largest text it parsed for the life of the thread (a 39 MiB
+block kept ~180 MiB in the reader's process; found by review)."""
+
+
+def _checked(data: bytes, depth: int) -> tuple[int, bool]:
+    """How many objects the list ``data`` (nesting ``depth`` levels) holds, or ``0``
+    where it is not a JSON list of objects (or nests too deep for msgspec); and whether
+    its text was read whole as the typed path's check reads it
+    (:func:`._typed.checked_objects`, with simdjson).
+
+    simdjson only where msgspec, which splits the block into its assets where typed
+    decoding gives up (:meth:`Block.assets`), surely has the stack for it: it counts
+    its nesting against Python's recursion limit (3.11), and a lowered limit that it
+    would hit makes this a job for the scan, as before (found by review).
+    """
+    if len(data) <= CHECK_WHOLE_MAX and depth + 500 <= sys.getrecursionlimit():
+        n = _typed.checked_objects(data)
+        if n is not None:
+            return n, True
     try:
         return len(_OBJECTS(data)), False
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError

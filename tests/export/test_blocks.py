@@ -1027,3 +1027,20 @@ def test_workers_index_blocks_the_reader_checked_whole_as_one_process(
     assert [s.index for s in two.skipped] == [s.index for s in one.skipped]
     assert [s.index for s in one.skipped] == [s.index for s in reference.skipped] == [20]
     assert len(two) == 59
+
+
+def test_blocks_checked_whole_only_where_msgspec_can_split_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """simdjson's check stands for msgspec's only where msgspec could still split the
+    block (Python's recursion limit well above its depth) and for blocks up to
+    CHECK_WHOLE_MAX (simdjson keeps buffers for its largest text).  Reference: the
+    block's own count, 2 objects."""
+    data = b'[{"a": [[1]]}, {"b": 2}]'
+    whole = _typed._simdjson is not None
+    assert _blocks._checked(data, 4) == (2, whole)
+    monkeypatch.setattr(_blocks.sys, "getrecursionlimit", lambda: 400)
+    assert _blocks._checked(data, 4) == (2, False)
+    monkeypatch.undo()
+    monkeypatch.setattr(_blocks, "CHECK_WHOLE_MAX", len(data) - 1)
+    assert _blocks._checked(data, 4) == (2, False)
