@@ -22,9 +22,10 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     twice, whose first value msgspec never checks), one process: ``load_export`` with
     the check vs with it patched out, alternating;
 (g) where workers start to pay (``_indexing.PARALLEL_MIN_BYTES``): mixed exports of
-    about ``--threshold-mib`` MiB each, ``load_export`` with 2 workers (forked where
-    that is safe, else started fresh: then the default threshold is
-    ``PARALLEL_STARTED_MIN_BYTES``) vs one process, alternating.
+    about ``--threshold-mib`` MiB each, ``load_export`` with the default number of
+    workers (one per CPU up to 4, at least 2; forked where that is safe, else started
+    fresh: then the default threshold is ``PARALLEL_STARTED_MIN_BYTES``) vs one process,
+    alternating, after an untimed warm-up of each.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -222,16 +223,20 @@ def _check_cost(ango: Path, repeat: int) -> None:
 
 
 def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
-    """(g): 2 workers (forked where safe, else started fresh, as ``load_export`` would
-    start them) vs one process, on mixed exports of about ``sizes`` MiB."""
+    """(g): as many workers as ``load_export`` starts by default (at least 2; forked
+    where safe, else started fresh) vs one process, on mixed exports of about ``sizes``
+    MiB."""
     import ango_torch
     from ango_torch.export import _indexing
 
     forked = _indexing._fork_ok()
     limit = _indexing.PARALLEL_MIN_BYTES if forked else _indexing.PARALLEL_STARTED_MIN_BYTES
     how = "forked" if forked else "started fresh"
+    n_workers = max(2, _indexing.default_workers(1 << 40))  # as many as the default starts
     probe, coco = write(folder, 100, "mixed", objects)
     per_asset = probe.stat().st_size / 100
+    for workers in (1, n_workers):  # untimed: a forkserver's own start is not the file's
+        ango_torch.load_export(probe, progress_bar=False, workers=workers)
     probe.unlink()
     coco.unlink()
     for mib in sizes:
@@ -239,14 +244,15 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
         coco.unlink()
         one, two = [], []
         for _ in range(repeat):  # alternating
-            for times, workers in ((one, 1), (two, 2)):
+            for times, workers in ((one, 1), (two, n_workers)):
                 t0 = time.perf_counter()
                 ango_torch.load_export(ango, progress_bar=False, workers=workers)
                 times.append(time.perf_counter() - t0)
         ratios = [a / b for a, b in zip(one, two, strict=True)]
         size = ango.stat().st_size / 2**20
         print(
-            f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, 2 workers {how} "
+            f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, {n_workers} workers "
+            f"{how} "
             f"{_mmm(two, '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
             f"(min/median/max {_mmm(ratios)}×) [by default from {limit / 2**20:.0f} MiB]"
         )

@@ -57,7 +57,7 @@ class StringTable:
         if int(given.max()) >= len(self):
             raise IndexError(f"string table entry {int(given.max())} of {len(self)}")
         at = np.maximum(given.astype(np.int64), -1)  # (unsigned ones fit: checked above)
-        starts = self.offsets[at + 1 - (at >= 0)].tolist()  # (an id below 0: never read)
+        starts = self.offsets[np.maximum(at, 0)].tolist()  # (an id of -1: never read)
         ends = self.offsets[at + 1].tolist()
         buf = memoryview(self.blob.data)  # (a 1-D uint8 array: one byte per item)
         return [

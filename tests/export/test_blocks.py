@@ -507,13 +507,9 @@ def test_an_asset_beyond_max_asset_bytes_is_read_as_the_scan_reads_it(
 # --- 5. workers -------------------------------------------------------------------------
 
 
-def test_workers_index_the_blocks_as_one_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Blocks pickled to worker processes, in several batches.  Reference: the loader
-    without typed decoding (and ``workers=1``): the same index arrays in one process,
-    the same records with workers (whose string tables are numbered per batch)."""
-    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 3_000)
+def _recording_blocks(monkeypatch: pytest.MonkeyPatch) -> list[Block]:
+    """The blocks the reader hands out from now on, as they are read (for worker
+    processes, in the main process)."""
     blocks: list[Block] = []
     real = _blocks.iter_blocks
 
@@ -524,6 +520,17 @@ def test_workers_index_the_blocks_as_one_process(
             yield item
 
     monkeypatch.setattr(_read, "iter_blocks", recording)
+    return blocks
+
+
+def test_workers_index_the_blocks_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks pickled to worker processes, in several batches.  Reference: the loader
+    without typed decoding (and ``workers=1``): the same index arrays in one process,
+    the same records with workers (whose string tables are numbered per batch)."""
+    monkeypatch.setattr(_blocks, "BLOCK_BYTES", 3_000)
+    blocks = _recording_blocks(monkeypatch)
     monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=20_000))
     assets = typed_assets(60)
     _place(assets[30], "asset-metadata", _nest(40))  # a block taken apart in the worker
@@ -996,16 +1003,7 @@ def test_workers_index_blocks_the_reader_checked_whole_as_one_process(
     in one process (records, and the skipped assets under ``on_error="skip"``), and the
     loader without typed decoding."""
     monkeypatch.setattr(_blocks, "BLOCK_BYTES", 1_000)
-    blocks: list[Block] = []
-    real = _blocks.iter_blocks
-
-    def recording(*args: Any, **kw: Any) -> Any:
-        for item in real(*args, **kw):
-            if isinstance(item, Block):
-                blocks.append(item)
-            yield item
-
-    monkeypatch.setattr(_read, "iter_blocks", recording)
+    blocks = _recording_blocks(monkeypatch)
     monkeypatch.setattr(_load_module, "index_raw", functools.partial(index_raw, batch_bytes=8_000))
     raws = [_raw_asset(i) for i in range(60)]
     raws[20] = _raw_asset(20, asset_extra=b', "metadata": {"w": 1e400}, "metadata": {}')
