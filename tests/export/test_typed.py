@@ -24,6 +24,7 @@ from ango_torch.export import _blocks, _typed
 from ango_torch.export._read import RawAsset
 
 pytestmark = pytest.mark.skipif(not _typed.AVAILABLE, reason="needs msgspec and orjson")
+msgspec = pytest.importorskip("msgspec")
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch, blocks: list[bool] | None = None) -> list[bool]:
@@ -164,6 +165,94 @@ def test_hostile_values_fail_as_without_typed_decoding(
     assert str(typed.value) == str(reference.value)
     assert "#2" in str(typed.value)
     assert taken and not any(taken)  # its block and chunk went to the existing path
+
+
+# Boxes and points as a file may spell them: each read in bulk (the common key order)
+# or one by one (any other), to the same index as without typed decoding.
+BOXES = [
+    b'{"x": 1, "y": 2, "width": 3, "height": 4}',
+    b'{"x":1.5,"y":-2.25,"width":-3e1,"height":4E-1}',
+    b'{ "x" : 0 ,\n\t"y" : 1e2 , "width" : 7 , "height" : -0.0 }',
+    b'{"height": 4, "width": 3, "y": 2, "x": 1}',
+    b'{"x": 1, "y": 2, "width": 3, "height": 4, "x": 9}',
+    b'{"\\u0078": 1, "y": 2, "width": 3, "height": 4}',
+    b'{"x": 123456789012345678, "y": 2, "width": 3, "height": 4}',
+]
+POINTS = [b"[3, 4.5]", b"[ -1e1 ,\n 2E0 ]", b"[0,0]", b"[7, 8]"]
+
+
+@pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
+@pytest.mark.parametrize("mixed", [False, True], ids=["common-order", "any-order"])
+def test_boxes_and_points_read_in_bulk_as_one_by_one(
+    simdjson: bool, mixed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the loader without typed decoding (the parser's own box and point
+    rules); and the bulk read against msgspec's decoding of each box and point."""
+    boxes = BOXES[:3] if not mixed else BOXES
+    tools = [b'{"objectId": "b%d", "bounding-box": %s}' % (k, b) for k, b in enumerate(boxes)]
+    tools += [b'{"objectId": "p%d", "point": %s}' % (k, p) for k, p in enumerate(POINTS)]
+    asset = b'{"externalId": "a.jpg", "task": {"tools": [' + b", ".join(tools) + b"]}}"
+    path = tmp_path / "e.json"
+    path.write_bytes(b"[" + b", ".join([asset] * 3) + b"]")
+    if not simdjson:
+        monkeypatch.setattr(_typed, "_simdjson", None)
+    reference = _load(path, monkeypatch, typed=False)
+    taken = _counting(monkeypatch)
+    _same(_load(path, monkeypatch, typed=True), reference)
+    assert taken == [True]
+    one_by_one = [msgspec.structs.astuple(_typed._BOX_DECODE(b)) for b in boxes]
+    np.testing.assert_array_equal(_typed._boxes(list(map(msgspec.Raw, boxes))), one_by_one)
+    np.testing.assert_array_equal(
+        _typed._points(list(map(msgspec.Raw, POINTS))), list(map(_typed._POINT_DECODE, POINTS))
+    )
+
+
+BAD_BOXES = {
+    "bool": b'{"x": true, "y": 2, "width": 3, "height": 4}',
+    "string": b'{"x": "1", "y": 2, "width": 3, "height": 4}',
+    "missing-key": b'{"x": 1, "y": 2, "width": 3}',
+    "unknown-key": b'{"x": 1, "y": 2, "width": 3, "height": 4, "z": 0}',
+    "null": b"null",
+    "list": b"[1, 2, 3, 4]",
+    "huge-exponent": b'{"x": 1e400, "y": 2, "width": 3, "height": 4}',
+    "beyond-float32": b'{"x": 1, "y": 2, "width": 3e39, "height": 4}',
+    "huge-integer": b'{"x": 1' + b"0" * 30 + b', "y": 2, "width": 3, "height": 4}',
+}
+BAD_POINTS = {
+    "three": b"[1, 2, 3]",
+    "one": b"[1]",
+    "bool": b"[true, 2]",
+    "string": b'["1", 2]',
+    "object": b'{"x": 1, "y": 2}',
+    "huge-exponent": b"[1e400, 2]",
+}
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [b'{"bounding-box": %s}' % v for v in BAD_BOXES.values()]
+    + [b'{"point": %s}' % v for v in BAD_POINTS.values()],
+    ids=[f"box-{k}" for k in BAD_BOXES] + [f"point-{k}" for k in BAD_POINTS],
+)
+def test_a_box_or_point_the_bulk_read_refuses_fails_as_without_typed_decoding(
+    tool: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside good ones read in bulk, one bad box or point sends its chunk to the
+    existing path, whose error (or index, where it takes the value) is the reference."""
+    good = b'{"bounding-box": %s}, {"point": %s}' % (BOXES[0], POINTS[0])
+    asset = b'{"externalId": "a.jpg", "task": {"tools": [' + good + b", " + tool + b"]}}"
+    path = tmp_path / "e.json"
+    path.write_bytes(b"[" + asset + b"]")
+    taken = _counting(monkeypatch)
+    try:
+        reference = _load(path, monkeypatch, typed=False)
+    except ExportFormatError as exc:
+        with pytest.raises(ExportFormatError) as typed:
+            _load(path, monkeypatch, typed=True)
+        assert str(typed.value) == str(exc)
+    else:  # (1e30 is a box the parser takes: as a float32 it is finite)
+        _same(_load(path, monkeypatch, typed=True), reference)
+    assert taken and not any(taken)
 
 
 def test_pieces_of_a_large_asset_are_never_typed() -> None:
