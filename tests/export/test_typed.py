@@ -188,7 +188,8 @@ def test_boxes_and_points_read_in_bulk_as_one_by_one(
 ) -> None:
     """Reference: the loader without typed decoding (the parser's own box and point
     rules); and the bulk read against msgspec's decoding of each box and point."""
-    boxes = BOXES[:3] if not mixed else BOXES
+    # (the first three and the last are in the common key order: read in bulk)
+    boxes = BOXES if mixed else [*BOXES[:3], BOXES[-1]]
     tools = [b'{"objectId": "b%d", "bounding-box": %s}' % (k, b) for k, b in enumerate(boxes)]
     tools += [b'{"objectId": "p%d", "point": %s}' % (k, p) for k, p in enumerate(POINTS)]
     asset = b'{"externalId": "a.jpg", "task": {"tools": [' + b", ".join(tools) + b"]}}"
@@ -198,8 +199,12 @@ def test_boxes_and_points_read_in_bulk_as_one_by_one(
         monkeypatch.setattr(_typed, "_simdjson", None)
     reference = _load(path, monkeypatch, typed=False)
     taken = _counting(monkeypatch)
+    decoded: list[bytes] = []  # the boxes decoded one by one
+    real = _typed._BOX_DECODE
+    monkeypatch.setattr(_typed, "_BOX_DECODE", lambda raw: decoded.append(raw) or real(raw))
     _same(_load(path, monkeypatch, typed=True), reference)
     assert taken == [True]
+    assert len(decoded) == (3 * len(boxes) if mixed else 0)
     one_by_one = [msgspec.structs.astuple(_typed._BOX_DECODE(b)) for b in boxes]
     np.testing.assert_array_equal(_typed._boxes(list(map(msgspec.Raw, boxes))), one_by_one)
     np.testing.assert_array_equal(
