@@ -11,8 +11,9 @@ and the numbers are read by one ``orjson.loads`` into a float buffer.
 
 It has no rules of its own.  Anything the typed schema does not declare (an unknown
 tool key, a ``null`` geometry, a numeric id, a rotated box, a legacy v2 asset...) fails
-validation, and anything the schema accepts but the full parser would refuse (a
-non-finite or beyond-float32 coordinate, a page out of range, a malformed nested
+validation (an unknown asset, task or snapshot key is skipped: the parser ignores it),
+and anything the schema accepts but the full parser would refuse (a non-finite or
+beyond-float32 coordinate, a page out of range, a malformed nested
 classification, two geometries...) makes it give up too: it never raises an
 :class:`~ango_torch.errors.ExportFormatError` itself.  A chunk it gives up on goes,
 asset by asset, through the existing path (:func:`._columns.asset_columns`, whose
@@ -144,7 +145,12 @@ if AVAILABLE:
         point: Raw | UnsetType = UNSET
         segmentation: _Seg | UnsetType = UNSET
 
-    class _Snap(Struct, forbid_unknown_fields=True, gc=False):
+    # An asset, task or snapshot key that the parser does not read, it ignores: so does
+    # this schema (msgspec checks its value's structure as it skips it, and the whole
+    # text is checked as the file's decoder reads it, :func:`_valid_json`).  Refusing
+    # them made an export with one new key per asset index ~3x slower (a tool's unknown
+    # key is another matter: the parser reads it as a geometry).
+    class _Snap(Struct, gc=False):
         tools: list[_Tool] | None = None
         classifications: Raw = _NULL
         relations: Raw = _NULL
@@ -170,7 +176,7 @@ if AVAILABLE:
         totalIdleDuration: Any = None
         totalBlurDuration: Any = None
 
-    class _Asset(Struct, forbid_unknown_fields=True, gc=False):
+    class _Asset(Struct, gc=False):
         externalId: str | None = None
         assetId: str | None = None
         asset: str | UnsetType | None = UNSET
