@@ -10,7 +10,7 @@ skeleton (the bytes with the numbers and blanks taken out) must be ``[[,],[,],..
 and the numbers are read by one ``orjson.loads`` into a float buffer.
 
 It has no rules of its own.  Anything the typed schema does not declare (an unknown
-tool key, a ``null`` geometry, a numeric id, a rotated box, a legacy v2 asset...) fails
+tool key, a ``null`` geometry, a numeric id, a 3D box, a legacy v2 asset...) fails
 validation (an unknown asset, task or snapshot key is skipped: the parser ignores it),
 and anything the schema accepts but the full parser would refuse (a non-finite or
 beyond-float32 coordinate, a page out of range, a malformed nested
@@ -49,6 +49,7 @@ from ._bytescan import RawAsset
 from ._columns import ChunkColumns
 from ._fields import _F32_LIMIT, _Loc, _plain, _time
 from ._parse import parse_classifications, parse_relations
+from ._parse_geometry import _rotated_box
 from ._tables import class_raw, dumps, relation_raw
 
 
@@ -96,7 +97,7 @@ try:  # the ring numbers' parser where installed (else orjson)
 except ImportError:  # pragma: no cover - without pysimdjson
     _simdjson = None
 
-_BOX, _POLY, _LINE, _PT, _SEG = 0, 2, 3, 4, 5
+_BOX, _ROT, _POLY, _LINE, _PT, _SEG = 0, 1, 2, 3, 4, 5
 _BRACE = ord("{")
 
 
@@ -144,6 +145,7 @@ if AVAILABLE:
         polyline: Raw | UnsetType = UNSET
         point: Raw | UnsetType = UNSET
         segmentation: _Seg | UnsetType = UNSET
+        rotated: Raw | UnsetType = field(default=UNSET, name="rotated-bounding-box")
 
     # An asset, task or snapshot key that the parser does not read, it ignores: so does
     # this schema (msgspec checks its value's structure as it skips it, and the whole
@@ -217,7 +219,8 @@ if AVAILABLE:
         OverflowError,
     )
 
-_GEOMETRIES = ("box", "polygon", "polyline", "point", "segmentation")
+_GEOMETRIES = ("box", "polygon", "polyline", "point", "segmentation", "rotated")
+_CODES = (_BOX, _POLY, _LINE, _PT, _SEG, _ROT)
 _ZONES = attrgetter("zones")
 # Number characters and blanks: what is left of a ring of numbers is its skeleton.
 _NUMBER_CHARS = b"0123456789.eE+- \t\r\n"
@@ -749,7 +752,7 @@ def _kinds(cols: dict[str, tuple[Any, ...]], n: int) -> npt.NDArray[np.uint8]:
     """
     kinds = np.zeros(n, np.uint8)
     count = np.zeros(n, np.uint8)
-    for code, name in zip((_BOX, _POLY, _LINE, _PT, _SEG), _GEOMETRIES, strict=True):
+    for code, name in zip(_CODES, _GEOMETRIES, strict=True):
         column = cols[name]
         if column.count(UNSET) == n:  # (identity first: in C, fast)
             continue
@@ -776,10 +779,7 @@ def _objects(
     n = len(tools)
     cols = _fields(tools)
     kinds = _kinds(cols, n)
-    present = {
-        g: kinds == kind
-        for g, kind in zip(_GEOMETRIES, (_BOX, _POLY, _LINE, _PT, _SEG), strict=True)
-    }
+    present = {g: kinds == kind for g, kind in zip(_GEOMETRIES, _CODES, strict=True)}
     bbox = np.full((n, 4), np.nan, np.float64)
     # Boxes: the parser's _bounding_box (negative sizes flip the corner), vectorized.
     where = np.flatnonzero(present["box"])
@@ -800,13 +800,38 @@ def _objects(
         p = _points(list(itertools.compress(cols["point"], present["point"])))
         _coords(p)
         bbox[where] = np.concatenate([p, p], axis=1)
-    _ring_columns(cc, cols, n, present, bbox)
+    rotated, geometry = _rotated(cols, present, n)
+    _ring_columns(cc, cols, n, present, bbox, rotated)
     cc.kinds = kinds
     cc.bbox = bbox.astype(np.float32)
-    _envelopes(cc, cols, n, snap_sizes, asset_objs, first)
+    _envelopes(cc, cols, n, snap_sizes, asset_objs, first, geometry)
 
 
 _Rings = tuple[npt.NDArray[np.int64], list[Any], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+
+
+def _rotated(
+    cols: dict[str, tuple[Any, ...]], present: dict[str, Any], n: int
+) -> tuple[_Rings, list[Any] | None]:
+    """The rotated boxes' rings (their corners, as text for :func:`_rings`) and each
+    tool's geometry extra (``[x, y, width, height, rotation]`` for a rotated box, else
+    ``None``; ``None`` for all where there is none).
+
+    Each goes through the parser's own :func:`._parse_geometry._rotated_box` (the
+    corners given, or computed about the centre), so that the ring and extra are the
+    bulk path's; one it refuses raises, and the chunk goes to that path to name it.
+    """
+    where = np.flatnonzero(present["rotated"])
+    empty = np.zeros(len(where), np.int64)
+    if not len(where):
+        return (where, [], empty, empty.astype(bool)), None
+    raws = itertools.compress(cols["rotated"], present["rotated"])
+    boxes = [_rotated_box(orjson.loads(memoryview(raw)), _LOC) for raw in raws]
+    geometry: list[Any] = [None] * n
+    for i, box in zip(where.tolist(), boxes, strict=True):
+        geometry[i] = [box.x, box.y, box.width, box.height, box.rotation]
+    corners = [_dumps(box.corners.tolist()) for box in boxes]
+    return (where, corners, empty, empty.astype(bool)), geometry
 
 
 def _outline(cols: dict[str, tuple[Any, ...]], present: dict[str, Any], key: str) -> _Rings:
@@ -847,10 +872,11 @@ def _ring_columns(
     n: int,
     present: dict[str, Any],
     bbox: npt.NDArray[np.float64],
+    rotated: _Rings,
 ) -> None:
     i64 = np.int64
     parts = [_outline(cols, present, g) for g in ("polygon", "polyline")]
-    parts.append(_zones(cols, present))
+    parts += [_zones(cols, present), rotated]
     owner = np.concatenate([p[0] for p in parts])
     zone = np.concatenate([p[2] for p in parts]).astype(np.int32)
     hole = np.concatenate([p[3] for p in parts])
@@ -883,6 +909,7 @@ def _envelopes(
     snap_sizes: list[int],
     asset_objs: list[int],
     first: int = 0,
+    geometry: list[Any] | None = None,
 ) -> None:
     oids, sids, titles, pages, interp = (
         cols[k] for k in ("objectId", "schemaId", "title", "page", "interpolationStopped")
@@ -912,8 +939,9 @@ def _envelopes(
             sids,
             _classes(classes),
             _metas(metas),
-            itertools.repeat(None),
+            itertools.repeat(None) if geometry is None else geometry,
             itertools.repeat(False) if all_false else map(bool, interp),
+            strict=False,  # (the repeats are endless; the others are n long)
         )
     )
     # The file's blanks in what is kept as its text: written out compact (in C), so

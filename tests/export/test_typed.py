@@ -228,6 +228,7 @@ BAD_BOXES = {
     "huge-exponent": b'{"x": 1e400, "y": 2, "width": 3, "height": 4}',
     "beyond-float32": b'{"x": 1, "y": 2, "width": 3e39, "height": 4}',
     "huge-integer": b'{"x": 1' + b"0" * 30 + b', "y": 2, "width": 3, "height": 4}',
+    "3d": b'{"x1": 0, "y1": 0, "z1": 0, "x2": 1, "y2": 1, "z2": 1}',  # the parser's 3D box
 }
 BAD_POINTS = {
     "three": b"[1, 2, 3]",
@@ -261,7 +262,7 @@ def test_a_box_or_point_the_bulk_read_refuses_fails_as_without_typed_decoding(
         with pytest.raises(ExportFormatError) as typed:
             _load(path, monkeypatch, typed=True)
         assert str(typed.value) == str(exc)
-    else:  # (1e30 is a box the parser takes: as a float32 it is finite)
+    else:  # (a 3D box, and 1e30, finite as a float32, the parser takes)
         _same(_load(path, monkeypatch, typed=True), reference)
     assert taken and not any(taken)
 
@@ -306,6 +307,67 @@ def test_an_unknown_key_nested_too_deep_fails_as_without_typed_decoding(
     with pytest.raises(ExportFormatError, match="nested more than 64 levels") as typed:
         _load(path, monkeypatch, typed=True)
     assert str(typed.value) == str(reference.value)
+
+
+ROTATED = [
+    {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 15},
+    {"x": 1.5, "y": 2.5, "width": 3, "height": 4},  # no rotation: 0
+    {"corners": [[0, 0], [4, 0], [4, 3], [0, 3]], "x": 0, "y": 0, "rotation": 0},
+    {"corners": [[1e-7, 2], [5.25, 2], [5.25, 9], [1e-7, 9]]},  # corners only
+]
+
+
+@pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
+def test_rotated_boxes_are_typed_as_the_parser_reads_them(
+    simdjson: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotated boxes among other tools (their corners are rings, in object order):
+    the same index as without typed decoding, whose ``_rotated_box`` is the reference
+    (corners given, or computed about the centre: hand-checked below)."""
+    assets = typed_assets(3)
+    for asset in assets:
+        tools = asset["task"]["tools"]
+        for k, box in enumerate(ROTATED):
+            tools.insert(2 * k, {"objectId": f"r{k}", "rotated-bounding-box": box})
+    path = _write(tmp_path, assets, "json")
+    if not simdjson:
+        monkeypatch.setattr(_typed, "_simdjson", None)
+    reference = _load(path, monkeypatch, typed=False)
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True)
+    _same(typed, reference)
+    assert taken == [True]
+    # Hand-computed: a 3 x 4 box at (1.5, 2.5), not rotated, has its corners as they are.
+    box = typed[0].task.answer.tools[2].geometry
+    np.testing.assert_array_equal(box.corners, [[1.5, 2.5], [4.5, 2.5], [4.5, 6.5], [1.5, 6.5]])
+    assert (box.x, box.y, box.width, box.height, box.rotation) == (1.5, 2.5, 3, 4, None)
+
+
+BAD_ROTATED = {
+    "three-corners": b'{"corners": [[0, 0], [4, 0], [4, 3]]}',
+    "no-corners-no-size": b'{"x": 1, "y": 2}',
+    "string-x": b'{"x": "1", "y": 2, "width": 3, "height": 4}',
+    "a-list": b"[1, 2, 3, 4]",
+    "beyond-float32": b'{"x": 1, "y": 2, "width": 3e39, "height": 4}',
+}
+
+
+@pytest.mark.parametrize("value", BAD_ROTATED.values(), ids=list(BAD_ROTATED))
+def test_a_rotated_box_the_parser_refuses_fails_as_without_typed_decoding(
+    value: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = b'{"rotated-bounding-box": {"x": 1, "y": 2, "width": 3, "height": 4}}'
+    tools = good + b', {"rotated-bounding-box": ' + value + b"}"
+    asset = b'{"externalId": "a.jpg", "task": {"tools": [' + tools + b"]}}"
+    path = tmp_path / "e.json"
+    path.write_bytes(b"[" + asset + b"]")
+    taken = _counting(monkeypatch)
+    with pytest.raises(ExportFormatError) as reference:
+        _load(path, monkeypatch, typed=False)
+    with pytest.raises(ExportFormatError, match="rotated-bounding-box") as typed:
+        _load(path, monkeypatch, typed=True)
+    assert str(typed.value) == str(reference.value)
+    assert taken and not any(taken)
 
 
 def test_pieces_of_a_large_asset_are_never_typed() -> None:
