@@ -560,33 +560,49 @@ def _coords(values: npt.NDArray[np.float64]) -> None:
         raise _GiveUp
 
 
-# A box's skeleton in the common key order (the "e" of "height" is a number character).
-_BOX_SKELETON = b'{"x":,"y":,"width":,"hight":}'
+# A box's keys as they are in its skeleton (the "e" of "height" is a number character).
+_BOX_COLUMNS = {b'"x":': 0, b'"y":': 1, b'"width":': 2, b'"hight":': 3}
 _BOX_KEYS = (b'"x"', b'"y"', b'"width"', b'"height"')
 _BOX_PUNCTUATION = b"{}: \t\r\n"
+
+
+@lru_cache(maxsize=64)
+def _box_order(skeleton: bytes) -> tuple[int, ...] | None:
+    """Where ``skeleton`` is a box's (``{"x":,"y":,"width":,"hight":}``, the four keys
+    once each in any order, holding numbers): the column of each of its numbers."""
+    keys = skeleton[1:-1].split(b",") if skeleton[:1] == b"{" and skeleton[-1:] == b"}" else []
+    order = tuple(_BOX_COLUMNS.get(k, -1) for k in keys)
+    return order if sorted(order) == [0, 1, 2, 3] else None
 
 
 def _boxes(raws: list[Any]) -> npt.NDArray[np.float64]:
     """Each box's ``x, y, width, height`` (``[N, 4]``), as :class:`_Box` decodes them.
 
-    Where every box is an object of these four keys in this order holding numbers (its
+    Where every box is an object of these four keys holding numbers, in one order (their
     skeleton, the text less numbers and blanks, says so), the keys and punctuation are
     taken out and all the numbers are read at once, as a ring's (:func:`_numbers`);
     otherwise each box is decoded by :class:`_Box`, which refuses what the typed path
     does not take.  Decoding each box to a struct of floats was ~15% of decoding the
     benchmark's mixed export (issue 14).
     """
-    joined = b";".join(raws)
     n = len(raws)
-    if joined.translate(None, _NUMBER_CHARS) != b";".join(itertools.repeat(_BOX_SKELETON, n)):
+    joined = b";".join(raws)
+    skeleton = joined.translate(None, _NUMBER_CHARS)
+    first = skeleton.partition(b";")[0]
+    order = _box_order(first)
+    if order is None or skeleton != b";".join(itertools.repeat(first, n)):
         return np.array([msgspec.structs.astuple(_BOX_DECODE(r)) for r in raws], np.float64)
     text = joined
     for key in _BOX_KEYS:
         text = text.replace(key, b"")
+    if b'"' in text:  # a key spelled otherwise ("h1eight" has the skeleton of "height")
+        raise _GiveUp
     values = _numbers([text.translate(None, _BOX_PUNCTUATION).replace(b";", b",")])
     if values.shape != (4 * n,):
         raise _GiveUp
-    return values.reshape(n, 4)
+    out = np.empty((n, 4), np.float64)
+    out[:, list(order)] = values.reshape(n, 4)
+    return out
 
 
 def _points(raws: list[Any]) -> npt.NDArray[np.float64]:

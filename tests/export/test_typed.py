@@ -187,15 +187,24 @@ BOXES = [
 POINTS = [b"[3, 4.5]", b"[ -1e1 ,\n 2E0 ]", b"[0,0]", b"[7, 8]"]
 
 
+# The key order of FORMAT.md's sample (one order for all: read in bulk too).
+SAMPLE_ORDER = [
+    b'{"x": 301.6, "y": 429.0, "height": 173.7, "width": 118.0}',
+    b'{"x":-1,"y":2e1,"height":-4,"width":3}',
+]
+
+
 @pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
-@pytest.mark.parametrize("mixed", [False, True], ids=["common-order", "any-order"])
+@pytest.mark.parametrize("spelling", ["common-order", "sample-order", "mixed"])
 def test_boxes_and_points_read_in_bulk_as_one_by_one(
-    simdjson: bool, mixed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    simdjson: bool, spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reference: the loader without typed decoding (the parser's own box and point
     rules); and the bulk read against msgspec's decoding of each box and point."""
     # (the first three and the last are in the common key order: read in bulk)
-    boxes = BOXES if mixed else [*BOXES[:3], BOXES[-1]]
+    mixed = spelling == "mixed"
+    boxes = {"common-order": [*BOXES[:3], BOXES[-1]], "sample-order": SAMPLE_ORDER}
+    boxes = boxes.get(spelling, BOXES + SAMPLE_ORDER)
     tools = [b'{"objectId": "b%d", "bounding-box": %s}' % (k, b) for k, b in enumerate(boxes)]
     tools += [b'{"objectId": "p%d", "point": %s}' % (k, p) for k, p in enumerate(POINTS)]
     asset = b'{"externalId": "a.jpg", "task": {"tools": [' + b", ".join(tools) + b"]}}"
@@ -229,6 +238,7 @@ BAD_BOXES = {
     "beyond-float32": b'{"x": 1, "y": 2, "width": 3e39, "height": 4}',
     "huge-integer": b'{"x": 1' + b"0" * 30 + b', "y": 2, "width": 3, "height": 4}',
     "3d": b'{"x1": 0, "y1": 0, "z1": 0, "x2": 1, "y2": 1, "z2": 1}',  # the parser's 3D box
+    "key-with-the-skeleton-of-height": b'{"x": 1, "y": 2, "width": 3, "h1eight": 4}',
 }
 BAD_POINTS = {
     "three": b"[1, 2, 3]",
