@@ -10,7 +10,7 @@ skeleton (the bytes with the numbers and blanks taken out) must be ``[[,],[,],..
 and the numbers are read by one ``orjson.loads`` into a float buffer.
 
 It has no rules of its own.  Anything the typed schema does not declare (an unknown
-tool key, a ``null`` geometry, a numeric id, a 3D box, a legacy v2 asset...) fails
+tool key, a ``null`` geometry, a numeric id, a 3D box...) fails
 validation (an unknown asset, task or snapshot key is skipped: the parser ignores it),
 and anything the schema accepts but the full parser would refuse (a non-finite or
 beyond-float32 coordinate, a page out of range, a malformed nested
@@ -178,6 +178,12 @@ if AVAILABLE:
         totalIdleDuration: Any = None
         totalBlurDuration: Any = None
 
+    class _V2Task(_Task, gc=False):
+        """A legacy (v2) asset's task: its tools are in ``objects`` (else ``tools``)."""
+
+        objects: list[_Tool] | None = None
+        stageHistory: Any = None  # (the parser ignores it in a v2 task)
+
     class _Asset(Struct, gc=False):
         externalId: str | None = None
         assetId: str | None = None
@@ -187,7 +193,7 @@ if AVAILABLE:
         dataset: list[str] | None = None
         batches: list[str] | None = None
         task: _Task | UnsetType = UNSET
-        tasks: Any = None  # legacy v2: the existing path reads it
+        tasks: list[_V2Task] | UnsetType | None = UNSET  # legacy v2 (read where no task)
 
     class _Class(Struct, forbid_unknown_fields=True, gc=False):
         """A classification in :func:`class_raw`'s form (these six keys, in any order;
@@ -652,6 +658,27 @@ def _or_none(values: tuple[Any, ...]) -> list[Any]:
     return [v or None for v in values]
 
 
+def _legacy_task(task: Any, tasks: Any) -> Any:
+    """An asset's ``task``, or where it has none, its legacy (v2) ``tasks`` as the v3
+    task the parser reads them as (:func:`._parse.parse_asset`): the first one's fields
+    and answer, the others its history, each one's tools those in ``objects`` (else
+    ``tools``: :func:`._parse.snapshot_tools`); none (``[]`` or ``null``), an empty
+    task."""
+    if task is not UNSET:
+        return task
+    if tasks is UNSET:
+        raise _GiveUp  # neither task nor tasks: the parser names the asset
+    tasks = tasks or []
+    for t in tasks:
+        if t.objects is not None:
+            t.tools = t.objects
+    if not tasks:
+        return _V2Task()
+    head = tasks[0]
+    head.stageHistory = tasks[1:]  # (a v2 task's own stageHistory the parser ignores)
+    return head
+
+
 def _columns(assets: list[Any], first: int) -> ChunkColumns:
     """The columns of decoded assets.
 
@@ -663,8 +690,10 @@ def _columns(assets: list[Any], first: int) -> ChunkColumns:
     eids, aids, urls, datas, metas, datasets, batches, tasks, v2 = _transposed(
         map(_ASSET_GET, assets), 9, n
     )
-    if v2.count(None) != n or tasks.count(UNSET):
-        raise _GiveUp  # a legacy v2 asset, or none with a task: the parser reads them
+    generation = [3] * n
+    if tasks.count(UNSET):
+        v3, tasks = tasks, tuple(map(_legacy_task, tasks, v2))
+        generation = [3 if t is not UNSET else 2 for t in v3]
     cc = ChunkColumns()
     cc.external_id = [e or a for e, a in zip(eids, aids, strict=True)]
     if not all(cc.external_id):
@@ -736,9 +765,9 @@ def _columns(assets: list[Any], first: int) -> ChunkColumns:
         else [None if u is None else _iso(u) for u in updated_at]
     )
     cc.extra = [
-        _dumps({"m": m, "b": b or [], "g": 3, "t": [t, ty, up, ub]})
-        for m, b, t, ty, up, ub in zip(
-            asset_meta, batches, task_id, task_type, updated, updated_by, strict=True
+        _dumps({"m": m, "b": b or [], "g": g, "t": [t, ty, up, ub]})
+        for m, b, g, t, ty, up, ub in zip(
+            asset_meta, batches, generation, task_id, task_type, updated, updated_by, strict=True
         )
     ]
     _objects(cc, tools, snap_sizes, asset_objs, first)

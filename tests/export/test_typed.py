@@ -380,6 +380,80 @@ def test_a_rotated_box_the_parser_refuses_fails_as_without_typed_decoding(
     assert taken and not any(taken)
 
 
+def _legacy(asset: dict[str, Any], tasks: Any) -> dict[str, Any]:
+    asset = dict(asset)
+    del asset["task"]
+    asset["tasks"] = tasks
+    return asset
+
+
+@pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
+def test_legacy_v2_assets_are_typed_as_the_parser_reads_them(
+    simdjson: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Legacy assets (``tasks``: the first the answer and the task's fields, the others
+    history; tools in ``objects``, else ``tools``; none or ``null``) beside v3 ones.
+    Reference: the loader without typed decoding (``_parse.parse_asset``)."""
+    v3 = typed_assets(6)
+    tools = v3[0]["task"]["tools"]
+    first = {"taskId": "t1", "type": "default", "updatedBy": "u@x", "stage": "Review",
+             "objects": tools, "tools": tools[:1], "stageHistory": "ignored",
+             "classifications": [], "totalDuration": 5}  # fmt: skip
+    later = {"taskId": "t2", "tools": tools[1:], "completedAt": "2023-09-01T08:05:21.104Z"}
+    assets = [
+        v3[0],
+        _legacy(v3[1], [first, later]),
+        _legacy(v3[2], []),
+        _legacy(v3[3], None),
+        _legacy(v3[4], [{"objects": None, "tools": tools[2:]}]),
+        v3[5],
+    ]
+    path = _write(tmp_path, assets, "json")
+    if not simdjson:
+        monkeypatch.setattr(_typed, "_simdjson", None)
+    reference = _load(path, monkeypatch, typed=False)
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True)
+    _same(typed, reference)
+    assert taken == [True]
+    # As FORMAT.md reads them: the first task is the answer, the others its history.
+    legacy = typed[1]
+    assert legacy.generation == 2 and typed[0].generation == 3
+    assert legacy.task.task_id == "t1" and legacy.task.answer.stage == "Review"
+    assert len(legacy.task.answer.tools) == len(tools)
+    assert len(legacy.task.history) == 1 and len(legacy.task.history[0].tools) == 3
+    assert len(typed[2].task.answer.tools) == 0 and typed[2].task.history == ()
+    assert len(typed[4].task.answer.tools) == len(tools) - 2
+
+
+@pytest.mark.parametrize(
+    "asset",
+    [
+        b'{"externalId": "bad.jpg"}',
+        b'{"externalId": "bad.jpg", "task": null, "tasks": []}',
+        b'{"externalId": "bad.jpg", "tasks": [{"objects": [{"polygon": [[1, 2]], "x": 1}]}]}',
+        b'{"externalId": "bad.jpg", "tasks": [3]}',
+        b'{"externalId": "bad.jpg", "tasks": {"objects": []}}',
+        b'{"externalId": "bad.jpg", "tasks": [{"objects": "x"}]}',
+    ],
+    ids=["neither", "null-task", "bad-object", "not-an-object", "not-a-list", "bad-objects"],
+)
+def test_a_legacy_asset_the_parser_refuses_or_reads_otherwise_is_left_to_it(
+    asset: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference: the loader without typed decoding, under ``on_error="skip"`` (its
+    skipped assets and their reasons, and the index of the others)."""
+    good = json.dumps(typed_assets(2)).encode()[1:-1]
+    path = tmp_path / "e.json"
+    path.write_bytes(b"[" + good + b", " + asset + b"]")
+    reference = _load(path, monkeypatch, typed=False, on_error="skip")
+    taken = _counting(monkeypatch)
+    typed = _load(path, monkeypatch, typed=True, on_error="skip")
+    assert typed.skipped == reference.skipped
+    _same(typed, reference)
+    assert taken and not any(taken)
+
+
 def test_pieces_of_a_large_asset_are_never_typed() -> None:
     """A piece of a split asset (RawAsset.part/last) is a chunk of its own, which the
     loader hands to the existing path (``_indexing._typed_first``)."""
