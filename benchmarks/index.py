@@ -25,7 +25,14 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     about ``--threshold-mib`` MiB each, ``load_export`` with the default number of
     workers (one per CPU up to 4, at least 2; forked where that is safe, else started
     fresh: then the default threshold is ``PARALLEL_STARTED_MIN_BYTES``) vs one process,
-    alternating, after an untimed warm-up of each.
+    alternating, after an untimed warm-up of each;
+(h) export shapes that typed decoding reads since issue 14's ninth session (before,
+    each sent its chunks to the path without it): the first ``--shape-assets`` assets
+    of the (b)-(g) export with boxes in FORMAT.md's sample key order (x, y, height,
+    width), a key the parser ignores on every asset, every tenth tool a rotated box,
+    and as a legacy v2 export; one process, typed decoding vs without it
+    (``_typed.AVAILABLE = False``), alternating; the export as generated first, for
+    comparison.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -259,6 +266,60 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
         ango.unlink()
 
 
+def _sample_order(asset: dict[str, Any]) -> None:
+    for tool in asset["task"]["tools"]:
+        if "bounding-box" in tool:
+            box = tool["bounding-box"]
+            tool["bounding-box"] = {k: box[k] for k in ("x", "y", "height", "width")}
+
+
+def _new_key(asset: dict[str, Any]) -> None:
+    asset["reviewStatus"] = {"state": "ACCEPTED", "by": "reviewer@example.com"}
+
+
+def _rotated(asset: dict[str, Any]) -> None:
+    for k, tool in enumerate(asset["task"]["tools"][::10]):
+        for key in ("bounding-box", "polygon", "polyline", "point", "segmentation"):
+            tool.pop(key, None)
+        tool["rotated-bounding-box"] = {"x": 10, "y": 20, "width": 30, "height": 40}
+        tool["rotated-bounding-box"]["rotation"] = 15 * k
+
+
+def _legacy(asset: dict[str, Any]) -> None:
+    task = asset.pop("task")
+    task["objects"] = task.pop("tools")
+    asset["tasks"] = [task]
+
+
+_SHAPES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "as generated": lambda asset: None,
+    "sample key order": _sample_order,
+    "a new asset key": _new_key,
+    "rotated boxes": _rotated,
+    "legacy v2": _legacy,
+}
+
+
+def _shapes(ango: Path, folder: Path, n: int, repeat: int) -> None:
+    """(h): typed decoding vs without it on export shapes it now reads."""
+    from ango_torch.export import _typed
+
+    for name, change in _SHAPES.items():
+        assets = json.loads(ango.read_bytes())[:n]
+        for asset in assets:
+            change(asset)
+        path = folder / "shape.json"
+        path.write_text(json.dumps(assets))
+        typed, untyped = _patched(_typed, "AVAILABLE", False, path, repeat)
+        ratios = [b / a for a, b in zip(typed, untyped, strict=True)]
+        print(
+            f"(h) {len(assets)} assets, {name:16s}: typed {_mmm(typed, '{:.3f}')} s, "
+            f"without typed decoding {_mmm(untyped, '{:.3f}')} s → "
+            f"{statistics.median(ratios):4.2f}× faster (min/median/max {_mmm(ratios)}×)"
+        )
+        path.unlink()
+
+
 def main() -> None:
     from pycocotools.coco import COCO
 
@@ -283,11 +344,12 @@ def main() -> None:
         default=[8, 16, 32, 48],
         help="(g): export sizes around the workers' threshold",
     )
+    ap.add_argument("--shape-assets", type=int, default=2000, help="(h): assets per export shape")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
     if args.smoke:
         args.assets, args.objects, args.repeat = [50], 5, 1
-        args.threshold_mib = [0.05]
+        args.threshold_mib, args.shape_assets = [0.05], 50
     print(
         f"typed decoding: {'on' if _typed.AVAILABLE else 'off (install ango_torch[fast])'}; "
         "times in s as min/median/max over alternating runs"
@@ -412,6 +474,7 @@ def main() -> None:
         _ndjson(ango, folder, args.repeat)
         _check_cost(ango, args.repeat)
         _threshold(folder, args.threshold_mib, args.objects, args.repeat)
+        _shapes(ango, folder, args.shape_assets, args.repeat)
 
 
 if __name__ == "__main__":
