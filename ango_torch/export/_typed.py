@@ -1,20 +1,21 @@
 """Typed decoding: a chunk of raw assets → index columns, in bulk.
 
-The common shape of an image export (v3 assets whose tools are boxes, polygons,
-polylines, points and segmentations) is decoded by msgspec into ``Struct``\\ s that
-declare only what the index reads; rings, metadata and classifications stay
-``msgspec.Raw`` (views of the file's bytes).  The columns of the whole chunk are then
-made by C-level passes (``operator.attrgetter`` maps, ``itertools.compress``,
-``np.fromiter``), and every ring's numbers at once: the chunk's rings are joined, their
-skeleton (the bytes with the numbers and blanks taken out) must be ``[[,],[,],...]``,
-and the numbers are read by one ``orjson.loads`` into a float buffer.
+The common shape of an image export (v3 or legacy v2 assets whose tools are boxes,
+rotated boxes, polygons, polylines, points and segmentations) is decoded by msgspec
+into ``Struct``\\ s that declare only what the index reads; rings, boxes, points,
+rotated boxes, metadata and classifications stay ``msgspec.Raw`` (views of the file's
+bytes).  The columns of the whole chunk are then made by C-level passes
+(``operator.attrgetter`` maps, ``itertools.compress``, ``np.fromiter``), and every
+ring's numbers at once: the chunk's rings are joined, their skeleton (the bytes with
+the numbers and blanks taken out) must be ``[[,],[,],...]``, and the numbers are read
+by one parse (simdjson, else orjson) into a float buffer.
 
 It has no rules of its own.  Anything the typed schema does not declare (an unknown
-tool key, a ``null`` geometry, a numeric id, a 3D box...) fails
-validation (an unknown asset, task or snapshot key is skipped: the parser ignores it),
-and anything the schema accepts but the full parser would refuse (a non-finite or
-beyond-float32 coordinate, a page out of range, a malformed nested
-classification, two geometries...) makes it give up too: it never raises an
+tool key, a numeric id, a 3D box...) fails validation (an unknown asset, task or
+snapshot key is skipped: the parser ignores it), and anything the schema accepts but
+the full parser would refuse (a non-finite or beyond-float32 coordinate, a ``null``
+geometry, a page out of range, a malformed nested classification, two geometries...)
+makes it give up too: it never raises an
 :class:`~ango_torch.errors.ExportFormatError` itself.  A chunk it gives up on goes,
 asset by asset, through the existing path (:func:`._columns.asset_columns`, whose
 errors name the asset), so the index and every error are the same either way;
@@ -137,7 +138,7 @@ if AVAILABLE:
         tool: Any = None
         featureSchemaId: Any = None
         frame: Any = None
-        # ... and the geometries this path reads (``null`` is none of their types).
+        # ... and the geometries this path reads (a ``Raw`` one is checked when read).
         # A box and a point stay the file's text too, read in bulk (:func:`_boxes`,
         # :func:`_points`): decoding them made a struct and a float per number.
         box: Raw | UnsetType = field(default=UNSET, name="bounding-box")
@@ -587,9 +588,10 @@ def _boxes(raws: list[Any]) -> npt.NDArray[np.float64]:
     Where every box is an object of these four keys holding numbers, in one order (their
     skeleton, the text less numbers and blanks, says so), the keys and punctuation are
     taken out and all the numbers are read at once, as a ring's (:func:`_numbers`);
-    otherwise each box is decoded by :class:`_Box`, which refuses what the typed path
-    does not take.  Decoding each box to a struct of floats was ~15% of decoding the
-    benchmark's mixed export (issue 14).
+    otherwise (boxes in several key orders, say) each box is decoded by :class:`_Box`,
+    which refuses what the typed path does not take.  A key spelled otherwise that has
+    the skeleton of one of these (``"h1eight"``) gives up.  Decoding each box to a
+    struct of floats was ~15% of decoding the benchmark's mixed export (issue 14).
     """
     n = len(raws)
     joined = b";".join(raws)
@@ -687,13 +689,13 @@ def _columns(assets: list[Any], first: int) -> ChunkColumns:
     export.
     """
     n = len(assets)
-    eids, aids, urls, datas, metas, datasets, batches, tasks, v2 = _transposed(
+    eids, aids, urls, datas, metas, datasets, batches, tasks, legacy = _transposed(
         map(_ASSET_GET, assets), 9, n
     )
     generation = [3] * n
     if tasks.count(UNSET):
-        v3, tasks = tasks, tuple(map(_legacy_task, tasks, v2))
-        generation = [3 if t is not UNSET else 2 for t in v3]
+        generation = [3 if t is not UNSET else 2 for t in tasks]
+        tasks = tuple(map(_legacy_task, tasks, legacy))
     cc = ChunkColumns()
     cc.external_id = [e or a for e, a in zip(eids, aids, strict=True)]
     if not all(cc.external_id):

@@ -711,28 +711,36 @@ def test_typed_path_and_full_parser_agree_on_generated_assets(seed: int) -> None
     assert min(outcomes.values()) >= 40, outcomes  # all three outcomes are exercised
 
 
-_UNTYPED_TOOLS = ("rotated-bounding-box", "ner", "pdf", "cuboid", "someNewField")
+_UNTYPED_TOOLS = ("ner", "pdf", "cuboid", "someNewField")
 
 
 def typical(raw: Any) -> Any:
     """``raw`` in the shapes typed decoding reads, broken values kept: tools it does not
-    read (rotated boxes, text, PDF, unknown) left out, numeric names as strings (the
-    parser reads ``5`` as ``"5"``; real exports write strings)."""
-    task = raw.get("task") if isinstance(raw, dict) else None
-    if not isinstance(task, dict):
+    read (text, PDF, unknown) left out, numeric names as strings (the parser reads ``5``
+    as ``"5"``; real exports write strings); a v3 task and its history, or the tasks of
+    a legacy (v2) asset."""
+    if not isinstance(raw, dict):
         return raw
-    history = task.get("stageHistory")
-    for snap in [task, *(history if isinstance(history, list) else [])]:
+    task, legacy = raw.get("task"), raw.get("tasks")
+    if isinstance(task, dict):
+        history = task.get("stageHistory")
+        snaps = [task, *(history if isinstance(history, list) else [])]
+    elif isinstance(legacy, list):
+        snaps = legacy
+    else:
+        return raw
+    for snap in snaps:
         if not isinstance(snap, dict):
             continue
         for key in ("type", "updatedBy", "completedBy", "stage", "stageId"):
             if type(snap.get(key)) is int:
                 snap[key] = str(snap[key])
-        tools = snap.get("tools")
-        if isinstance(tools, list):
-            snap["tools"] = [
-                t for t in tools if not (isinstance(t, dict) and set(_UNTYPED_TOOLS) & t.keys())
-            ]
+        for key in ("tools", "objects"):
+            tools = snap.get(key)
+            if isinstance(tools, list):
+                snap[key] = [
+                    t for t in tools if not (isinstance(t, dict) and set(_UNTYPED_TOOLS) & t.keys())
+                ]
     return raw
 
 

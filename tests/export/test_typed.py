@@ -454,9 +454,9 @@ def test_a_legacy_asset_the_parser_refuses_or_reads_otherwise_is_left_to_it(
     assert taken and not any(taken)
 
 
-def test_pieces_of_a_large_asset_are_never_typed() -> None:
-    """A piece of a split asset (RawAsset.part/last) is a chunk of its own, which the
-    loader hands to the existing path (``_indexing._typed_first``)."""
+def test_each_piece_of_a_large_asset_is_a_chunk_of_its_own() -> None:
+    """A piece of a split asset (RawAsset.part/last) is a chunk of its own, never grouped
+    with other assets (``_indexing._typed_first`` then adds it as a piece)."""
     a, b = RawAsset(0, b"{}"), RawAsset(1, b"{}")
     pieces = [RawAsset(2, b"{}", part=0, last=False), RawAsset(2, b"{}", part=1, last=True)]
     groups = list(_typed.chunks([a, b, *pieces, RawAsset(3, b"{}")], size=1 << 20))
