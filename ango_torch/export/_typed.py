@@ -588,18 +588,38 @@ def _boxes(raws: list[Any]) -> npt.NDArray[np.float64]:
     Where every box is an object of these four keys holding numbers, in one order (their
     skeleton, the text less numbers and blanks, says so), the keys and punctuation are
     taken out and all the numbers are read at once, as a ring's (:func:`_numbers`);
-    otherwise (boxes in several key orders, say) each box is decoded by :class:`_Box`,
-    which refuses what the typed path does not take.  A key spelled otherwise that has
-    the skeleton of one of these (``"h1eight"``) gives up.  Decoding each box to a
-    struct of floats was ~15% of decoding the benchmark's mixed export (issue 14).
+    boxes in several key orders are read so order by order, and any other box is
+    decoded by :class:`_Box`, which refuses what the typed path does not take.  A key
+    spelled otherwise that has the skeleton of one of these (``"h1eight"``) gives up.
+    Decoding each box to a struct of floats was ~15% of decoding the benchmark's mixed
+    export (issue 14).
     """
     n = len(raws)
     joined = b";".join(raws)
     skeleton = joined.translate(None, _NUMBER_CHARS)
     first = skeleton.partition(b";")[0]
     order = _box_order(first)
-    if order is None or skeleton != b";".join(itertools.repeat(first, n)):
-        return np.array([msgspec.structs.astuple(_BOX_DECODE(r)) for r in raws], np.float64)
+    if order is not None and skeleton == b";".join(itertools.repeat(first, n)):
+        return _box_numbers(joined, order, n)
+    out = np.empty((n, 4), np.float64)
+    groups: dict[bytes, list[int]] = {}
+    for i, part in enumerate(skeleton.split(b";")):
+        groups.setdefault(part, []).append(i)
+    if sum(map(len, groups.values())) != n:  # (a ";" in a box: no longer one part each)
+        groups = {b"": list(range(n))}
+    for part, where in groups.items():
+        chosen = list(map(raws.__getitem__, where))
+        order = _box_order(part)
+        if order is None:
+            decoded = [msgspec.structs.astuple(_BOX_DECODE(r)) for r in chosen]
+            out[where] = np.array(decoded, np.float64).reshape(len(where), 4)
+        else:
+            out[where] = _box_numbers(b";".join(chosen), order, len(where))
+    return out
+
+
+def _box_numbers(joined: bytes, order: tuple[int, ...], n: int) -> npt.NDArray[np.float64]:
+    """The numbers of ``n`` boxes joined by ``;``, all with the keys in ``order``."""
     text = joined
     for key in _BOX_KEYS:
         text = text.replace(key, b"")
