@@ -59,6 +59,17 @@ def _same(a: Any, b: Any) -> None:
     assert_same_index(a.index, b.index)
 
 
+def _same_error(path: Path, monkeypatch: pytest.MonkeyPatch, match: str | None = None) -> str:
+    """Loading ``path`` fails with typed decoding as without it (the reference), with
+    the same message; that message."""
+    with pytest.raises(ExportFormatError) as reference:
+        _load(path, monkeypatch, typed=False)
+    with pytest.raises(ExportFormatError, match=match) as typed:
+        _load(path, monkeypatch, typed=True)
+    assert str(typed.value) == str(reference.value)
+    return str(typed.value)
+
+
 def _write(folder: Path, assets: list[Any], fmt: str) -> Path:
     text = json.dumps(assets)
     if fmt == "json":
@@ -164,12 +175,7 @@ def test_hostile_values_fail_as_without_typed_decoding(
     path = tmp_path / "e.json"
     path.write_bytes(b"[" + good + b", " + bad + b"]")
     taken = _counting(monkeypatch)
-    with pytest.raises(ExportFormatError) as reference:
-        _load(path, monkeypatch, typed=False)
-    with pytest.raises(ExportFormatError) as typed:
-        _load(path, monkeypatch, typed=True)
-    assert str(typed.value) == str(reference.value)
-    assert "#2" in str(typed.value)
+    assert "#2" in _same_error(path, monkeypatch)
     assert taken and not any(taken)  # its block and chunk went to the existing path
 
 
@@ -313,11 +319,7 @@ def test_an_unknown_key_nested_too_deep_fails_as_without_typed_decoding(
     bad = b'{"externalId": "bad.jpg", "reviewNote": ' + deep + b', "task": {"tools": []}}'
     path = tmp_path / "e.json"
     path.write_bytes(b"[" + good + b", " + bad + b"]")
-    with pytest.raises(ExportFormatError) as reference:
-        _load(path, monkeypatch, typed=False)
-    with pytest.raises(ExportFormatError, match="nested more than 64 levels") as typed:
-        _load(path, monkeypatch, typed=True)
-    assert str(typed.value) == str(reference.value)
+    _same_error(path, monkeypatch, match="nested more than 64 levels")
 
 
 ROTATED = [
@@ -373,11 +375,7 @@ def test_a_rotated_box_the_parser_refuses_fails_as_without_typed_decoding(
     path = tmp_path / "e.json"
     path.write_bytes(b"[" + asset + b"]")
     taken = _counting(monkeypatch)
-    with pytest.raises(ExportFormatError) as reference:
-        _load(path, monkeypatch, typed=False)
-    with pytest.raises(ExportFormatError, match="rotated-bounding-box") as typed:
-        _load(path, monkeypatch, typed=True)
-    assert str(typed.value) == str(reference.value)
+    _same_error(path, monkeypatch, match="rotated-bounding-box")
     assert taken and not any(taken)
 
 
