@@ -29,8 +29,8 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
 (h) export shapes that typed decoding reads since issue 14's ninth session (before,
     each sent its chunks to the path without it): the first ``--shape-assets`` assets
     of the (b)-(g) export with boxes in FORMAT.md's sample key order (x, y, height,
-    width), a key the parser ignores on every asset, every tenth tool a rotated box,
-    and as a legacy v2 export; one process, typed decoding vs without it
+    width), a key the parser ignores on every asset, every tenth tool a rotated box
+    with its corners, and as a legacy v2 export; one process, typed decoding vs without it
     (``_typed.AVAILABLE = False``), alternating; the export as generated first, for
     comparison.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
@@ -48,6 +48,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -278,11 +279,21 @@ def _new_key(asset: dict[str, Any]) -> None:
 
 
 def _rotated(asset: dict[str, Any]) -> None:
+    """Every tenth tool a rotated box with its corners, as the platform writes them
+    (FORMAT.md), rotated about the centre."""
     for k, tool in enumerate(asset["task"]["tools"][::10]):
         for key in ("bounding-box", "polygon", "polyline", "point", "segmentation"):
             tool.pop(key, None)
-        tool["rotated-bounding-box"] = {"x": 10, "y": 20, "width": 30, "height": 40}
-        tool["rotated-bounding-box"]["rotation"] = 15 * k
+        x, y, w, h, rotation = 10.5 * k, 20.25, 30.0, 40.0, 15.0 * k
+        c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
+        half = ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
+        corners = [
+            [round(x + w / 2 + px * c - py * s, 2), round(y + h / 2 + px * s + py * c, 2)]
+            for px, py in half
+        ]
+        tool["rotated-bounding-box"] = {
+            "x": x, "y": y, "width": w, "height": h, "rotation": rotation, "corners": corners
+        }  # fmt: skip
 
 
 def _legacy(asset: dict[str, Any]) -> None:

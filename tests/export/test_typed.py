@@ -327,31 +327,50 @@ ROTATED = [
     {"x": 1.5, "y": 2.5, "width": 3, "height": 4},  # no rotation: 0
     {"corners": [[0, 0], [4, 0], [4, 3], [0, 3]], "x": 0, "y": 0, "rotation": 0},
     {"corners": [[1e-7, 2], [5.25, 2], [5.25, 9], [1e-7, 9]]},  # corners only
+    {"corners": [{"x": 1, "y": 2}, {"x": 5, "y": 2}, {"x": 5, "y": 6}, {"x": 1, "y": 6}]},
+    {"x": 1, "y": 2, "width": 3, "height": 4, "rotation": 90, "corners": None, "pivot": "c"},
 ]
+# Corners given as four pairs (as the platform writes them): read in bulk, as rings.
+ROTATED_CORNERS = [
+    {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 15.5, "corners": [[1, 2],
+     [3, 4], [5, 6], [7, 8]]},
+    {"corners": [[-1e2, 2E1], [3.25, 4], [5, 6], [7, 8]], "label": {"ignored": [1]}},
+    {"rotation": -30, "corners": [[0, 0], [1, 0], [1, 1], [0, 1]], "x": 123456789012345678},
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("simdjson", [True, False], ids=["simdjson", "orjson-only"])
+@pytest.mark.parametrize("boxes", ["corners-only", "all"])
 def test_rotated_boxes_are_typed_as_the_parser_reads_them(
-    simdjson: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    simdjson: bool, boxes: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rotated boxes among other tools (their corners are rings, in object order):
     the same index as without typed decoding, whose ``_rotated_box`` is the reference
-    (corners given, or computed about the centre: hand-checked below)."""
+    (corners given, or computed about the centre: hand-checked below).  Corners given
+    as four pairs are read in bulk; the others one box at a time, by ``_rotated_box``."""
+    chosen = ROTATED_CORNERS if boxes == "corners-only" else ROTATED_CORNERS + ROTATED
     assets = typed_assets(3)
     for asset in assets:
         tools = asset["task"]["tools"]
-        for k, box in enumerate(ROTATED):
+        for k, box in enumerate(chosen):
             tools.insert(2 * k, {"objectId": f"r{k}", "rotated-bounding-box": box})
     path = _write(tmp_path, assets, "json")
     if not simdjson:
         monkeypatch.setattr(_typed, "_simdjson", None)
     reference = _load(path, monkeypatch, typed=False)
     taken = _counting(monkeypatch)
+    one_by_one: list[Any] = []
+    real = _typed._rotated_box
+    monkeypatch.setattr(_typed, "_rotated_box", lambda v, loc: one_by_one.append(v) or real(v, loc))
     typed = _load(path, monkeypatch, typed=True)
     _same(typed, reference)
     assert taken == [True]
+    # One by one: the 4 of ROTATED without four corner pairs, in each asset's 2 snapshots.
+    assert len(one_by_one) == (0 if boxes == "corners-only" else 3 * 2 * 4)
+    if boxes == "corners-only":
+        return
     # Hand-computed: a 3 x 4 box at (1.5, 2.5), not rotated, has its corners as they are.
-    box = typed[0].task.answer.tools[2].geometry
+    box = typed[0].task.answer.tools[2 * (len(ROTATED_CORNERS) + 1)].geometry
     np.testing.assert_array_equal(box.corners, [[1.5, 2.5], [4.5, 2.5], [4.5, 6.5], [1.5, 6.5]])
     assert (box.x, box.y, box.width, box.height, box.rotation) == (1.5, 2.5, 3, 4, None)
 
@@ -362,6 +381,11 @@ BAD_ROTATED = {
     "string-x": b'{"x": "1", "y": 2, "width": 3, "height": 4}',
     "a-list": b"[1, 2, 3, 4]",
     "beyond-float32": b'{"x": 1, "y": 2, "width": 3e39, "height": 4}',
+    "corner-beyond-float32": b'{"corners": [[0, 0], [4e39, 0], [4, 3], [0, 3]]}',
+    "corner-huge-exponent": b'{"corners": [[0, 0], [1e400, 0], [4, 3], [0, 3]]}',
+    "corner-bool": b'{"corners": [[0, 0], [true, 0], [4, 3], [0, 3]]}',
+    "bool-rotation": b'{"rotation": true, "corners": [[0, 0], [4, 0], [4, 3], [0, 3]]}',
+    "huge-exponent-x": b'{"x": 1e400, "corners": [[0, 0], [4, 0], [4, 3], [0, 3]]}',
 }
 
 
@@ -375,7 +399,8 @@ def test_a_rotated_box_the_parser_refuses_fails_as_without_typed_decoding(
     path = tmp_path / "e.json"
     path.write_bytes(b"[" + asset + b"]")
     taken = _counting(monkeypatch)
-    _same_error(path, monkeypatch, match="rotated-bounding-box")
+    message = _same_error(path, monkeypatch)
+    assert "rotated-bounding-box" in message or "invalid JSON" in message
     assert taken and not any(taken)
 
 
