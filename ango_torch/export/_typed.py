@@ -615,11 +615,12 @@ def _boxes(raws: list[Any]) -> npt.NDArray[np.float64]:
     if order is not None and skeleton == b";".join(itertools.repeat(first, n)):
         return _box_numbers(joined, order, n)
     out = np.empty((n, 4), np.float64)
+    parts = skeleton.split(b";")
+    if len(parts) != n:  # (a ";" in a box: no longer one part each)
+        parts = [b""] * n
     groups: dict[bytes, list[int]] = {}
-    for i, part in enumerate(skeleton.split(b";")):
+    for i, part in enumerate(parts):
         groups.setdefault(part, []).append(i)
-    if sum(map(len, groups.values())) != n:  # (a ";" in a box: no longer one part each)
-        groups = {b"": list(range(n))}
     for part, where in groups.items():
         chosen = list(map(raws.__getitem__, where))
         order = _box_order(part)
@@ -907,8 +908,9 @@ def _rotated(
     the others (:func:`_rings`: the parser's vertex rule).  Any other (corners to be
     computed about the centre, or given as ``{x, y}`` objects) goes through
     ``_rotated_box`` itself, whose corners are written out for :func:`_rings`; one it
-    refuses raises, and the chunk goes to the slower path to name it.  One call per
-    box was ~25 us a box; in bulk ~10x less (issue 14).
+    refuses raises, and the chunk goes to the slower path to name it.  2,000 assets of
+    rotated boxes with corners (40,000): 0.75-0.99 s with one call per box, 0.35-0.40 s
+    so (issue 14).
     """
     where = np.flatnonzero(present["rotated"])
     empty = np.zeros(len(where), np.int64)
