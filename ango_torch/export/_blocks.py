@@ -37,7 +37,7 @@ import numpy as np
 
 from ..limits import Limits
 from . import _split, _typed
-from ._bytescan import _BLANKS, _OPEN, _QUOTE, RawAsset
+from ._bytescan import _BLANKS, _OPEN, _QUOTE, RawAsset, json_list
 from ._scan import iter_array, max_depth
 
 __all__ = ["BLOCK_BYTES", "Block", "deepest", "iter_blocks", "ndjson_block", "usable"]
@@ -115,7 +115,7 @@ def ndjson_block(
     """
     if not usable(lim) or not lines:
         return None
-    data = b"[" + b",".join(line for _, line, _ in lines) + b"]"
+    data = json_list([line for _, line, _ in lines])
     if deepest(data) > lim.max_depth + 1:
         return None
     try:
@@ -284,7 +284,7 @@ def iter_blocks(
             searched = max(searched, buf.rfind(b"}", searched))
             continue
         for close, cut in reversed(cuts[-3:]):  # the last candidate, else 2 before it
-            data = b"[" + buf[start : close + 1] + b"]"
+            data = b"".join((b"[", memoryview(buf)[start : close + 1], b"]"))  # one copy
             block = _block(index, data, name, lim, decode) if len(data) <= cap else None
             if block is not None:
                 yield block
@@ -295,7 +295,7 @@ def iter_blocks(
         else:
             break  # no candidate makes a block: the scan takes over
     else:  # the end of the file: the last assets and "]"
-        tail = b"[" + buf[start:]
+        tail = b"".join((b"[", memoryview(buf)[start:]))
         block = _block(index, tail, name, lim, decode) if len(tail) <= cap else None
         if block is not None:
             yield block

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._bytescan import json_list
 from ._columns import AssetColumns, ChunkColumns
 from ._schema import INDEX_VERSION, SCHEMA
 from ._tables import _TableBuilder, dumps
@@ -148,7 +149,7 @@ class IndexBuilder:
         a["extra"].append(self.extras.add(extra))
         if earlier:  # one JSON list of the object rows over the pieces
             parts = [p[1:-1] for p in (*earlier, objects or b"[]") if len(p) > 2]
-            objects = b"[" + b",".join(parts) + b"]" if parts else None
+            objects = json_list(parts) if parts else None
         a["objects"].append(self.extras.add(objects))
 
     def _add_objects(self, c: AssetColumns) -> None:

@@ -4,14 +4,16 @@ raw asset the readers yield, and their limit errors."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import LimitError, where
 from ..limits import Limits, hint
 
-__all__ = ["RawAsset", "too_deep", "too_large"]
+__all__ = ["RawAsset", "json_list", "too_deep", "too_large"]
 
 _QUOTE, _BSLASH = ord('"'), ord("\\")
 _OPEN = np.zeros(256, np.int8)
@@ -37,6 +39,19 @@ class RawAsset:
     """Whether this is the asset's last (or only) piece."""
     first: int = 0
     """How many ``task.tools`` entries of the asset come before this piece."""
+
+
+def json_list(parts: Sequence[Any]) -> bytes:
+    """``[`` + ``parts`` (JSON texts: bytes or any buffer) joined by commas + ``]``,
+    their bytes copied once: ``b"[" + b",".join(parts) + b"]"`` copies them three
+    times, which was half of cutting an export into blocks (~50 ms of a 79 MiB export's
+    indexing, issue 14)."""
+    if not parts:
+        return b"[]"
+    items = list(parts)
+    items[0] = b"".join((b"[", items[0]))
+    items[-1] = b"".join((items[-1], b"]"))
+    return b",".join(items)
 
 
 def too_large(name: str, lim: Limits, index: int, line: int | None = None) -> LimitError:
