@@ -223,6 +223,7 @@ if AVAILABLE:
     _CLASS_LISTS = msgspec.json.Decoder(list[list[_Class]]).decode
     _ENCODE = msgspec.json.encode  # writes a Raw as its bytes
     _FORMAT = msgspec.json.format  # indent=-1: blanks outside strings dropped
+    _replace = msgspec.structs.replace
     _BOX_DECODE = msgspec.json.Decoder(_Box).decode
     _ROTATED_LIST = msgspec.json.Decoder(list[_Rotated]).decode
     _POINT_DECODE = msgspec.json.Decoder(tuple[float, float]).decode
@@ -699,20 +700,16 @@ def _legacy_task(task: Any, tasks: Any) -> Any:
     task the parser reads them as (:func:`._parse.parse_asset`): the first one's fields
     and answer, the others its history, each one's tools those in ``objects`` (else
     ``tools``: :func:`._parse.snapshot_tools`); none (``[]`` or ``null``), an empty
-    task."""
+    task.  New structs: the decoded ones are left as they were."""
     if task is not UNSET:
         return task
     if tasks is UNSET:
         raise _GiveUp  # neither task nor tasks: the parser names the asset
-    tasks = tasks or []
-    for t in tasks:
-        if t.objects is not None:
-            t.tools = t.objects
     if not tasks:
         return _V2Task()
-    head = tasks[0]
-    head.stageHistory = tasks[1:]  # (a v2 task's own stageHistory the parser ignores)
-    return head
+    tasks = [t if t.objects is None else _replace(t, tools=t.objects) for t in tasks]
+    # (a v2 task's own stageHistory the parser ignores)
+    return _replace(tasks[0], stageHistory=tasks[1:])
 
 
 def _columns(assets: list[Any], first: int) -> ChunkColumns:

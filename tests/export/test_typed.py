@@ -437,6 +437,20 @@ def test_legacy_v2_assets_are_typed_as_the_parser_reads_them(
     assert len(typed[4].task.answer.tools) == len(tools) - 2
 
 
+def test_legacy_assets_are_read_without_changing_their_decoded_structs() -> None:
+    """The v2 reading builds new task structs: a block's decoded assets stay as decoded
+    (reference: msgspec's own encoding of them before the columns were made)."""
+    tools = typed_assets(1)[0]["task"]["tools"]
+    tasks = [{"taskId": "t1", "objects": tools, "tools": []}, {"taskId": "t2", "tools": tools}]
+    data = json.dumps([_legacy(a, tasks) for a in typed_assets(3)]).encode()
+    decoded = _typed.decode_block(data)
+    assert decoded is not None
+    before = msgspec.json.encode(decoded)
+    columns = _typed.block_columns(data, decoded)
+    assert columns is not None and columns.asset_snaps == [2, 2, 2]
+    assert msgspec.json.encode(decoded) == before
+
+
 @pytest.mark.parametrize(
     "asset",
     [
