@@ -46,6 +46,7 @@ def main() -> None:
     dist.all_gather_object(counts, len(full))
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump({"full": full, "first": first, "rest": rest, "counts": counts}, f)
+    dist.barrier()  # as examples/_common.py's finish: no rank leaves while another still talks
     dist.destroy_process_group()
 
 

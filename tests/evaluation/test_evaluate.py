@@ -478,6 +478,7 @@ def _worker(rank: int, world_size: int, init: str) -> None:
         assert meter.confusion.tolist() == [[2 * v for v in row] for row in CONFUSION]
         meter.update(PRED, TARGET)  # back to local counts: 2 updates on this rank
         assert meter.confusion.tolist() == [[2 * v for v in row] for row in CONFUSION]
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -209,6 +209,7 @@ def _ddp_worker(rank: int, world_size: int, init: str, raw: list[dict[str, Any]]
         assert len(parts[0]) == len(parts[1]) == 4  # 8 batches of 3 (12 + 12), 4 per rank
         flat = [i for part in parts for b in part for i in b]
         assert sorted(flat) == list(range(24))
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
