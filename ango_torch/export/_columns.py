@@ -215,7 +215,7 @@ def _snapshot(raw: Any, cols: AssetColumns, pts: list[Any], loc: _Loc, field: st
     cols.snaps.append(_record_snap(snapshot_envelope(raw, loc, field), len(cols.kinds) - before))
 
 
-def _fast(raw: Any, index: int = -1, line: int | None = None) -> AssetColumns:
+def _fast(raw: Any, index: int = -1, line: int | None = None, first: int = 0) -> AssetColumns:
     """The columns of a well-formed v3 asset, reading its vertices in one conversion.
 
     Every field but the vertex lists goes through the parser's own functions (so the
@@ -223,7 +223,7 @@ def _fast(raw: Any, index: int = -1, line: int | None = None) -> AssetColumns:
     """
     if type(raw) is not dict or type(raw.get("task")) is not dict:
         raise _GiveUp  # legacy v2, or something the parser will name
-    loc = _Loc(None, index, line)
+    loc = _Loc(None, index, line, first)
     eid, aid, url, meta, w, h, pages, batches = asset_fields(raw, loc)
     task = raw["task"]
     cols = AssetColumns(
@@ -405,8 +405,12 @@ def _bounds(rings: list[npt.NDArray[np.float32]]) -> tuple[float, float, float, 
     return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
-def asset_columns(raw: Any, index: int, *, line: int | None = None) -> AssetColumns:
+def asset_columns(raw: Any, index: int, *, line: int | None = None, first: int = 0) -> AssetColumns:
     """The index columns of one raw asset (fast path, else the full parser).
+
+    ``first``: for a piece of a large asset (:mod:`._split`), the place of its first
+    ``task.tools`` entry in the whole asset: its entries without an ``objectId`` are
+    ``#k`` by their place there, and an error names them so, as for the unsplit asset.
 
     The fast path (:func:`_fast`) takes well-formed v3 assets; whatever it gives up on,
     or refuses, goes through the full parser, whose error is the one raised (it reads
@@ -416,9 +420,9 @@ def asset_columns(raw: Any, index: int, *, line: int | None = None) -> AssetColu
         ExportFormatError: from the full parser, naming the asset, object and field.
     """
     try:
-        return _fast(raw, index, line)
+        return _fast(raw, index, line, first)
     except _GiveUp:
         pass
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError):
         pass  # ExportFormatError is a ValueError
-    return from_record(parse_asset(raw, index, line=line))
+    return from_record(parse_asset(raw, index, line=line, first=first))

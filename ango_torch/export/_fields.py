@@ -20,13 +20,18 @@ _EMPTY.flags.writeable = False
 class _Loc:
     """Where we are in the export, for error messages."""
 
-    __slots__ = ("asset", "index", "line", "obj")
+    __slots__ = ("asset", "first", "index", "line", "obj")
 
-    def __init__(self, asset: str | None, index: int, line: int | None = None) -> None:
+    def __init__(
+        self, asset: str | None, index: int, line: int | None = None, first: int = 0
+    ) -> None:
         self.asset = asset
         self.index = index
         self.line = line
         self.obj: str | None = None
+        # A piece of a large asset (._split): the place of its first task.tools entry
+        # in the whole asset, so that its entries are named (and numbered "#k") there.
+        self.first = first
 
     def error(self, field: str | None, message: str) -> ExportFormatError:
         loc = where(asset=self.asset, index=self.index, obj=self.obj, field=field, line=self.line)

@@ -28,7 +28,7 @@ from ..limits import current
 from . import _typed
 from ._blocks import Block
 from ._build import IndexBuilder, concat
-from ._columns import AssetColumns, asset_columns
+from ._columns import asset_columns
 from ._read import RawAsset, check_parsed_depth, decode_raw
 from ._split import piece_error
 from .index import ExportIndex
@@ -114,7 +114,7 @@ def _add(
             builder.add_columns(asset_columns(raw, i, line=line))
         else:  # one piece of a large asset (._split)
             with piece_error(piece):
-                cols = _renumbered(asset_columns(raw, i, line=line), raw, piece.first)
+                cols = asset_columns(raw, i, line=line, first=piece.first)
             builder.add_columns(cols, part=piece.part, last=piece.last)
     except ExportFormatError as exc:
         builder.discard_open()
@@ -122,23 +122,6 @@ def _add(
             raise
         name = raw.get("externalId") if isinstance(raw, Mapping) else None
         skipped.append(Skipped(i, name if isinstance(name, str) else None, str(exc)))
-
-
-def _renumbered(cols: AssetColumns, raw: Any, first: int) -> AssetColumns:
-    """A piece's columns with its task's tools that have no ``objectId`` numbered
-    ``#k`` by their place in the whole asset (``first`` + their place in the piece), as
-    the parser numbers them in the unsplit asset (:func:`._parse.tool_id`)."""
-    if not first:
-        return cols
-    task = raw.get("task") if isinstance(raw, Mapping) else None
-    tools = task.get("tools") if isinstance(task, Mapping) else None
-    if not isinstance(tools, list) or len(cols.obj_extra) < len(tools):
-        return cols
-    for k, tool in enumerate(tools):
-        oid = tool.get("objectId") if isinstance(tool, Mapping) else None
-        if oid is None or oid == "":  # the parser's "#k" (anything else it refuses)
-            cols.obj_extra[k][0] = f"#{first + k}"
-    return cols
 
 
 def index_dicts(
@@ -235,8 +218,7 @@ def _work_piece(job: tuple[RawAsset, str, OnError]) -> tuple[str, Any]:
     try:
         with piece_error(raw):
             obj = decode_raw(raw, name)
-            cols = asset_columns(obj, raw.index, line=raw.line)
-            return "columns", _renumbered(cols, obj, raw.first)
+            return "columns", asset_columns(obj, raw.index, line=raw.line, first=raw.first)
     except ExportFormatError as exc:
         if on_error == "raise":
             raise

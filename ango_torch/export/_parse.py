@@ -138,8 +138,14 @@ def parse_relations(value: Any, loc: _Loc | None = None) -> tuple[Relation, ...]
 
 
 def tool_id(obj: Any, k: int, loc: _Loc, field: str) -> str:
-    """The objectId of tool ``field[k]`` (``#k`` where it has none); sets ``loc.obj``."""
+    """The objectId of tool ``field[k]`` (``#k`` where it has none); sets ``loc.obj``.
+
+    A piece of a large asset (``loc.first``: its first ``task.tools`` entry's place in
+    the asset) numbers and names its task's tools by their place in the whole asset.
+    """
     loc.obj = None
+    if loc.first and field == "tools":  # (the task's own list: "tools", not "task.tools")
+        k += loc.first
     if not isinstance(obj, Mapping):
         raise loc.error(f"{field}[{k}]", f"expected a tool object, got {_type(obj)}")
     object_id = obj.get("objectId")
@@ -318,18 +324,20 @@ def task_fields(
     )
 
 
-def parse_asset(raw: Any, index: int, *, line: int | None = None) -> Asset:
+def parse_asset(raw: Any, index: int, *, line: int | None = None, first: int = 0) -> Asset:
     """Parse one asset dict of a v3 (``task``) or legacy v2 (``tasks[]``) export.
 
     Args:
         raw: the asset as decoded from JSON.
         index: its position in the export (for messages and :attr:`Asset.index`).
         line: its line number in an NDJSON file, if any.
+        first: for a piece of a large asset (:mod:`._split`), the place of its first
+            ``task.tools`` entry in the whole asset (its tools are named from there).
 
     Raises:
         ExportFormatError: naming the asset, object and field that is malformed.
     """
-    loc = _Loc(None, index, line)
+    loc = _Loc(None, index, line, first)
     external_id, asset_id, url, meta, width, height, pages, batches = asset_fields(raw, loc)
     if "task" in raw and raw["task"] is not None:
         generation = 3

@@ -63,16 +63,16 @@ _NAMES = ("externalId", "assetId")  # a piece must name its asset
 
 @contextlib.contextmanager
 def piece_error(raw: RawAsset) -> Iterator[None]:
-    """Say which piece of a split asset an error comes from (``tools[k]`` counts from
-    the piece's first entry)."""
+    """Say which piece of a split asset an error comes from (its tools are named by
+    their place in the whole asset; a JSON error's line and column are the piece's)."""
     try:
         yield
     except ExportFormatError as exc:
         if not raw.part:
             raise
         raise type(exc)(
-            f"{exc} (piece {raw.part} of the asset, split along task.tools: tools[k] is "
-            f"entry {raw.first} + k of the asset)"
+            f"{exc} (piece {raw.part} of the asset, split along task.tools from its "
+            f"entry {raw.first})"
         ) from exc
 
 

@@ -352,6 +352,39 @@ def test_entries_without_object_id_are_numbered_in_the_whole_asset(
     assert got.index.object_extras(1) == ref.index.object_extras(1)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    "broken",
+    [{"bounding-box": {"x": "left", "y": 0, "width": 1, "height": 1}}, "not a tool"],
+    ids=["bad-field", "not-an-object"],
+)
+def test_an_error_in_a_late_piece_names_the_entry_as_in_the_whole_asset(
+    tiny_pieces: None, decoder: str, workers: int, broken: Any
+) -> None:
+    # Reference: the unsplit asset's message (its dict through load_export), which
+    # names an entry without an objectId "#k" and its field tools[k] by its place in
+    # the whole task.tools list. A piece named them by their place in the piece ("#0",
+    # tools[0]): an object the index never has (found by fuzzing, issue 14).
+    asset = video(frames=10)
+    tools = asset["task"]["tools"]
+    k = len(tools) - 3
+    if isinstance(broken, dict):
+        tools[k] = {**{key: v for key, v in tools[k].items() if key != "bounding-box"}, **broken}
+        tools[k].pop("objectId")
+    else:
+        tools[k] = broken
+    data = _file([_small(0), asset], "array")
+    raws = _pieces(data)
+    assert len(raws) > 10 and raws[-1].first > 0  # the entry is in a late piece
+    with pytest.raises(ExportFormatError) as whole:
+        ango_torch.load_export(json.loads(data))
+    with pytest.raises(ExportFormatError) as split:
+        index_raw(raws, "e", on_error="raise", workers=workers, batch_bytes=1000)
+    expected = str(whole.value)
+    assert (f"object '#{k}'" if isinstance(broken, dict) else f"tools[{k}]") in expected
+    assert str(split.value).startswith(expected + " (piece "), (str(split.value), expected)
+
+
 @pytest.mark.parametrize("kind", ["array", "ndjson"])
 def test_one_entry_larger_than_a_piece_is_read_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_pieces: None, decoder: str, kind: str
