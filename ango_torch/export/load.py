@@ -180,7 +180,9 @@ def load_export(
             asset), an already-parsed list of asset dicts, or an :class:`AngoExport`.
         storage_options: passed to fsspec.
         cache_dir: where to persist the index, keyed by the file's BLAKE2b content
-            hash; a second load of the same bytes skips parsing.
+            hash; a second load of the same bytes skips parsing (and so ``limits``,
+            which bound reading: the saved index is what any successful read of
+            those bytes builds).  Only a read that skipped nothing is saved.
         on_error: ``"raise"`` (default) stops at the first malformed asset;
             ``"skip"`` leaves it out and records it in :attr:`AngoExport.skipped`.
         progress_bar: force the progress bar on or off (default: on for a TTY).
