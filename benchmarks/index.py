@@ -32,7 +32,13 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     width), a key the parser ignores on every asset, every tenth tool a rotated box
     with its corners, and as a legacy v2 export; one process, typed decoding vs without it
     (``_typed.AVAILABLE = False``), alternating; the export as generated first, for
-    comparison.
+    comparison;
+(i) where workers started fresh pay (``_indexing.PARALLEL_STARTED_MIN_BYTES``, the path
+    on Python 3.12+): mixed exports of about ``--started-mib`` MiB each, ``load_export``
+    with 2 workers started by forkserver (spawn where there is none; ``_fork_ok``
+    patched false) vs one process, each run in a fresh interpreter whose imports come
+    before the clock, so that the forkserver's own start is timed, as in a user's
+    first load; alternating.
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -267,6 +273,51 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
         ango.unlink()
 
 
+_STARTED = r"""
+import sys, time
+path, workers = sys.argv[1], int(sys.argv[2])
+import ango_torch
+from ango_torch.export import _indexing
+_indexing._fork_ok = lambda: False  # as on Python 3.12+, or with threads running
+t0 = time.perf_counter()
+ango_torch.load_export(path, progress_bar=False, workers=workers)
+print(time.perf_counter() - t0)
+"""
+
+
+def _started(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
+    """(i): 2 workers started fresh vs one process, each run in a new interpreter."""
+    from ango_torch.export import _indexing
+
+    probe, coco = write(folder, 100, "mixed", objects)
+    per_asset = probe.stat().st_size / 100
+    probe.unlink()
+    coco.unlink()
+    limit = _indexing.PARALLEL_STARTED_MIN_BYTES / 2**20
+    for mib in sizes:
+        ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
+        coco.unlink()
+        times: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(repeat):  # alternating
+            for workers in (1, 2):
+                out = subprocess.run(
+                    [sys.executable, "-c", _STARTED, str(ango), str(workers)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                times[workers].append(float(out.strip().splitlines()[-1]))
+        ratios = [a / b for a, b in zip(times[1], times[2], strict=True)]
+        size = ango.stat().st_size / 2**20
+        print(
+            f"(i) {size:5.1f} MiB mixed, each run in a fresh process: 1 process "
+            f"{_mmm(times[1], '{:.3f}')} s, 2 workers started fresh "
+            f"{_mmm(times[2], '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
+            f"(min/median/max {_mmm(ratios)}×) [by default from {limit:.0f} MiB]"
+        )
+        ango.unlink()
+
+
 def _sample_order(asset: dict[str, Any]) -> None:
     for tool in asset["task"]["tools"]:
         if "bounding-box" in tool:
@@ -356,11 +407,18 @@ def main() -> None:
         help="(g): export sizes around the workers' threshold",
     )
     ap.add_argument("--shape-assets", type=int, default=2000, help="(h): assets per export shape")
+    ap.add_argument(
+        "--started-mib",
+        type=float,
+        nargs="+",
+        default=[32, 64, 128],
+        help="(i): export sizes around the threshold for workers started fresh",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
     if args.smoke:
         args.assets, args.objects, args.repeat = [50], 5, 1
-        args.threshold_mib, args.shape_assets = [0.05], 50
+        args.threshold_mib, args.shape_assets, args.started_mib = [0.05], 50, [0.05]
     print(
         f"typed decoding: {'on' if _typed.AVAILABLE else 'off (install ango_torch[fast])'}; "
         "times in s as min/median/max over alternating runs"
@@ -486,6 +544,7 @@ def main() -> None:
         _check_cost(ango, args.repeat)
         _threshold(folder, args.threshold_mib, args.objects, args.repeat)
         _shapes(ango, folder, args.shape_assets, args.repeat)
+        _started(folder, args.started_mib, args.objects, args.repeat)
 
 
 if __name__ == "__main__":

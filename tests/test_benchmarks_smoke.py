@@ -34,7 +34,7 @@ def _run(script: str) -> dict[str, float]:
         ("dataset.py", "abc", True),
         # index.py prints fixed-precision ratios ("{:5.1f}"), which at smoke sizes can
         # round to 0.0 (e.g. peak memory vs json.load of a 50-asset file).
-        ("index.py", "abcdefgh", False),
+        ("index.py", "abcdefghi", False),
         ("shards.py", "abcd", True),
         ("volumes.py", "a", True),
         ("video.py", "ab", True),

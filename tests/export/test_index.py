@@ -364,6 +364,7 @@ def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.Mon
 
     import ango_torch.export._indexing as ix
 
+    monkeypatch.setattr(ix, "_preload_in_forkserver", lambda: None)  # (this process's server)
     for cuda, dist in ((True, False), (False, True)):
         fake = types.ModuleType("torch")
         fake.cuda = types.SimpleNamespace(is_initialized=lambda v=cuda: v)  # type: ignore[attr-defined]
@@ -375,6 +376,48 @@ def test_no_fork_once_cuda_or_distributed_is_initialized(monkeypatch: pytest.Mon
         assert ix._context().get_start_method() != "fork"
         assert ix.default_workers(1 << 30) == (1 if dist else _cpus())
         assert ix.default_workers(100 << 20) == 1  # below PARALLEL_STARTED_MIN_BYTES
+
+
+_PRELOADED = """
+import multiprocessing, sys
+from multiprocessing import forkserver
+import ango_torch
+import ango_torch.export._indexing as ix
+ix._fork_ok = lambda: False  # as on Python 3.12+
+multiprocessing.set_forkserver_preload(["json"])  # the caller's own preload list
+export = ango_torch.load_export(sys.argv[1], workers=2, progress_bar=False)
+server = forkserver._forkserver
+with open(f"/proc/{server._forkserver_pid}/maps") as f:
+    mapped = f.read()
+print(len(export), ",".join(server._preload_modules), "_multiarray_umath" in mapped)
+"""
+
+
+def test_forkserver_workers_fork_with_this_package_imported(tmp_path: Path) -> None:
+    """Workers started by forkserver are forks of a server that imported the indexer
+    (numpy's extension is mapped in the server: it is imported nowhere else there), so
+    that each does not import the package anew; the caller's own preload list is kept.
+    Reference: the server process's memory map, read from /proc (Linux)."""
+    import multiprocessing
+    import subprocess
+    import sys
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver here")
+    if not Path("/proc/self/maps").exists():
+        pytest.skip("no /proc here")
+    raws = _many(40)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    out = subprocess.run(
+        [sys.executable, "-c", _PRELOADED, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(len(raws)), "json,ango_torch.export._indexing", "True"]
 
 
 _UNGUARDED = """
