@@ -38,7 +38,8 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
     with 2 workers started by forkserver (spawn where there is none; ``_fork_ok``
     patched false) vs one process, each run in a fresh interpreter whose imports come
     before the clock, so that the forkserver's own start is timed, as in a user's
-    first load; alternating.
+    first load; alternating.  ``--preload on`` has the forkserver import the indexer
+    once, as on Python 3.12.8+ / 3.13.1+, on any Python (``auto``: as this one does).
 Memory is measured with tracemalloc in a fresh subprocess per figure.
 
     python benchmarks/index.py                        # 10k and 50k assets × 20 objects
@@ -275,19 +276,28 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
 
 _STARTED = r"""
 import sys, time
-path, workers = sys.argv[1], int(sys.argv[2])
+path, workers, preload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 import ango_torch
 from ango_torch.export import _indexing
 _indexing._fork_ok = lambda: False  # as on Python 3.12+, or with threads running
+if preload != "auto":  # "on": as on Python 3.12.8+ / 3.13.1+ (no other copy is in reach)
+    _indexing._server_path_is_callers = lambda version=None: preload == "on"
 t0 = time.perf_counter()
 ango_torch.load_export(path, progress_bar=False, workers=workers)
 print(time.perf_counter() - t0)
 """
 
 
-def _started(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
-    """(i): 2 workers started fresh vs one process, each run in a new interpreter."""
+def _started(
+    folder: Path, sizes: list[float], objects: int, repeat: int, preload: str = "auto"
+) -> None:
+    """(i): 2 workers started fresh vs one process, each run in a new interpreter;
+    ``preload``: whether the forkserver imports the indexer once (``auto``: where this
+    Python's server imports from the caller's path, 3.12.8+ / 3.13.1+)."""
     from ango_torch.export import _indexing
+
+    if preload == "auto":
+        preload = "on" if _indexing._server_path_is_callers() else "off"
 
     probe, coco = write(folder, 100, "mixed", objects)
     per_asset = probe.stat().st_size / 100
@@ -301,7 +311,7 @@ def _started(folder: Path, sizes: list[float], objects: int, repeat: int) -> Non
         for _ in range(repeat):  # alternating
             for workers in (1, 2):
                 out = subprocess.run(
-                    [sys.executable, "-c", _STARTED, str(ango), str(workers)],
+                    [sys.executable, "-c", _STARTED, str(ango), str(workers), preload],
                     check=True,
                     capture_output=True,
                     text=True,
@@ -313,7 +323,8 @@ def _started(folder: Path, sizes: list[float], objects: int, repeat: int) -> Non
             f"(i) {size:5.1f} MiB mixed, each run in a fresh process: 1 process "
             f"{_mmm(times[1], '{:.3f}')} s, 2 workers started fresh "
             f"{_mmm(times[2], '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
-            f"(min/median/max {_mmm(ratios)}×) [by default from {limit:.0f} MiB]"
+            f"(min/median/max {_mmm(ratios)}×) [by default from {limit:.0f} MiB; "
+            f"forkserver preload {preload}]"
         )
         ango.unlink()
 
@@ -413,6 +424,12 @@ def main() -> None:
         nargs="+",
         default=[32, 64, 128],
         help="(i): export sizes around the threshold for workers started fresh",
+    )
+    ap.add_argument(
+        "--preload",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="(i): the forkserver imports the indexer once (auto: where this Python's does)",
     )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (test suite)")
     args = ap.parse_args()
@@ -544,7 +561,7 @@ def main() -> None:
         _check_cost(ango, args.repeat)
         _threshold(folder, args.threshold_mib, args.objects, args.repeat)
         _shapes(ango, folder, args.shape_assets, args.repeat)
-        _started(folder, args.started_mib, args.objects, args.repeat)
+        _started(folder, args.started_mib, args.objects, args.repeat, args.preload)
 
 
 if __name__ == "__main__":

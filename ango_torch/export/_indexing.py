@@ -447,15 +447,31 @@ def _context() -> Any:
     return _CONTEXTS["spawn"]
 
 
+def _server_path_is_callers(version: tuple[int, ...] | None = None) -> bool:
+    """Whether a forkserver started now imports its preload list from the caller's
+    ``sys.path``: from Python 3.12.8 and 3.13.1 on.  Before (CPython gh-117378) it
+    ignored the path it was sent and imported from the default one of ``python -c``
+    (the current directory first), which may hold another copy of this package than
+    the caller's: its workers would then run that copy (found by review, issue 14)."""
+    v = tuple(sys.version_info[:3]) if version is None else version
+    return v >= (3, 13, 1) or (3, 12, 8) <= v < (3, 13)
+
+
 def _preload_in_forkserver() -> None:
     """Have the forkserver import this module when it starts, so that each indexing
     worker is a fork of it with the imports done, instead of a fresh import of this
-    package (~0.3 s of CPU per worker).  Added to the server's preload list (kept: by
-    default ``["__main__"]``, which :func:`_main_hidden` keeps from importing the
-    caller's script); no effect where the server already runs (started by the caller's
-    own forkserver use: its workers then import this module, as before).  The server is
-    per process and serves the caller's own forkserver children too: they start with
-    this module (numpy, msgspec) already imported, which costs them nothing.
+    package (~0.3 s of CPU per worker).
+
+    Only where the server imports from the caller's ``sys.path``
+    (:func:`_server_path_is_callers`), and only added to the server's preload list: its
+    entries are kept (by default ``["__main__"]``, which :func:`_main_hidden` keeps
+    from importing the caller's script), an empty list (the caller's choice: preload
+    nothing) is left alone, and the list is set directly, not through
+    ``set_forkserver_preload``, whose other settings (3.15's ``on_error``) a second call
+    could reset.  Where the server already runs (started by the caller's own forkserver
+    use) its workers import this module, as before.  The server is one per process and
+    serves the caller's own forkserver children too: they start with this module (numpy,
+    msgspec) already imported, the same copy as the caller's.
 
     On 2 cores, the 79 MiB mixed export with 2 workers started by forkserver, 4
     alternating fresh processes of 3 loads each (issue 14): the first load 1.41-1.91 s
@@ -463,13 +479,15 @@ def _preload_in_forkserver() -> None:
     the path as the workers' two were; the next loads 1.04-1.56 s (median 1.16) against
     1.30-1.95 s (1.52), 1.31x faster.
     """
+    if not _server_path_is_callers():
+        return
     from multiprocessing import forkserver
 
     server: Any = getattr(forkserver, "_forkserver", None)
     modules = getattr(server, "_preload_modules", None)
-    if not isinstance(modules, list) or __name__ in modules:
+    if not isinstance(modules, list) or not modules or __name__ in modules:
         return
-    server.set_forkserver_preload([*modules, __name__])
+    server._preload_modules = [*modules, __name__]
 
 
 def index_raw(
@@ -540,7 +558,8 @@ def index_raw(
                     future = executor.submit(_work, (job, name, on_error, skipped.keep))
                 else:
                     future = executor.submit(_work_piece, (job, name, on_error))
-            except (OSError, NotImplementedError) as exc:  # e.g. the forkserver's socket
+            except (OSError, NotImplementedError, EOFError) as exc:  # the forkserver's
+                # socket; EOFError: a server that died (a module it preloads failed)
                 raise BrokenProcessPool(f"a worker cannot start ({exc!r})") from exc
             pending.append((job, future))
             if len(pending) >= 2 * workers:

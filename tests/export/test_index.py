@@ -384,40 +384,158 @@ from multiprocessing import forkserver
 import ango_torch
 import ango_torch.export._indexing as ix
 ix._fork_ok = lambda: False  # as on Python 3.12+
-multiprocessing.set_forkserver_preload(["json"])  # the caller's own preload list
+# As on Python 3.12.8+ / 3.13.1+ (the Pythons here predate it); the package is found
+# on the server's default path too (installed; the current directory holds no copy).
+ix._server_path_is_callers = lambda version=None: True
+multiprocessing.set_forkserver_preload(sys.argv[2].split(",") if sys.argv[2] else [])
 export = ango_torch.load_export(sys.argv[1], workers=2, progress_bar=False)
 server = forkserver._forkserver
+assert server._forkserver_pid is not None, "no forkserver started (workers fell back?)"
 with open(f"/proc/{server._forkserver_pid}/maps") as f:
     mapped = f.read()
-print(len(export), ",".join(server._preload_modules), "_multiarray_umath" in mapped)
+print(len(export), ",".join(server._preload_modules) or "-", "_multiarray_umath" in mapped)
 """
 
 
-def test_forkserver_workers_fork_with_this_package_imported(tmp_path: Path) -> None:
-    """Workers started by forkserver are forks of a server that imported the indexer
-    (numpy's extension is mapped in the server: it is imported nowhere else there), so
-    that each does not import the package anew; the caller's own preload list is kept.
-    Reference: the server process's memory map, read from /proc (Linux)."""
+def _forkserver_here() -> None:
     import multiprocessing
-    import subprocess
-    import sys
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
         pytest.skip("no forkserver here")
     if not Path("/proc/self/maps").exists():
         pytest.skip("no /proc here")
+
+
+@pytest.mark.parametrize(
+    ("theirs", "listed", "imported"),
+    [
+        ("json", "json,ango_torch.export._indexing", "True"),  # theirs kept, ours added
+        ("", "-", "False"),  # an empty list (preload nothing) left alone
+    ],
+)
+def test_forkserver_workers_fork_with_this_package_imported(
+    theirs: str, listed: str, imported: str, tmp_path: Path
+) -> None:
+    """Workers started by forkserver are forks of a server that imported the indexer
+    (numpy's extension is mapped in the server: it is imported nowhere else there), so
+    that each does not import the package anew; the caller's own preload list is kept,
+    and an empty one left empty.  Reference: the server process's memory map, read
+    from /proc (Linux)."""
+    import subprocess
+    import sys
+
+    _forkserver_here()
     raws = _many(40)
     path = tmp_path / "e.json"
     path.write_text(json.dumps(raws))
     out = subprocess.run(
-        [sys.executable, "-c", _PRELOADED, str(path)],
+        [sys.executable, "-c", _PRELOADED, str(path), theirs],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == [str(len(raws)), "json,ango_torch.export._indexing", "True"]
+    assert out.stdout.split() == [str(len(raws)), listed, imported]
+
+
+_SHADOWED = """
+import sys
+import ango_torch
+import ango_torch.export._indexing as ix
+ix._fork_ok = lambda: False  # as on Python 3.12+
+export = ango_torch.load_export(sys.argv[1], workers=2, progress_bar=False)
+print(len(export), ango_torch.__file__.startswith(sys.argv[2]))
+"""
+
+
+def test_forkserver_never_imports_another_copy_of_the_package(tmp_path: Path) -> None:
+    """A copy of ``ango_torch`` in the current directory, which the caller (a script run
+    from elsewhere) does not import, is never imported by the forkserver.  Before
+    Python 3.12.8 / 3.13.1 the server ignored the caller's ``sys.path`` (CPython
+    gh-117378, the reference) and imported its preload list from the current
+    directory first: with the indexer in that list its workers ran the other copy
+    (found by review, issue 14).  Passes on a Python with the fix too, where the server
+    imports from the caller's path."""
+    import subprocess
+    import sys
+
+    import ango_torch
+
+    _forkserver_here()
+    raws = _many(40)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    marker = tmp_path / "imported.txt"
+    shadow = tmp_path / "cwd" / "ango_torch"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'a').write('shadow\\n')\nraise ImportError('a shadow copy')\n"
+    )
+    script = tmp_path / "caller" / "run.py"
+    script.parent.mkdir()
+    script.write_text(_SHADOWED)
+    real = str(Path(ango_torch.__file__).parent)
+    out = subprocess.run(
+        [sys.executable, str(script), str(path), real],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=shadow.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(len(raws)), "True"]
+    assert not marker.exists(), "the forkserver imported the copy in the current directory"
+
+
+@pytest.mark.parametrize(
+    ("version", "callers"),
+    [
+        ((3, 10, 13), False),
+        ((3, 11, 7), False),
+        ((3, 12, 7), False),
+        ((3, 12, 8), True),
+        ((3, 13, 0), False),
+        ((3, 13, 1), True),
+        ((3, 14, 0), True),
+    ],
+)
+def test_the_forkserver_path_fix_is_known_by_version(
+    version: tuple[int, int, int], callers: bool
+) -> None:
+    """Which Pythons' forkserver imports its preload list from the caller's sys.path:
+    CPython gh-117378, fixed in 3.12.8 and 3.13.1 (their changelogs, the reference)."""
+    from ango_torch.export import _indexing
+
+    assert _indexing._server_path_is_callers(version) is callers
+
+
+def test_a_forkserver_that_dies_falls_back_to_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that cannot be started because the forkserver died (it reads EOF on
+    its socket, as when a module it preloads raises) makes ``load_export`` index in one
+    process with a warning, as other pool failures do, rather than fail with
+    EOFError.  Reference: the same export indexed with ``workers=1``."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ango_torch.export import _indexing
+
+    def dead(*args: object, **kwargs: object) -> None:
+        raise EOFError
+
+    raws = _many(40)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(raws))
+    expected = ango_torch.load_export(path, workers=1, progress_bar=False).index.arrays
+    monkeypatch.setattr(_indexing, "_fork_ok", lambda: False)
+    monkeypatch.setattr(_indexing, "_preload_in_forkserver", lambda: None)
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", dead)
+    with pytest.warns(ango_torch.AngoTorchWarning, match="indexing in this process instead"):
+        got = ango_torch.load_export(path, workers=2, progress_bar=False).index.arrays
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
 
 
 _UNGUARDED = """
