@@ -62,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,24 +167,23 @@ print(time.perf_counter() - t0)
 """
 
 
+def _child(script: str, *args: str) -> str:
+    """The last line ``script`` prints, run in a new interpreter with ``args``."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
 def _fresh(which: str, path: Path, warm: Path) -> float:
     """One timed call (``"ours"``: ``load_export`` + ``AngoDataset``, one process; else
     ``COCO()``) in a new interpreter, after its imports: each side starts from a fresh
     heap, not the one the other side's last run left behind."""
-    out = subprocess.run(
-        [sys.executable, "-c", _FRESH, which, str(path), str(warm), str(path.parent)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(out.strip().splitlines()[-1])
+    return float(_child(_FRESH, which, str(path), str(warm), str(path.parent)))
 
 
 def _memory(kind: str, path: Path) -> dict[str, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", _MEM, kind, str(path)], check=True, capture_output=True, text=True
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(_child(_MEM, kind, str(path)))  # type: ignore[no-any-return]
 
 
 def _patched(
@@ -237,6 +236,29 @@ def _check_cost(ango: Path, repeat: int) -> None:
     )
 
 
+def _sized_mixed(folder: Path, sizes: list[float], objects: int) -> Iterator[Path]:
+    """Mixed exports of about each of ``sizes`` MiB, one at a time (each deleted after
+    its turn)."""
+    probe, coco = write(folder, 100, "mixed", objects)
+    per_asset = probe.stat().st_size / 100
+    probe.unlink()
+    coco.unlink()
+    for mib in sizes:
+        ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
+        coco.unlink()
+        yield ango
+        ango.unlink()
+
+
+def _faster(one: list[float], two: list[float]) -> str:
+    """``two``'s times and how many times faster than ``one`` (alternating runs)."""
+    ratios = [a / b for a, b in zip(one, two, strict=True)]
+    return (
+        f"{_mmm(two, '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
+        f"(min/median/max {_mmm(ratios)}×)"
+    )
+
+
 def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> None:
     """(g): as many workers as ``load_export`` starts by default (at least 2; forked
     where safe, else started fresh) vs one process, on mixed exports of about ``sizes``
@@ -248,30 +270,24 @@ def _threshold(folder: Path, sizes: list[float], objects: int, repeat: int) -> N
     limit = _indexing.PARALLEL_MIN_BYTES if forked else _indexing.PARALLEL_STARTED_MIN_BYTES
     how = "forked" if forked else "started fresh"
     n_workers = max(2, _indexing.default_workers(1 << 40))  # as many as the default starts
-    probe, coco = write(folder, 100, "mixed", objects)
-    per_asset = probe.stat().st_size / 100
+    warm, coco = write(folder, 100, "mixed", objects)
     for workers in (1, n_workers):  # untimed: a forkserver's own start is not the file's
-        ango_torch.load_export(probe, progress_bar=False, workers=workers)
-    probe.unlink()
+        ango_torch.load_export(warm, progress_bar=False, workers=workers)
+    warm.unlink()
     coco.unlink()
-    for mib in sizes:
-        ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
-        coco.unlink()
-        one, two = [], []
+    for ango in _sized_mixed(folder, sizes, objects):
+        one: list[float] = []
+        two: list[float] = []
         for _ in range(repeat):  # alternating
             for times, workers in ((one, 1), (two, n_workers)):
                 t0 = time.perf_counter()
                 ango_torch.load_export(ango, progress_bar=False, workers=workers)
                 times.append(time.perf_counter() - t0)
-        ratios = [a / b for a, b in zip(one, two, strict=True)]
         size = ango.stat().st_size / 2**20
         print(
             f"(g) {size:5.1f} MiB mixed: 1 process {_mmm(one, '{:.3f}')} s, {n_workers} workers "
-            f"{how} "
-            f"{_mmm(two, '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
-            f"(min/median/max {_mmm(ratios)}×) [by default from {limit / 2**20:.0f} MiB]"
+            f"{how} {_faster(one, two)} [by default from {limit / 2**20:.0f} MiB]"
         )
-        ango.unlink()
 
 
 _STARTED = r"""
@@ -280,8 +296,8 @@ path, workers, preload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 import ango_torch
 from ango_torch.export import _indexing
 _indexing._fork_ok = lambda: False  # as on Python 3.12+, or with threads running
-if preload != "auto":  # "on": as on Python 3.12.8+ / 3.13.1+ (no other copy is in reach)
-    _indexing._server_path_is_callers = lambda version=None: preload == "on"
+# "on": as on Python 3.12.8+ / 3.13.1+ (no other copy of the package is in reach here)
+_indexing._server_path_is_callers = lambda version=None: preload == "on"
 t0 = time.perf_counter()
 ango_torch.load_export(path, progress_bar=False, workers=workers)
 print(time.perf_counter() - t0)
@@ -298,35 +314,18 @@ def _started(
 
     if preload == "auto":
         preload = "on" if _indexing._server_path_is_callers() else "off"
-
-    probe, coco = write(folder, 100, "mixed", objects)
-    per_asset = probe.stat().st_size / 100
-    probe.unlink()
-    coco.unlink()
     limit = _indexing.PARALLEL_STARTED_MIN_BYTES / 2**20
-    for mib in sizes:
-        ango, coco = write(folder, max(2, round(mib * 2**20 / per_asset)), "mixed", objects)
-        coco.unlink()
+    for ango in _sized_mixed(folder, sizes, objects):
         times: dict[int, list[float]] = {1: [], 2: []}
         for _ in range(repeat):  # alternating
             for workers in (1, 2):
-                out = subprocess.run(
-                    [sys.executable, "-c", _STARTED, str(ango), str(workers), preload],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                times[workers].append(float(out.strip().splitlines()[-1]))
-        ratios = [a / b for a, b in zip(times[1], times[2], strict=True)]
+                times[workers].append(float(_child(_STARTED, str(ango), str(workers), preload)))
         size = ango.stat().st_size / 2**20
         print(
             f"(i) {size:5.1f} MiB mixed, each run in a fresh process: 1 process "
-            f"{_mmm(times[1], '{:.3f}')} s, 2 workers started fresh "
-            f"{_mmm(times[2], '{:.3f}')} s → {statistics.median(ratios):4.2f}× faster "
-            f"(min/median/max {_mmm(ratios)}×) [by default from {limit:.0f} MiB; "
-            f"forkserver preload {preload}]"
+            f"{_mmm(times[1], '{:.3f}')} s, 2 workers started fresh {_faster(times[1], times[2])} "
+            f"[by default from {limit:.0f} MiB; forkserver preload {preload}]"
         )
-        ango.unlink()
 
 
 def _sample_order(asset: dict[str, Any]) -> None:

@@ -292,8 +292,8 @@ def default_workers(nbytes: int | None) -> int:
     on, up to 4, forked where that is safe (see :func:`_fork_ok`); where it is not
     (Python 3.12+, threads running, CUDA started), the workers are started by
     forkserver (spawn where there is none), fresh interpreters that import this package
-    (the forkserver once where it can, :func:`_preload_in_forkserver`) and not the caller's main
-    script (:func:`_main_hidden`), so only from
+    (the forkserver once where it can, :func:`_preload_in_forkserver`) and not the
+    caller's main script (:func:`_main_hidden`), so only from
     :data:`PARALLEL_STARTED_MIN_BYTES` on, where their start pays (and not in a frozen
     app or an embedding one, :func:`_can_start`).  One inside a process that
     multiprocessing started (a DataLoader worker, daemonic, may not have children; a

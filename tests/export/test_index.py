@@ -131,6 +131,14 @@ def _many(n: int = 12) -> list[dict]:
     return out
 
 
+def _written(folder: Path, n: int = 40) -> tuple[list[dict], Path]:
+    """:func:`_many` assets, and the JSON export of them in ``folder``."""
+    raws = _many(n)
+    path = folder / "e.json"
+    path.write_text(json.dumps(raws))
+    return raws, path
+
+
 def test_concat_of_parts_equals_the_whole() -> None:
     raws = _many()
     whole = ango_torch.load_export(raws).index
@@ -425,9 +433,7 @@ def test_forkserver_workers_fork_with_this_package_imported(
     import sys
 
     _forkserver_here()
-    raws = _many(40)
-    path = tmp_path / "e.json"
-    path.write_text(json.dumps(raws))
+    raws, path = _written(tmp_path)
     out = subprocess.run(
         [sys.executable, "-c", _PRELOADED, str(path), theirs],
         capture_output=True,
@@ -463,9 +469,7 @@ def test_forkserver_never_imports_another_copy_of_the_package(tmp_path: Path) ->
     import ango_torch
 
     _forkserver_here()
-    raws = _many(40)
-    path = tmp_path / "e.json"
-    path.write_text(json.dumps(raws))
+    raws, path = _written(tmp_path)
     marker = tmp_path / "imported.txt"
     shadow = tmp_path / "cwd" / "ango_torch"
     shadow.mkdir(parents=True)
@@ -524,9 +528,7 @@ def test_a_forkserver_that_dies_falls_back_to_one_process(
     def dead(*args: object, **kwargs: object) -> None:
         raise EOFError
 
-    raws = _many(40)
-    path = tmp_path / "e.json"
-    path.write_text(json.dumps(raws))
+    _, path = _written(tmp_path)
     expected = ango_torch.load_export(path, workers=1, progress_bar=False).index.arrays
     monkeypatch.setattr(_indexing, "_fork_ok", lambda: False)
     monkeypatch.setattr(_indexing, "_preload_in_forkserver", lambda: None)
@@ -568,9 +570,7 @@ def test_started_workers_do_not_run_the_callers_script(
 
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {method} here")
-    raws = _many(40)
-    path = tmp_path / "e.json"
-    path.write_text(json.dumps(raws))
+    raws, path = _written(tmp_path)
     marker = tmp_path / "ran.txt"
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
