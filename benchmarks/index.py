@@ -18,9 +18,11 @@ Prints, in one run, for each export size and kind of tools (``polygons``: every 
 (e) the same export as NDJSON, one process: lines decoded in blocks (``_blocks``) vs
     line by line (``_blocks.ndjson_block`` returning ``None``: the reader before them),
     alternating;
-(f) the cost of checking each decoded text whole (``_typed._valid_json``: a key given
-    twice, whose first value msgspec never checks), one process: ``load_export`` with
-    the check vs with it patched out, alternating;
+(f) the cost of the two checks of each block's whole text, one process:
+    ``_typed._valid_json`` (msgspec checks the syntax of a value it skips or holds as
+    ``Raw``, but not its UTF-8 nor its numbers' range, and of a key given twice it
+    keeps the last value) and ``_blocks.deepest`` (``max_depth``): ``load_export``
+    with both vs with each, and both, patched out, alternating;
 (g) where workers start to pay (``_indexing.PARALLEL_MIN_BYTES``): mixed exports of
     about ``--threshold-mib`` MiB each, ``load_export`` with the default number of
     workers (one per CPU up to 4, at least 2; forked where that is safe, else started
@@ -225,15 +227,36 @@ def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
 
 
 def _check_cost(ango: Path, repeat: int) -> None:
-    """(f): the whole-text check vs without it."""
-    from ango_torch.export import _typed
+    """(f): the two checks of each block's whole text (validity, ``_typed._valid_json``;
+    depth, ``_blocks.deepest``) vs each, and both, patched out; alternating."""
+    import ango_torch
+    from ango_torch.export import _blocks, _typed
 
-    checked, unchecked = _patched(_typed, "_valid_json", lambda data: True, ango, repeat)
-    ratios = [a / b for a, b in zip(checked, unchecked, strict=True)]
-    print(
-        f"(f) whole-text check {_mmm(checked)} s with, {_mmm(unchecked)} s without → "
-        f"{statistics.median(ratios):4.2f}× the time (min/median/max {_mmm(ratios)}×)"
-    )
+    real = _typed._valid_json, _blocks.deepest
+    sides = {
+        "both checks": real,
+        "no validity check": (lambda data: True, real[1]),
+        "no depth check": (real[0], lambda data: 1),
+        "neither": (lambda data: True, lambda data: 1),
+    }
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    try:
+        for _ in range(repeat):
+            for name, (valid, deepest) in sides.items():
+                _typed._valid_json, _blocks.deepest = valid, deepest
+                times[name].append(
+                    _time(lambda: ango_torch.load_export(ango, progress_bar=False, workers=1))
+                )
+    finally:
+        _typed._valid_json, _blocks.deepest = real
+    full = times["both checks"]
+    for name in list(sides)[1:]:
+        ratios = [a / b for a, b in zip(full, times[name], strict=True)]
+        print(
+            f"(f) whole-text checks {_mmm(full)} s with both, {_mmm(times[name])} s "
+            f"{name} → {statistics.median(ratios):4.2f}× the time "
+            f"(min/median/max {_mmm(ratios)}×)"
+        )
 
 
 def _sized_mixed(folder: Path, sizes: list[float], objects: int) -> Iterator[Path]:

@@ -578,3 +578,57 @@ def test_integers_beyond_64_bits_are_stored_as_the_parser_reads_them(
         "c": 1e23,
     }
     assert got[1].classifications[0].answer == float(2**64)
+
+
+# Values msgspec may skip or hold as ``Raw``, by what the file's decoders make of them.
+_REFUSED_BY_MSGSPEC_TOO = [
+    b'"x\ny"', b'"x\x01y"', b'"\\q"', b'"\\ud800"', b'"\\ude00\\ud83d"', b'"\\U0041"',
+    b"NaN", b"Infinity", b"01", b"1.", b".5", b"+1", b"-", b"1e", b"tru", b"[1,]",
+    b'{"a":1,}', b"'x'", b"[1,\x0c2]", b"[1/*x*/]", b'{"a" 1}', b"{1:2}", b"0x10",
+]  # fmt: skip
+_UNCHECKED_BY_MSGSPEC = [
+    b"1e400", b"-1E400", b"1.8e308", b"1" + b"0" * 309,  # beyond a double
+    b"18446744073709551616", b"-9300000000000000000",  # beyond 64 bits (simdjson)
+    b'"\xff"', b'"\xc0\xaf"', b'"\xed\xa0\x80"', b'"\xf4\x90\x80\x80"',  # not UTF-8
+]  # fmt: skip
+
+
+def _accepts(decode: Any, text: bytes) -> bool:
+    try:
+        decode(text)
+    except Exception:  # each library's own error type
+        return False
+    return True
+
+
+@pytest.mark.parametrize("value", _REFUSED_BY_MSGSPEC_TOO + _UNCHECKED_BY_MSGSPEC)
+def test_msgspec_checks_a_skipped_value_as_the_files_decoders_but_utf8_and_range(
+    value: bytes,
+) -> None:
+    """Why each decoded block's text is also checked whole (``_typed._valid_json``, the
+    README's Benchmarks (f)): msgspec checks the syntax of a value it skips (an unknown
+    key's, or a duplicated key's first) or holds as ``Raw`` as orjson and simdjson do,
+    but neither its UTF-8 nor its numbers' range.  The references are orjson and
+    simdjson themselves: a value refused by one of them is refused by msgspec too, or
+    is one of the two kinds left unchecked.  Should msgspec ever check those, this
+    fails, and the whole-text check could go."""
+    orjson = pytest.importorskip("orjson")
+
+    class Skipping(msgspec.Struct):
+        b: int = 0
+
+    class Holding(msgspec.Struct):
+        a: msgspec.Raw = msgspec.Raw(b"null")
+
+    file_decoders = [orjson.loads]
+    if _typed._simdjson is not None:
+        file_decoders.append(lambda t: _typed._simdjson.Parser().parse(b"[" + t + b"]"))
+    refused = not all(_accepts(d, value) for d in file_decoders)
+    if not refused and _typed._simdjson is None:
+        pytest.skip("an integer beyond 64 bits: refused by simdjson only")
+    assert refused  # every case here is one the file's decoders refuse
+    by_msgspec = [
+        _accepts(lambda t: msgspec.json.decode(b'{"z":' + t + b"}", type=Skipping), value),
+        _accepts(lambda t: msgspec.json.decode(b'{"a":' + t + b"}", type=Holding), value),
+    ]
+    assert by_msgspec == ([True, True] if value in _UNCHECKED_BY_MSGSPEC else [False, False])
