@@ -188,25 +188,38 @@ def _memory(kind: str, path: Path) -> dict[str, int]:
     return json.loads(_child(_MEM, kind, str(path)))  # type: ignore[no-any-return]
 
 
+def _alternating(
+    path: Path, repeat: int, sides: list[list[tuple[Any, str, Any]]]
+) -> list[list[float]]:
+    """One-process ``load_export(path)`` times of each side (its ``(module, attr,
+    value)`` patches applied; ``[]``: as is), the sides alternating run by run."""
+    import ango_torch
+
+    real = {(id(m), a): (m, a, getattr(m, a)) for side in sides for m, a, _ in side}
+    times: list[list[float]] = [[] for _ in sides]
+    try:
+        for _ in range(repeat):
+            for side, out in zip(sides, times, strict=True):
+                for module, attr, value in real.values():
+                    setattr(module, attr, value)
+                for module, attr, value in side:
+                    setattr(module, attr, value)
+                out.append(
+                    _time(lambda: ango_torch.load_export(path, progress_bar=False, workers=1))
+                )
+    finally:
+        for module, attr, value in real.values():
+            setattr(module, attr, value)
+    return times
+
+
 def _patched(
     module: Any, attr: str, replacement: Any, path: Path, repeat: int
 ) -> tuple[list[float], list[float]]:
     """One-process ``load_export(path)`` times with ``module.attr`` as it is and patched
     to ``replacement``, alternating: (as is, patched)."""
-    import ango_torch
-
-    real = getattr(module, attr)
-    times: tuple[list[float], list[float]] = ([], [])
-    try:
-        for _ in range(repeat):
-            for side, out in zip((real, replacement), times, strict=True):
-                setattr(module, attr, side)
-                out.append(
-                    _time(lambda: ango_torch.load_export(path, progress_bar=False, workers=1))
-                )
-    finally:
-        setattr(module, attr, real)
-    return times
+    real, patched = _alternating(path, repeat, [[], [(module, attr, replacement)]])
+    return real, patched
 
 
 def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
@@ -229,31 +242,18 @@ def _ndjson(ango: Path, folder: Path, repeat: int) -> None:
 def _check_cost(ango: Path, repeat: int) -> None:
     """(f): the two checks of each block's whole text (validity, ``_typed._valid_json``;
     depth, ``_blocks.deepest``) vs each, and both, patched out; alternating."""
-    import ango_torch
     from ango_torch.export import _blocks, _typed
 
-    real = _typed._valid_json, _blocks.deepest
-    sides = {
-        "both checks": real,
-        "no validity check": (lambda data: True, real[1]),
-        "no depth check": (real[0], lambda data: 1),
-        "neither": (lambda data: True, lambda data: 1),
-    }
-    times: dict[str, list[float]] = {k: [] for k in sides}
-    try:
-        for _ in range(repeat):
-            for name, (valid, deepest) in sides.items():
-                _typed._valid_json, _blocks.deepest = valid, deepest
-                times[name].append(
-                    _time(lambda: ango_torch.load_export(ango, progress_bar=False, workers=1))
-                )
-    finally:
-        _typed._valid_json, _blocks.deepest = real
-    full = times["both checks"]
-    for name in list(sides)[1:]:
-        ratios = [a / b for a, b in zip(full, times[name], strict=True)]
+    no_validity = (_typed, "_valid_json", lambda data: True)
+    no_depth = (_blocks, "deepest", lambda data: 1)
+    names = ["no validity check", "no depth check", "neither"]
+    full, *others = _alternating(
+        ango, repeat, [[], [no_validity], [no_depth], [no_validity, no_depth]]
+    )
+    for name, times in zip(names, others, strict=True):
+        ratios = [a / b for a, b in zip(full, times, strict=True)]
         print(
-            f"(f) whole-text checks {_mmm(full)} s with both, {_mmm(times[name])} s "
+            f"(f) whole-text checks {_mmm(full)} s with both, {_mmm(times)} s "
             f"{name} → {statistics.median(ratios):4.2f}× the time "
             f"(min/median/max {_mmm(ratios)}×)"
         )
