@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import IO, Any, Literal, TypeVar, overload
 
 from ..errors import (
@@ -77,11 +78,22 @@ def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int
     return int(size) if isinstance(size, (int, float)) else None
 
 
-def file_stamp(source: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """``protocol|path|size|mtime-or-ETag`` of a file, or ``None`` when it has no marker.
+_MARKERS = ("mtime", "LastModified", "ETag", "etag", "updated", "created")
 
-    Like git's stat cache: a cheap key under which a file's content hash is remembered,
-    so that re-opening an unchanged multi-GB export does not hash it again.
+
+def file_stamp(
+    source: str, storage_options: dict[str, Any] | None = None
+) -> tuple[str, float | None] | None:
+    """A key under which a file's content hash is remembered, and when the file last changed.
+
+    Like git's stat cache: re-opening an unchanged multi-GB export does not hash it
+    again. The key is the protocol, the path and everything the filesystem says about
+    the file (``fs.info``, as fsspec's own ``ukey``): size and mtime, and for a local
+    file its ctime and inode too, which no copy that restores the mtime (``cp -p``,
+    ``rsync -t``, unzip) can set back. ``None`` when the file has no marker of change
+    (no mtime, ETag or the like): its content is hashed on every open. The second item
+    is the newest of its timestamps in seconds (``None`` when it has none), for the
+    racy-write guard of the caller.
     """
     import fsspec.core
 
@@ -90,18 +102,23 @@ def file_stamp(source: str, storage_options: dict[str, Any] | None = None) -> st
         info = fs.info(path)
     except (OSError, ValueError, ImportError):
         return None
-    marker = next(
-        (
-            info[k]
-            for k in ("mtime", "LastModified", "ETag", "etag", "updated", "created")
-            if info.get(k)
-        ),
-        None,
-    )
-    if marker is None or info.get("size") is None:
+    if info.get("size") is None or not any(info.get(k) for k in _MARKERS):
         return None
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return f"{protocol}|{path}|{info['size']}|{marker}"
+    facts = sorted((str(k), repr(v)) for k, v in info.items())
+    times = [_seconds(info[k]) for k in _MARKERS if k in info]
+    changed = max((t for t in times if t is not None), default=None)
+    return f"{protocol}|{path}|{facts!r}", changed
+
+
+def _seconds(value: object) -> float | None:
+    """A timestamp from ``fs.info`` in seconds since the epoch (``None`` if not one)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return aware.timestamp()
+    return None
 
 
 def file_digest(f: IO[bytes]) -> str:

@@ -9,6 +9,7 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -289,12 +290,25 @@ def _index_file(
         )
 
 
+# A file changed less than this many seconds before its content was hashed may be
+# changed again without its stamp changing (timestamps are coarse: a kernel tick, a
+# second on some filesystems): its hash is not remembered, as git treats "racily clean"
+# entries.
+_RACY_SECONDS = 2.0
+_clock = time.time  # (a name of its own, so that tests can move this clock alone)
+
+
 def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir: Path) -> str:
-    """The file's content hash, remembered under its stat stamp (size + mtime/ETag)."""
+    """The file's content hash, remembered under its stamp (:func:`._read.file_stamp`).
+
+    The hash is remembered only when the stamp is the same after hashing as before, and
+    the file last changed :data:`_RACY_SECONDS` before the hash began.
+    """
+    began = _clock()
     stamp = file_stamp(name, storage_options)
     memo = None
     if stamp is not None:
-        key = hashlib.blake2b(stamp.encode(), digest_size=16).hexdigest()
+        key = hashlib.blake2b(stamp[0].encode(), digest_size=16).hexdigest()
         memo = cache_dir / "index" / f"stat-{key}.txt"
         try:
             return memo.read_text().strip()
@@ -303,9 +317,12 @@ def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir:
     f, _ = open_export(name, storage_options)
     with f:
         digest = file_digest(f)
-    if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(digest)
-        os.replace(tmp, memo)
+    if memo is not None and stamp is not None:
+        changed = stamp[1]
+        racy = changed is not None and changed > began - _RACY_SECONDS
+        if not racy and file_stamp(name, storage_options) == stamp:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(digest)
+            os.replace(tmp, memo)
     return digest

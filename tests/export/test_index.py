@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,63 @@ def test_persisted_index_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path.write_text(json.dumps(_export()[:1]))
     with pytest.raises(AssertionError, match="parsed again"):
         ango_torch.load_export(path, cache_dir=cache)
+
+
+def _same_size_copy_keeping_mtime(path: Path, text: str) -> None:
+    """Replace ``path``'s bytes as ``cp -p`` / ``rsync -t`` / unzip do: size and mtime kept."""
+    before = path.stat()
+    assert len(text.encode()) == before.st_size
+    time.sleep(0.05)  # past a kernel tick, so the ctime the write sets is a new one
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_cache_sees_a_same_size_copy_that_keeps_the_mtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remembered hash is keyed by ctime and inode too, not only size and mtime.
+
+    Reference: stat(2): ``utime`` sets the mtime back, but any write sets the ctime to
+    now, and nothing but the kernel sets it. Fails with a size+mtime key (the old
+    stamp), which re-opened the first file's index for the second file's bytes.
+    """
+    monkeypatch.setattr("ango_torch.export.load._RACY_SECONDS", 0.0)
+    path = tmp_path / "e.json"
+    one = json.dumps([make_asset([make_box(1, 2, 3, 4)], external_id="a.png")])
+    path.write_text(one)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    cache = tmp_path / "cache"
+    assert ango_torch.load_export(path, cache_dir=cache)[0].external_id == "a.png"
+    assert len(list((cache / "index").glob("stat-*.txt"))) == 1  # the hash is remembered
+    _same_size_copy_keeping_mtime(path, one.replace("a.png", "b.png"))
+    assert ango_torch.load_export(path, cache_dir=cache)[0].external_id == "b.png"
+    # A plain load of the same bytes is the reference the cached one must equal.
+    assert repr(ango_torch.load_export(path, cache_dir=cache)[0]) == repr(
+        ango_torch.load_export(path)[0]
+    )
+
+
+def test_cache_does_not_remember_the_hash_of_a_file_changed_just_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file changed within _RACY_SECONDS of its hash may change again inside the same
+    timestamp tick, stamp unchanged: its hash is not remembered (git's "racily clean"
+    rule, Documentation/technical/racy-git.txt), so the next open hashes it again."""
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    cache = tmp_path / "cache"
+    first = ango_torch.load_export(path, cache_dir=cache)
+    assert not list((cache / "index").glob("stat-*.txt"))
+    (saved,) = (cache / "index").glob("*.index")  # the index itself is saved all the same
+    assert saved.stem == first.index.digest
+    # The same file, an hour later: its hash is remembered now.
+    now = time.time()
+    monkeypatch.setattr("ango_torch.export.load._clock", lambda: now + 3600)
+    ango_torch.load_export(path, cache_dir=cache)
+    (memo,) = (cache / "index").glob("stat-*.txt")
+    assert memo.read_text() == first.index.digest
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
