@@ -79,6 +79,8 @@ def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int
 
 
 _MARKERS = ("mtime", "LastModified", "ETag", "etag", "updated", "created")
+# Times that change when a file is read, not written (SFTP, FTP and SMB say them).
+_READ_TIMES = frozenset({"atime", "accessed", "last_accessed", "time"})
 
 
 def file_stamp(
@@ -105,7 +107,7 @@ def file_stamp(
     if info.get("size") is None or not any(info.get(k) for k in _MARKERS):
         return None
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    facts = sorted((str(k), repr(v)) for k, v in info.items())
+    facts = sorted((str(k), repr(v)) for k, v in info.items() if k not in _READ_TIMES)
     times = [_seconds(info[k]) for k in _MARKERS if k in info]
     changed = max((t for t in times if t is not None), default=None)
     return f"{protocol}|{path}|{facts!r}", changed
