@@ -16,6 +16,7 @@ construction. An empty mask has a ``0×0`` crop.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
+from ..limits import current
+from ..targets.arrays import check_canvas, check_mask_bytes
 from .batching import shared_views
 
 __all__ = ["PackedMasks", "pack_masks", "pack_target", "unpack_masks"]
@@ -46,6 +49,9 @@ class PackedMasks:
     data: torch.Tensor
     rects: torch.Tensor
     canvas_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        self.canvas_size = _form(self, "PackedMasks")
 
     def __len__(self) -> int:
         return int(self.rects.shape[0])
@@ -166,6 +172,43 @@ def pack_target(target: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _form(p: PackedMasks, label: str) -> tuple[int, int]:
+    """``p.canvas_size`` as two ints, once ``p``'s tensors have the documented form.
+
+    Raises:
+        ValueError: ``data`` not a 1-D tensor, ``rects`` not an integer ``[N, 4]``
+            tensor, or ``canvas_size`` not two integers ``>= 0`` (a float is refused,
+            not truncated).
+    """
+    data, rects, canvas = p.data, p.rects, p.canvas_size
+    if not isinstance(data, torch.Tensor) or data.ndim != 1:
+        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        raise ValueError(f"{label}: data must be a 1-D tensor, got {shape}")
+    if (
+        not isinstance(rects, torch.Tensor)
+        or rects.ndim != 2
+        or rects.shape[1] != 4
+        or rects.dtype.is_floating_point
+        or rects.dtype.is_complex
+        or rects.dtype == torch.bool
+    ):
+        got = (
+            f"{rects.dtype} {tuple(rects.shape)}"
+            if isinstance(rects, torch.Tensor)
+            else type(rects).__name__
+        )
+        raise ValueError(f"{label}: rects must be an integer tensor [N, 4], got {got}")
+    try:
+        h, w = (operator.index(v) for v in canvas)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{label}: canvas_size must be two integers (height, width), got {canvas!r}"
+        ) from None
+    if h < 0 or w < 0:
+        raise ValueError(f"{label}: canvas_size must not be negative, got {(h, w)}")
+    return h, w
+
+
 def _move(value: Any, device: torch.device | None, non_blocking: bool) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=non_blocking)
@@ -198,15 +241,26 @@ def unpack_masks(
         of one buffer on ``device``.
     """
     dev = None if device is None else torch.device(device)
+    for i, t in enumerate(targets):
+        if not isinstance(t, Mapping):
+            raise TypeError(f"targets[{i}] must be a mapping (a target dict), got {type(t)}")
     out = [{k: _move(v, dev, non_blocking) for k, v in t.items()} for t in targets]
     packed = [
-        (o, m)
-        for o, t in zip(out, targets, strict=True)
+        (o, m, i)
+        for i, (o, t) in enumerate(zip(out, targets, strict=True))
         if isinstance(m := t.get("masks"), PackedMasks)
     ]
     if not packed:
         return out
-    masks = [p for _, p in packed]
+    masks = [p for _, p, _ in packed]
+    # Checked before anything is allocated or indexed (a PackedMasks may come from a
+    # pickle, which skips __post_init__): the form, then the sizes in Python ints, so
+    # that no claimed canvas can overflow the int64 offsets below.
+    limits = current()
+    for _, p, i in packed:
+        label = f"targets[{i}]['masks']"
+        canvas = check_canvas(_form(p, label), limits, label=label, what="packed canvas")
+        check_mask_bytes(len(p), canvas, limits, label=label)
     where = dev if dev is not None else masks[0].data.device
     dtype = masks[0].data.dtype
     if any(p.data.dtype != dtype for p in masks):
@@ -214,9 +268,9 @@ def unpack_masks(
             f"packed masks of one batch differ in dtype: {[p.data.dtype for p in masks]}"
         )
     # Per-instance bookkeeping on the host (M instances, a few small tensor ops).
-    rects = torch.cat([p.rects.cpu() for p in masks]).reshape(-1, 4)
+    rects = torch.cat([p.rects.cpu().to(torch.int64) for p in masks]).reshape(-1, 4)
     counts = torch.tensor([len(p) for p in masks], dtype=torch.int64)
-    hw = torch.tensor([p.canvas_size for p in masks], dtype=torch.int64).reshape(-1, 2)
+    hw = torch.tensor([_form(p, "") for p in masks], dtype=torch.int64).reshape(-1, 2)
     planes = hw[:, 0] * hw[:, 1]
     sample_end = torch.cumsum(counts * planes, 0)
     sample_base = sample_end - counts * planes
@@ -251,7 +305,7 @@ def unpack_masks(
         row = torch.div(local, table[1, inst], rounding_mode="floor")
         dest = table[2, inst] + row * table[3, inst] + (local - row * table[1, inst])
         flat.index_put_((dest,), data)
-    for (o, p), base, (h, w) in zip(packed, sample_base.tolist(), hw.tolist(), strict=True):
+    for (o, p, _), base, (h, w) in zip(packed, sample_base.tolist(), hw.tolist(), strict=True):
         n = len(p)
         o["masks"] = tv_tensors.Mask(flat[base : base + n * h * w].view(n, h, w))
     return out

@@ -176,3 +176,84 @@ def test_empty_canvases_pack_and_unpack(shape: tuple[int, int, int]) -> None:
     assert packed.rects.tolist() == [[0, 0, 0, 0]] * shape[0]
     out = packed.unpack()
     assert out.shape == masks.shape and out.dtype == masks.dtype and torch.equal(out, masks)
+
+
+def _u8(n: int) -> torch.Tensor:
+    return torch.ones(n, dtype=torch.uint8)
+
+
+_ONE = torch.tensor([[0, 0, 2, 2]])  # one 2×2 crop at the origin (4 pixels)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("data", torch.ones(2, 2, dtype=torch.uint8), "data must be a 1-D tensor"),
+        ("data", [1, 1, 1, 1], "data must be a 1-D tensor"),
+        ("rects", torch.tensor([0, 0, 2, 2]), r"rects must be an integer tensor \[N, 4\]"),
+        ("rects", torch.tensor([[0, 0, 2]]), r"rects must be an integer tensor \[N, 4\]"),
+        ("rects", torch.tensor([[0.5, 0, 2.5, 2]]), r"rects must be an integer tensor"),
+        ("rects", torch.tensor([[True, False, True, True]]), r"rects must be an integer"),
+        ("rects", [[0, 0, 2, 2]], r"rects must be an integer tensor"),
+        ("canvas_size", (3.5, 3.0), "canvas_size must be two integers"),
+        ("canvas_size", (3, 3, 3), "canvas_size must be two integers"),
+        ("canvas_size", None, "canvas_size must be two integers"),
+        ("canvas_size", "33", "canvas_size must be two integers"),
+        ("canvas_size", (-3, 4), "canvas_size must not be negative"),
+    ],
+)
+def test_malformed_packed_masks_are_refused_by_name(field: str, value: Any, match: str) -> None:
+    """Found by fuzzing (issue 14): these raised RuntimeError/TypeError/AttributeError
+    from deep inside the scatter, or (a float canvas) were silently truncated to 3×3.
+    Refused when built, and again by ``unpack_masks`` for one that skipped the check (as
+    an unpickled one does), naming the target."""
+    good = {"data": _u8(4), "rects": _ONE, "canvas_size": (3, 3)}
+    with pytest.raises(ValueError, match=match):
+        PackedMasks(**{**good, field: value})
+    sneaked = PackedMasks(**good)
+    object.__setattr__(sneaked, field, value)
+    with pytest.raises(ValueError, match=r"targets\[1\]\['masks'\]: " + match):
+        ango_torch.unpack_masks([{}, {"masks": sneaked}], "cpu")
+
+
+def test_int32_rects_and_numpy_canvas_sizes_unpack() -> None:
+    # Reference: a hand-made 3×3 canvas with a 2×2 crop of ones at the origin.
+    import numpy as np
+
+    packed = PackedMasks(_u8(4), _ONE.to(torch.int32), (np.int64(3), np.int32(3)))
+    assert packed.canvas_size == (3, 3) and type(packed.canvas_size[0]) is int
+    expected = torch.zeros((1, 3, 3), dtype=torch.uint8)
+    expected[0, :2, :2] = 1
+    assert torch.equal(packed.unpack("cpu"), expected)
+
+
+@pytest.mark.parametrize(
+    "canvas",
+    [
+        (2**62 + 1, 4),  # N·H·W = 2**64 + 4 wraps to 4 in int64: the rect check passed
+        (2**32, 2**32),
+        (100_000, 100_000),  # 10 GB, allocated before this fix
+    ],
+)
+def test_a_claimed_canvas_over_the_limits_is_refused_before_allocating(
+    canvas: tuple[int, int],
+) -> None:
+    """Found by fuzzing (issue 14): the huge canvases overflowed the int64 offsets (an
+    IndexError on the CPU, a device-side assert on CUDA) or allocated 10 GB. The sizes
+    are now checked in Python ints against ``max_canvas_pixels`` / ``max_mask_bytes``,
+    as the dataset's own canvases are."""
+    packed = PackedMasks(_u8(0), torch.zeros((1, 4), dtype=torch.int64), canvas)
+    with pytest.raises(ango_torch.AngoTorchError, match=r"targets\[0\]\['masks'\].*max_canvas"):
+        ango_torch.unpack_masks([{"masks": packed}], "cpu")
+    # Within max_canvas_pixels, but N masks of it over max_mask_bytes.
+    many = PackedMasks(_u8(0), torch.zeros((100, 4), dtype=torch.int64), (4000, 4000))
+    with (
+        ango_torch.limits.override(max_mask_bytes=100 * 4000 * 4000 - 1),
+        pytest.raises(ango_torch.AngoTorchError, match="max_mask_bytes"),
+    ):
+        ango_torch.unpack_masks([{"masks": many}], "cpu")
+
+
+def test_a_target_that_is_not_a_mapping_is_named() -> None:
+    with pytest.raises(TypeError, match=r"targets\[0\] must be a mapping"):
+        ango_torch.unpack_masks([[1, 2]], "cpu")  # type: ignore[list-item]
