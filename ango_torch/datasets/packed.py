@@ -26,8 +26,6 @@ import numpy.typing as npt
 import torch
 from torchvision import tv_tensors
 
-from ..limits import current
-from ..targets.arrays import check_canvas, check_mask_bytes
 from .batching import shared_views
 
 __all__ = ["PackedMasks", "pack_masks", "pack_target", "unpack_masks"]
@@ -40,9 +38,9 @@ class PackedMasks:
     Attributes:
         data: 1-D tensor of the masks' dtype (``uint8`` from ``AngoDataset``): each
             crop's pixels, row-major, crops in instance order.
-        rects: ``int64 [N, 4]``: each crop's pixel range ``(x0, y0, x1, y1)`` on the
-            canvas, end exclusive (``x1 - x0`` columns, ``y1 - y0`` rows; ``0×0`` for an
-            empty mask).
+        rects: integer ``[N, 4]`` (``int64`` from ``AngoDataset``): each crop's pixel
+            range ``(x0, y0, x1, y1)`` on the canvas, end exclusive (``x1 - x0``
+            columns, ``y1 - y0`` rows; ``0×0`` for an empty mask).
         canvas_size: ``(H, W)`` of the full masks.
     """
 
@@ -177,8 +175,8 @@ def _form(p: PackedMasks, label: str) -> tuple[int, int]:
 
     Raises:
         ValueError: ``data`` not a 1-D tensor, ``rects`` not an integer ``[N, 4]``
-            tensor, or ``canvas_size`` not two integers ``>= 0`` (a float is refused,
-            not truncated).
+            tensor, or ``canvas_size`` not two integers in ``[0, 2**31)`` (a float or a
+            bool is refused, not truncated or read as 0/1).
     """
     data, rects, canvas = p.data, p.rects, p.canvas_size
     if not isinstance(data, torch.Tensor) or data.ndim != 1:
@@ -199,14 +197,22 @@ def _form(p: PackedMasks, label: str) -> tuple[int, int]:
         )
         raise ValueError(f"{label}: rects must be an integer tensor [N, 4], got {got}")
     try:
+        if isinstance(canvas, str) or any(isinstance(v, bool) for v in canvas):
+            raise TypeError
         h, w = (operator.index(v) for v in canvas)
     except (TypeError, ValueError):
         raise ValueError(
             f"{label}: canvas_size must be two integers (height, width), got {canvas!r}"
         ) from None
-    if h < 0 or w < 0:
-        raise ValueError(f"{label}: canvas_size must not be negative, got {(h, w)}")
+    if not (0 <= h < _SIDE and 0 <= w < _SIDE):
+        raise ValueError(f"{label}: canvas_size must be in [0, 2**31) each, got {(h, w)}")
     return h, w
+
+
+_SIDE = 2**31  # (torch's and the image decoders' largest side; keeps H·W·N in int64)
+# Pixels of full masks one unpack_masks call may address: with the offsets below in
+# int64, a batch claiming more would wrap around (and index outside the buffer).
+_ADDRESSABLE = 2**62
 
 
 def _move(value: Any, device: torch.device | None, non_blocking: bool) -> Any:
@@ -255,12 +261,18 @@ def unpack_masks(
     masks = [p for _, p, _ in packed]
     # Checked before anything is allocated or indexed (a PackedMasks may come from a
     # pickle, which skips __post_init__): the form, then the sizes in Python ints, so
-    # that no claimed canvas can overflow the int64 offsets below.
-    limits = current()
+    # that no claimed canvas can overflow the int64 offsets below. Memory is bounded
+    # where the masks are made (the dataset's max_canvas_pixels and max_mask_bytes), not
+    # here: the limits in force now need not be the ones the dataset was created under.
+    total = 0
     for _, p, i in packed:
-        label = f"targets[{i}]['masks']"
-        canvas = check_canvas(_form(p, label), limits, label=label, what="packed canvas")
-        check_mask_bytes(len(p), canvas, limits, label=label)
+        h, w = _form(p, f"targets[{i}]['masks']")
+        total += len(p) * h * w
+        if total >= _ADDRESSABLE:
+            raise ValueError(
+                f"targets[{i}]['masks']: the batch's packed masks claim {total:,} pixels "
+                f"up to this target, more than 2**62 (int64 offsets would wrap)"
+            )
     where = dev if dev is not None else masks[0].data.device
     dtype = masks[0].data.dtype
     if any(p.data.dtype != dtype for p in masks):

@@ -9,9 +9,11 @@ separators between them (:mod:`._blocks`), checked by decoding each block in C.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import IO, Any, Literal, TypeVar, overload
@@ -78,9 +80,11 @@ def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int
     return int(size) if isinstance(size, (int, float)) else None
 
 
-_MARKERS = ("mtime", "LastModified", "ETag", "etag", "updated", "created")
-# Times that change when a file is read, not written (SFTP, FTP and SMB say them).
-_READ_TIMES = frozenset({"atime", "accessed", "last_accessed", "time"})
+_MARKERS = ("mtime", "LastModified", "Last-Modified", "ETag", "etag", "updated", "created")
+# Fields left out of a stamp: times that change on a read, not a write (SFTP's "time",
+# atime), and HTTP's "url", the address after redirects, whose signature changes on
+# every request (GitHub releases, Hugging Face): with it no hash would be remembered.
+_VOLATILE = frozenset({"atime", "accessed", "last_accessed", "time", "url"})
 
 
 def file_stamp(
@@ -89,36 +93,55 @@ def file_stamp(
     """A key under which a file's content hash is remembered, and when the file last changed.
 
     Like git's stat cache: re-opening an unchanged multi-GB export does not hash it
-    again. The key is the protocol, the path and everything the filesystem says about
-    the file (``fs.info``, as fsspec's own ``ukey``): size and mtime, and for a local
-    file its ctime and inode too, which no copy that restores the mtime (``cp -p``,
-    ``rsync -t``, unzip) can set back. ``None`` when the file has no marker of change
-    (no mtime, ETag or the like): its content is hashed on every open. The second item
-    is the newest of its timestamps in seconds (``None`` when it has none), for the
-    racy-write guard of the caller.
+    again. The key is the protocol, the path and what the filesystem says about the
+    file (``fs.info``, as fsspec's own ``ukey``, less :data:`_VOLATILE`): size, mtime or
+    ETag and the like; for a local file also ``os.stat``'s ctime (in ns: fsspec's
+    ``created`` is the birth time on macOS and Windows) and inode, which a copy that
+    restores the mtime (``cp -p``, ``rsync -t``, unzip) does not set back (on Windows,
+    which has no change time, only a new inode or birth time shows such a copy).
+    ``None`` when the file has no marker of change (no mtime, ETag or the like): its
+    content is hashed on every open. The second item is the newest of its timestamps
+    in seconds (``None`` when it has none), for the racy-write guard of the caller.
     """
     import fsspec.core
 
     try:
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
-        info = fs.info(path)
+        info = dict(fs.info(path))
+        local = isinstance(fs.protocol, str) and fs.protocol in ("file", "local")
+        local = local or (not isinstance(fs.protocol, str) and "file" in fs.protocol)
+        if local:
+            st = os.stat(path)
+            info |= {"st_ctime_ns": st.st_ctime_ns, "st_mtime_ns": st.st_mtime_ns}
+            info |= {"st_ino": st.st_ino, "st_dev": st.st_dev, "ctime": st.st_ctime}
     except (OSError, ValueError, ImportError):
         return None
     if info.get("size") is None or not any(info.get(k) for k in _MARKERS):
         return None
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    facts = sorted((str(k), repr(v)) for k, v in info.items() if k not in _READ_TIMES)
-    times = [_seconds(info[k]) for k in _MARKERS if k in info]
+    facts = sorted((str(k), repr(v)) for k, v in info.items() if k not in _VOLATILE)
+    times = [_seconds(info[k]) for k in (*_MARKERS, "ctime") if k in info]
     changed = max((t for t in times if t is not None), default=None)
     return f"{protocol}|{path}|{facts!r}", changed
 
 
 def _seconds(value: object) -> float | None:
-    """A timestamp from ``fs.info`` in seconds since the epoch (``None`` if not one)."""
+    """A timestamp from ``fs.info`` in seconds since the epoch (``None`` if not one):
+    a number, a ``datetime`` (naive read as UTC), an ISO 8601 string (GCS's
+    ``updated``) or an HTTP date (``Last-Modified``)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+    if isinstance(when, datetime):
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
         return aware.timestamp()
     return None
 

@@ -229,10 +229,10 @@ def load_export(
         return AngoExport(index, skipped=skipped)
 
     name = os.fspath(source)
-    digest = ""
+    digest, stamp = "", None
     if cache_dir is not None:
         cache_dir = Path(cache_dir).expanduser()
-        digest = _cached_digest(name, storage_options, Path(cache_dir))
+        digest, stamp = _cached_digest(name, storage_options, Path(cache_dir))
         path = _cache_path(cache_dir, digest)
         if path.exists():
             try:
@@ -260,7 +260,10 @@ def load_export(
         )
         index, skipped = _index_file(name, storage_options, on_error, 1, digest, progress_bar)
     _release_freed_memory()
-    if cache_dir is not None and not skipped.count:
+    # Saved only if the file did not change (a new stamp) between its hash and its
+    # read: else the index of other bytes would be found under this hash.
+    unchanged = stamp is None or file_stamp(name, storage_options) == stamp
+    if cache_dir is not None and not skipped.count and unchanged:
         index.save(_cache_path(cache_dir, digest))
         # Use the saved, memory-mapped columns from now on: pages shared by every
         # process, and a pickle (for spawn workers) that carries only the path.
@@ -298,8 +301,11 @@ _RACY_SECONDS = 2.0
 _clock = time.time  # (a name of its own, so that tests can move this clock alone)
 
 
-def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir: Path) -> str:
-    """The file's content hash, remembered under its stamp (:func:`._read.file_stamp`).
+def _cached_digest(
+    name: str, storage_options: dict[str, Any] | None, cache_dir: Path
+) -> tuple[str, tuple[str, float | None] | None]:
+    """The file's content hash, remembered under its stamp (:func:`._read.file_stamp`),
+    and that stamp (``None``: the file has none).
 
     The hash is remembered only when the stamp is the same after hashing as before, and
     the file last changed :data:`_RACY_SECONDS` before the hash began.
@@ -311,7 +317,7 @@ def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir:
         key = hashlib.blake2b(stamp[0].encode(), digest_size=16).hexdigest()
         memo = cache_dir / "index" / f"stat-{key}.txt"
         try:
-            return memo.read_text().strip()
+            return memo.read_text().strip(), stamp
         except OSError:
             pass
     f, _ = open_export(name, storage_options)
@@ -325,4 +331,4 @@ def _cached_digest(name: str, storage_options: dict[str, Any] | None, cache_dir:
             tmp = memo.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(digest)
             os.replace(tmp, memo)
-    return digest
+    return digest, stamp

@@ -199,7 +199,10 @@ _ONE = torch.tensor([[0, 0, 2, 2]])  # one 2×2 crop at the origin (4 pixels)
         ("canvas_size", (3, 3, 3), "canvas_size must be two integers"),
         ("canvas_size", None, "canvas_size must be two integers"),
         ("canvas_size", "33", "canvas_size must be two integers"),
-        ("canvas_size", (-3, 4), "canvas_size must not be negative"),
+        ("canvas_size", (True, False), "canvas_size must be two integers"),
+        ("canvas_size", (-3, 4), r"canvas_size must be in \[0, 2\*\*31\) each"),
+        ("canvas_size", (0, 2**70), r"canvas_size must be in \[0, 2\*\*31\) each"),
+        ("canvas_size", (2**62 + 1, 4), r"canvas_size must be in \[0, 2\*\*31\) each"),
     ],
 )
 def test_malformed_packed_masks_are_refused_by_name(field: str, value: Any, match: str) -> None:
@@ -227,31 +230,31 @@ def test_int32_rects_and_numpy_canvas_sizes_unpack() -> None:
     assert torch.equal(packed.unpack("cpu"), expected)
 
 
-@pytest.mark.parametrize(
-    "canvas",
-    [
-        (2**62 + 1, 4),  # N·H·W = 2**64 + 4 wraps to 4 in int64: the rect check passed
-        (2**32, 2**32),
-        (100_000, 100_000),  # 10 GB, allocated before this fix
-    ],
-)
-def test_a_claimed_canvas_over_the_limits_is_refused_before_allocating(
-    canvas: tuple[int, int],
-) -> None:
-    """Found by fuzzing (issue 14): the huge canvases overflowed the int64 offsets (an
-    IndexError on the CPU, a device-side assert on CUDA) or allocated 10 GB. The sizes
-    are now checked in Python ints against ``max_canvas_pixels`` / ``max_mask_bytes``,
-    as the dataset's own canvases are."""
-    packed = PackedMasks(_u8(0), torch.zeros((1, 4), dtype=torch.int64), canvas)
-    with pytest.raises(ango_torch.AngoTorchError, match=r"targets\[0\]\['masks'\].*max_canvas"):
-        ango_torch.unpack_masks([{"masks": packed}], "cpu")
-    # Within max_canvas_pixels, but N masks of it over max_mask_bytes.
-    many = PackedMasks(_u8(0), torch.zeros((100, 4), dtype=torch.int64), (4000, 4000))
-    with (
-        ango_torch.limits.override(max_mask_bytes=100 * 4000 * 4000 - 1),
-        pytest.raises(ango_torch.AngoTorchError, match="max_mask_bytes"),
-    ):
-        ango_torch.unpack_masks([{"masks": many}], "cpu")
+def test_claims_beyond_int64_offsets_are_refused_before_allocating() -> None:
+    """Found by fuzzing (issue 14): a canvas of (2**62 + 1, 4) made N·H·W = 2**64 + 4,
+    which wraps to 4 in int64, so the rectangle check passed and the scatter indexed
+    outside its buffer (an IndexError on the CPU, a device-side assert on CUDA). Sides
+    are now at most 2**31 - 1 (above), and a batch's claimed pixels below 2**62, counted
+    in Python ints (reference: Python's unbounded integers)."""
+    side = 2**31 - 1
+    two = PackedMasks(_u8(0), torch.zeros((2, 4), dtype=torch.int64), (side, side))
+    assert 2 * side * side >= 2**62
+    with pytest.raises(ValueError, match=r"targets\[0\]\['masks'\].*2\*\*62"):
+        ango_torch.unpack_masks([{"masks": two}], "cpu")
+    one = PackedMasks(_u8(0), torch.zeros((1, 4), dtype=torch.int64), (side, side))
+    with pytest.raises(ValueError, match=r"targets\[1\]\['masks'\].*2\*\*62"):
+        ango_torch.unpack_masks([{"masks": one}, {"masks": one}], "cpu")
+
+
+def test_unpacking_does_not_apply_the_limits_in_force_at_the_call(tmp_path: Path) -> None:
+    """The dataset bounds its masks by the limits it was created under (raised, maybe);
+    the training loop's unpack_masks runs outside that override and must not refuse
+    them. Reference: the same dataset's full masks."""
+    full, packed = _pair(tmp_path)
+    targets = [packed[0][1]]
+    with ango_torch.limits.override(max_canvas_pixels=1, max_mask_bytes=1):
+        (got,) = ango_torch.unpack_masks(targets, "cpu")
+    _assert_same_targets(full[0][1], got)
 
 
 def test_a_target_that_is_not_a_mapping_is_named() -> None:

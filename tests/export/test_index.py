@@ -118,16 +118,28 @@ def _same_size_copy_keeping_mtime(path: Path, text: str) -> None:
     assert path.stat().st_mtime_ns == before.st_mtime_ns
 
 
+@pytest.mark.parametrize("birth_time_as_created", [False, True])
 def test_cache_sees_a_same_size_copy_that_keeps_the_mtime(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, birth_time_as_created: bool
 ) -> None:
     """A remembered hash is keyed by ctime and inode too, not only size and mtime.
 
     Reference: stat(2): ``utime`` sets the mtime back, but any write sets the ctime to
     now, and nothing but the kernel sets it. Fails with a size+mtime key (the old
-    stamp), which re-opened the first file's index for the second file's bytes.
+    stamp), which re-opened the first file's index for the second file's bytes. On macOS
+    and Windows fsspec's ``created`` is the birth time, which an in-place write keeps
+    (simulated by ``birth_time_as_created``): the key takes ``os.stat``'s ctime itself.
     """
     monkeypatch.setattr("ango_torch.export.load._RACY_SECONDS", 0.0)
+    if birth_time_as_created:
+        from fsspec.implementations.local import LocalFileSystem
+
+        info = LocalFileSystem.info
+
+        def born_long_ago(self: Any, path: Any, **kw: Any) -> dict[str, Any]:
+            return {**info(self, path, **kw), "created": 1.0e9}
+
+        monkeypatch.setattr(LocalFileSystem, "info", born_long_ago)
     path = tmp_path / "e.json"
     one = json.dumps([make_asset([make_box(1, 2, 3, 4)], external_id="a.png")])
     path.write_text(one)
@@ -163,6 +175,100 @@ def test_cache_does_not_remember_the_hash_of_a_file_changed_just_now(
     ango_torch.load_export(path, cache_dir=cache)
     (memo,) = (cache / "index").glob("stat-*.txt")
     assert memo.read_text() == first.index.digest
+
+
+def test_cache_does_not_remember_a_hash_when_the_file_changed_while_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stamp taken before hashing must still hold after it (else the hash may be of
+    bytes from before and after a write, remembered under the old stamp)."""
+    from ango_torch.export import load
+
+    monkeypatch.setattr(load, "_RACY_SECONDS", 0.0)
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_export()))
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    digest = load.file_digest
+
+    def then_touch(f: Any) -> str:
+        out = digest(f)
+        time.sleep(0.05)  # past a kernel tick
+        os.utime(path, (old + 1, old + 1))  # a change of its stamp (mtime and ctime)
+        return out
+
+    monkeypatch.setattr(load, "file_digest", then_touch)
+    ango_torch.load_export(path, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "index").glob("stat-*.txt"))
+
+
+def test_an_index_is_not_saved_when_the_file_changed_between_hash_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the new bytes' index is saved under the old bytes' hash, and a later open of
+    the old bytes gets it. Reference: a plain load of the old bytes (fails without the
+    stamp check before ``save``)."""
+    from ango_torch.export import load
+
+    path = tmp_path / "e.json"
+    first, second = json.dumps(_export()), json.dumps(_export()[:1])
+    path.write_text(first)
+    index_file = load._index_file
+
+    def replaced_first(*a: Any, **k: Any) -> Any:
+        time.sleep(0.05)  # past a kernel tick
+        path.write_text(second)
+        return index_file(*a, **k)
+
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as m:
+        m.setattr(load, "_index_file", replaced_first)
+        assert len(ango_torch.load_export(path, cache_dir=cache)) == 1  # what it read
+    assert not list((cache / "index").glob("*.index"))
+    path.write_text(first)
+    assert len(ango_torch.load_export(path, cache_dir=cache)) == len(ango_torch.load_export(path))
+
+
+class _Remote:
+    """An fsspec filesystem's ``info`` as fsspec's HTTPFileSystem gives it."""
+
+    protocol = ("https", "http")
+
+    def __init__(self, infos: list[dict[str, Any]]) -> None:
+        self.infos = infos
+
+    def info(self, path: str) -> dict[str, Any]:
+        return self.infos.pop(0)
+
+
+def test_http_stamps_leave_out_the_redirected_url_and_read_last_modified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPFileSystem.info's ``url`` is the address after redirects, signed afresh on
+    every request (GitHub releases, Hugging Face): in the key, no hash would ever be
+    remembered. ``Last-Modified`` (an HTTP date, RFC 9110) gives the racy-write guard
+    its time; reference: ``email.utils`` of the standard library, computed by hand:
+    Fri, 04 Dec 2026 08:00:00 GMT = 1796371200 s."""
+    import fsspec.core
+
+    from ango_torch.export._read import file_stamp
+
+    def info(sig: int) -> dict[str, Any]:
+        return {
+            "name": "https://x/e.json",
+            "size": 10,
+            "type": "file",
+            "url": f"https://cdn/e.json?sig={sig}",
+            "ETag": '"5f-abc"',
+            "Last-Modified": "Fri, 04 Dec 2026 08:00:00 GMT",
+        }
+
+    fs = _Remote([info(1), info(2), {**info(3), "ETag": '"5f-abd"'}])
+    monkeypatch.setattr(fsspec.core, "url_to_fs", lambda source, **k: (fs, source))
+    one, two, three = (file_stamp("https://x/e.json") for _ in range(3))
+    assert one is not None and two is not None and three is not None
+    assert one == two and one[1] == 1796371200.0
+    assert three[0] != one[0]  # a new ETag: a new key
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
