@@ -197,7 +197,7 @@ def _form(p: PackedMasks, label: str) -> tuple[int, int]:
         )
         raise ValueError(f"{label}: rects must be an integer tensor [N, 4], got {got}")
     try:
-        if isinstance(canvas, str) or any(isinstance(v, bool) for v in canvas):
+        if isinstance(canvas, (str, bytes)) or any(_is_bool(v) for v in canvas):
             raise TypeError
         h, w = (operator.index(v) for v in canvas)
     except (TypeError, ValueError):
@@ -207,6 +207,12 @@ def _form(p: PackedMasks, label: str) -> tuple[int, int]:
     if not (0 <= h < _SIDE and 0 <= w < _SIDE):
         raise ValueError(f"{label}: canvas_size must be in [0, 2**31) each, got {(h, w)}")
     return h, w
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, torch.Tensor) and value.dtype == torch.bool
+    )
 
 
 _SIDE = 2**31  # (torch's and the image decoders' largest side; keeps H·W·N in int64)

@@ -84,6 +84,8 @@ _MARKERS = ("mtime", "LastModified", "Last-Modified", "ETag", "etag", "updated",
 # Fields left out of a stamp: times that change on a read, not a write (SFTP's "time",
 # atime), and HTTP's "url", the address after redirects, whose signature changes on
 # every request (GitHub releases, Hugging Face): with it no hash would be remembered.
+# The markers that are times (an ETag is not: "20261204" is no date).
+_TIMES = ("mtime", "LastModified", "Last-Modified", "updated", "created", "ctime")
 _VOLATILE = frozenset({"atime", "accessed", "last_accessed", "time", "url"})
 
 
@@ -108,9 +110,10 @@ def file_stamp(
     try:
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
         info = dict(fs.info(path))
-        local = isinstance(fs.protocol, str) and fs.protocol in ("file", "local")
-        local = local or (not isinstance(fs.protocol, str) and "file" in fs.protocol)
-        if local:
+        from fsspec.implementations.local import LocalFileSystem
+
+        # (a local file behind simplecache::/filecache::/blockcache:: too: same path)
+        if isinstance(fs, LocalFileSystem) or isinstance(getattr(fs, "fs", None), LocalFileSystem):
             st = os.stat(path)
             info |= {"st_ctime_ns": st.st_ctime_ns, "st_mtime_ns": st.st_mtime_ns}
             info |= {"st_ino": st.st_ino, "st_dev": st.st_dev, "ctime": st.st_ctime}
@@ -120,7 +123,7 @@ def file_stamp(
         return None
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     facts = sorted((str(k), repr(v)) for k, v in info.items() if k not in _VOLATILE)
-    times = [_seconds(info[k]) for k in (*_MARKERS, "ctime") if k in info]
+    times = [_seconds(info[k]) for k in _TIMES if k in info]
     changed = max((t for t in times if t is not None), default=None)
     return f"{protocol}|{path}|{facts!r}", changed
 

@@ -200,6 +200,8 @@ _ONE = torch.tensor([[0, 0, 2, 2]])  # one 2×2 crop at the origin (4 pixels)
         ("canvas_size", None, "canvas_size must be two integers"),
         ("canvas_size", "33", "canvas_size must be two integers"),
         ("canvas_size", (True, False), "canvas_size must be two integers"),
+        ("canvas_size", (torch.tensor(True), 3), "canvas_size must be two integers"),
+        ("canvas_size", b"33", "canvas_size must be two integers"),
         ("canvas_size", (-3, 4), r"canvas_size must be in \[0, 2\*\*31\) each"),
         ("canvas_size", (0, 2**70), r"canvas_size must be in \[0, 2\*\*31\) each"),
         ("canvas_size", (2**62 + 1, 4), r"canvas_size must be in \[0, 2\*\*31\) each"),

@@ -229,6 +229,48 @@ def test_an_index_is_not_saved_when_the_file_changed_between_hash_and_read(
     assert len(ango_torch.load_export(path, cache_dir=cache)) == len(ango_torch.load_export(path))
 
 
+def test_a_file_rewritten_within_its_timestamp_tick_is_hashed_again_before_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A same-size rewrite in the same timestamp tick as the last write (1-2 s on HFS+,
+    FAT, some NFS mounts) leaves the stamp as it was (simulated: the stamp is frozen),
+    so only the bytes show it: a file written just before its hash is hashed again
+    before its index is saved. Reference: a plain load of the first bytes."""
+    from ango_torch.export import load
+
+    path = tmp_path / "e.json"
+    first = json.dumps([make_asset([make_box(1, 2, 3, 4)], external_id="a.png")])
+    path.write_text(first)
+    frozen = load.file_stamp(str(path))
+    monkeypatch.setattr(load, "file_stamp", lambda *a, **k: frozen)
+    index_file = load._index_file
+
+    def rewritten_first(*a: Any, **k: Any) -> Any:
+        path.write_text(first.replace("a.png", "b.png"))
+        return index_file(*a, **k)
+
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as m:
+        m.setattr(load, "_index_file", rewritten_first)
+        assert ango_torch.load_export(path, cache_dir=cache)[0].external_id == "b.png"
+    assert not list((cache / "index").glob("*.index"))
+    path.write_text(first)
+    assert ango_torch.load_export(path, cache_dir=cache)[0].external_id == "a.png"
+
+
+def test_stamps_of_local_files_behind_a_cache_protocol_carry_the_ctime(tmp_path: Path) -> None:
+    """simplecache::/filecache:: wrap the local file at the same path: its os.stat
+    ctime and inode belong in the key there too."""
+    from ango_torch.export._read import file_stamp
+
+    path = tmp_path / "e.json"
+    path.write_text("[]")
+    for url in (str(path), f"file://{path}", f"simplecache::file://{path}"):
+        stamp = file_stamp(url)
+        assert stamp is not None and "st_ctime_ns" in stamp[0], url
+        assert stamp[1] == pytest.approx(path.stat().st_ctime)  # (mtime == ctime here)
+
+
 class _Remote:
     """An fsspec filesystem's ``info`` as fsspec's HTTPFileSystem gives it."""
 
@@ -263,12 +305,16 @@ def test_http_stamps_leave_out_the_redirected_url_and_read_last_modified(
             "Last-Modified": "Fri, 04 Dec 2026 08:00:00 GMT",
         }
 
-    fs = _Remote([info(1), info(2), {**info(3), "ETag": '"5f-abd"'}])
+    undated = {k: v for k, v in info(4).items() if k != "Last-Modified"}
+    fs = _Remote(
+        [info(1), info(2), {**info(3), "ETag": '"5f-abd"'}, {**undated, "ETag": "20261204"}]
+    )
     monkeypatch.setattr(fsspec.core, "url_to_fs", lambda source, **k: (fs, source))
-    one, two, three = (file_stamp("https://x/e.json") for _ in range(3))
-    assert one is not None and two is not None and three is not None
+    one, two, three, four = (file_stamp("https://x/e.json") for _ in range(4))
+    assert one is not None and two is not None and three is not None and four is not None
     assert one == two and one[1] == 1796371200.0
     assert three[0] != one[0]  # a new ETag: a new key
+    assert four[1] is None  # an ETag of digits is no date (fromisoformat would read one)
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path: Path) -> None:
