@@ -215,7 +215,7 @@ def _is_bool(value: object) -> bool:
     )
 
 
-_SIDE = 2**31  # (torch's and the image decoders' largest side; keeps H·W·N in int64)
+_SIDE = 2**31  # (far beyond any image; H·W of two such sides still fits in int64)
 # Pixels of full masks one unpack_masks call may address: with the offsets below in
 # int64, a batch claiming more would wrap around (and index outside the buffer).
 _ADDRESSABLE = 2**62
@@ -270,9 +270,10 @@ def unpack_masks(
     # that no claimed canvas can overflow the int64 offsets below. Memory is bounded
     # where the masks are made (the dataset's max_canvas_pixels and max_mask_bytes), not
     # here: the limits in force now need not be the ones the dataset was created under.
-    total = 0
+    total, canvases = 0, []
     for _, p, i in packed:
         h, w = _form(p, f"targets[{i}]['masks']")
+        canvases.append((h, w))
         total += len(p) * h * w
         if total >= _ADDRESSABLE:
             raise ValueError(
@@ -288,7 +289,7 @@ def unpack_masks(
     # Per-instance bookkeeping on the host (M instances, a few small tensor ops).
     rects = torch.cat([p.rects.cpu().to(torch.int64) for p in masks]).reshape(-1, 4)
     counts = torch.tensor([len(p) for p in masks], dtype=torch.int64)
-    hw = torch.tensor([_form(p, "") for p in masks], dtype=torch.int64).reshape(-1, 2)
+    hw = torch.tensor(canvases, dtype=torch.int64).reshape(-1, 2)
     planes = hw[:, 0] * hw[:, 1]
     sample_end = torch.cumsum(counts * planes, 0)
     sample_base = sample_end - counts * planes

@@ -80,12 +80,13 @@ def file_size(source: str, storage_options: dict[str, Any] | None = None) -> int
     return int(size) if isinstance(size, (int, float)) else None
 
 
-_MARKERS = ("mtime", "LastModified", "Last-Modified", "ETag", "etag", "updated", "created")
+# Fields of fs.info that say when a file changed ("ctime": os.stat's, added for a local
+# file), and the markers of change: those, or an ETag (no time: "20261204" is no date).
+_TIMES = ("mtime", "LastModified", "Last-Modified", "updated", "created", "ctime")
+_MARKERS = (*_TIMES, "ETag", "etag")
 # Fields left out of a stamp: times that change on a read, not a write (SFTP's "time",
 # atime), and HTTP's "url", the address after redirects, whose signature changes on
 # every request (GitHub releases, Hugging Face): with it no hash would be remembered.
-# The markers that are times (an ETag is not: "20261204" is no date).
-_TIMES = ("mtime", "LastModified", "Last-Modified", "updated", "created", "ctime")
 _VOLATILE = frozenset({"atime", "accessed", "last_accessed", "time", "url"})
 
 

@@ -232,7 +232,7 @@ def load_export(
     digest, stamp, began = "", None, _clock()
     if cache_dir is not None:
         cache_dir = Path(cache_dir).expanduser()
-        digest, stamp = _cached_digest(name, storage_options, Path(cache_dir))
+        digest, stamp = _cached_digest(name, storage_options, Path(cache_dir), began)
         path = _cache_path(cache_dir, digest)
         if path.exists():
             try:
@@ -260,15 +260,11 @@ def load_export(
         )
         index, skipped = _index_file(name, storage_options, on_error, 1, digest, progress_bar)
     _release_freed_memory()
-    # Saved only if the file did not change between its hash and its read: else the
-    # index of other bytes would be found under this hash. A new stamp shows a change;
-    # within a timestamp tick of the last write (racy, as in _cached_digest) only the
-    # bytes can, so they are hashed again (0.15 s against 1.4 s of indexing the
-    # benchmark's 79 MiB mixed export: only for a file written just before).
-    unchanged = stamp is None or file_stamp(name, storage_options) == stamp
-    if unchanged and stamp is not None and _racy(stamp, began):
-        unchanged = _digest(name, storage_options) == digest
-    if cache_dir is not None and not skipped.count and unchanged:
+    if (
+        cache_dir is not None
+        and not skipped.count
+        and _unchanged(name, storage_options, stamp, digest, began)
+    ):
         index.save(_cache_path(cache_dir, digest))
         # Use the saved, memory-mapped columns from now on: pages shared by every
         # process, and a pickle (for spawn workers) that carries only the path.
@@ -307,15 +303,15 @@ _clock = time.time  # (a name of its own, so that tests can move this clock alon
 
 
 def _cached_digest(
-    name: str, storage_options: dict[str, Any] | None, cache_dir: Path
+    name: str, storage_options: dict[str, Any] | None, cache_dir: Path, began: float
 ) -> tuple[str, tuple[str, float | None] | None]:
     """The file's content hash, remembered under its stamp (:func:`._read.file_stamp`),
     and that stamp (``None``: the file has none).
 
     The hash is remembered only when the stamp is the same after hashing as before, and
-    the file last changed :data:`_RACY_SECONDS` before the hash began.
+    the file last changed :data:`_RACY_SECONDS` before ``began`` (the clock before
+    the stamp was taken).
     """
-    began = _clock()
     stamp = file_stamp(name, storage_options)
     memo = None
     if stamp is not None:
@@ -343,6 +339,25 @@ def _racy(stamp: tuple[str, float | None], began: float) -> bool:
     """Whether the file changed less than :data:`_RACY_SECONDS` before ``began``."""
     changed = stamp[1]
     return changed is not None and changed > began - _RACY_SECONDS
+
+
+def _unchanged(
+    name: str,
+    storage_options: dict[str, Any] | None,
+    stamp: tuple[str, float | None] | None,
+    digest: str,
+    began: float,
+) -> bool:
+    """Whether the file read is the one hashed as ``digest`` (else its index would be
+    saved under another content's hash). A new stamp shows a change; within a timestamp
+    tick of the last write (racy) only the bytes can, so they are hashed again (0.15 s
+    against 1.4 s of indexing the benchmark's 79 MiB mixed export). A file without a
+    stamp is taken as read."""
+    if stamp is None:
+        return True
+    if file_stamp(name, storage_options) != stamp:
+        return False
+    return not _racy(stamp, began) or _digest(name, storage_options) == digest
 
 
 def _digest(name: str, storage_options: dict[str, Any] | None) -> str:
